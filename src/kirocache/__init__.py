@@ -1,0 +1,55 @@
+"""kirocache: typed, decorator-based caching on Redis and in memory, sync and async.
+
+The public API lives here; the extension points are the public modules
+:mod:`kirocache.backends`, :mod:`kirocache.serializers`, :mod:`kirocache.keys`,
+:mod:`kirocache.metrics` and :mod:`kirocache.exceptions`.
+"""
+
+from kirocache._breaker import BreakerState, CircuitBreaker
+from kirocache._cache import Cache
+from kirocache._core import OnError
+from kirocache._global import configure, get_cache
+from kirocache._types import MISSING, NEVER, Duration, Missing
+from kirocache.exceptions import (
+    BackendError,
+    CircuitOpenError,
+    ConfigurationError,
+    CorruptValueError,
+    InvalidKeyError,
+    InvalidTTLError,
+    KirocacheError,
+    SerializationError,
+    ValueTooLargeError,
+)
+from kirocache.keys import Namespace, code_hash, make_key
+from kirocache.metrics import InMemoryMetrics, MetricsHook
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISSING",
+    "NEVER",
+    "BackendError",
+    "BreakerState",
+    "Cache",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "CorruptValueError",
+    "Duration",
+    "InMemoryMetrics",
+    "InvalidKeyError",
+    "InvalidTTLError",
+    "KirocacheError",
+    "MetricsHook",
+    "Missing",
+    "Namespace",
+    "OnError",
+    "SerializationError",
+    "ValueTooLargeError",
+    "__version__",
+    "code_hash",
+    "configure",
+    "get_cache",
+    "make_key",
+]

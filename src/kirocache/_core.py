@@ -1,0 +1,286 @@
+"""The I/O-free core of ``Cache``: keys, TTLs, encoding, metrics and fault policy.
+
+``_cache_sync.py`` and ``_cache_async.py`` are thin shells over this class: they only
+call the backend, and every decision they make is a method here, so the sync and async
+paths cannot drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+from kirocache._breaker import CircuitBreaker
+from kirocache._config import settings_from_env
+from kirocache._types import check_key, ttl_seconds
+from kirocache.backends._glob import escape_glob
+from kirocache.exceptions import (
+    BackendError,
+    CircuitOpenError,
+    ConfigurationError,
+    ValueTooLargeError,
+)
+from kirocache.metrics import InMemoryMetrics, MetricsHook, Outcome
+from kirocache.serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from kirocache._types import Duration
+    from kirocache.backends._protocol import AsyncBackend, Backend
+    from kirocache.keys import Namespace
+
+__all__ = ["FAILED", "CacheCore", "OnError"]
+
+OnError: TypeAlias = Literal["ignore", "raise"]
+
+_log = logging.getLogger("kirocache")
+
+DEFAULT_LABEL: Final = "default"
+DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
+_COUNTER = re.compile(rb"-?[0-9]+")
+
+
+class _Failed:
+    """The type of ``FAILED``: a backend call that did not happen or did not come back."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final = _Failed()
+
+
+class _DefaultBreaker:
+    """Marker for "build the default circuit breaker"."""
+
+
+class CacheCore:
+    """Configuration and pure decisions shared by the sync and async halves of ``Cache``."""
+
+    def __init__(
+        self,
+        backend: Backend | AsyncBackend,
+        *,
+        serializer: Serializer | str | None = None,
+        metrics: MetricsHook | bool = True,
+        key_prefix: str = "",
+        namespaces: Iterable[Namespace] = (),
+        default_ttl: Duration | None = None,
+        on_error: OnError = "ignore",
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        breaker: CircuitBreaker | type[_DefaultBreaker] | None = _DefaultBreaker,
+        debug: bool | None = None,
+    ) -> None:
+        from kirocache.backends._protocol import AsyncBackend, Backend
+
+        self._sync_ok = isinstance(backend, Backend)
+        self._async_ok = isinstance(backend, AsyncBackend)
+        if not (self._sync_ok or self._async_ok):
+            msg = (
+                f"{type(backend).__name__} is not a kirocache backend: it must have the "
+                "methods of kirocache.backends.Backend and/or AsyncBackend"
+            )
+            raise ConfigurationError(msg)
+        if on_error not in ("ignore", "raise"):
+            msg = f"on_error must be 'ignore' or 'raise', not {on_error!r}"
+            raise ConfigurationError(msg)
+        if not isinstance(key_prefix, str):
+            msg = f"key_prefix must be a str, not {type(key_prefix).__name__}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        if isinstance(max_value_size, bool) or not isinstance(max_value_size, int):
+            msg = f"max_value_size must be a whole number of bytes, not {max_value_size!r}"
+            raise ConfigurationError(msg)
+        if max_value_size < 1:
+            msg = f"max_value_size must be at least 1 byte, got {max_value_size}"
+            raise ConfigurationError(msg)
+        self.backend: Any = backend
+        self.serializer: Serializer = resolve_serializer(serializer)
+        if metrics is True:
+            self.metrics: MetricsHook | None = InMemoryMetrics()
+        elif metrics is False:
+            self.metrics = None
+        else:
+            self.metrics = metrics
+        self.key_prefix = key_prefix
+        self.default_ttl = ttl_seconds(default_ttl)
+        self.on_error: OnError = on_error
+        self.max_value_size = max_value_size
+        self.breaker: CircuitBreaker | None = (
+            CircuitBreaker() if breaker is _DefaultBreaker else breaker  # type: ignore[assignment]
+        )
+        self.debug = settings_from_env().debug if debug is None else debug
+        self._namespaces: list[Namespace] = []
+        for namespace in namespaces:
+            self.register(namespace)
+        self._fault_lock = threading.Lock()
+        self._failing = False
+        self._burst_errors = 0
+        self.errors_total = 0
+
+    # -- namespaces and keys ---------------------------------------------------------------
+
+    def register(self, namespace: Namespace) -> None:
+        """Make ``namespace`` known, so plain keys under its prefix get its TTL and label.
+
+        Args:
+            namespace: The namespace; the longest matching prefix wins.
+        """
+        if namespace not in self._namespaces:
+            self._namespaces.append(namespace)
+            self._namespaces.sort(key=lambda ns: len(ns.prefix), reverse=True)
+
+    def _find(self, key: str) -> Namespace | None:
+        for namespace in self._namespaces:
+            if key.startswith(namespace.prefix):
+                return namespace
+        return None
+
+    def _key(self, key: str, namespace: Namespace | None) -> tuple[str, str, float | None]:
+        """The backend key, the metrics label and the default TTL of a caller's key."""
+        check_key(key)
+        if namespace is None:
+            namespace = self._find(key)
+            if namespace is None:
+                return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
+            return self.key_prefix + key, namespace.prefix, namespace.ttl
+        return self.key_prefix + namespace.full_key(key), namespace.prefix, namespace.ttl
+
+    def _pattern(self, pattern: str, namespace: Namespace | None) -> str:
+        """A glob restricted to this cache's key prefix (and the namespace, if given)."""
+        check_key(pattern)
+        scope = self.key_prefix + (namespace.full_key("") if namespace is not None else "")
+        if not scope and pattern.strip("*") == "":
+            msg = (
+                f"pattern {pattern!r} would match every key in the database; give the cache "
+                "a key_prefix or use a narrower pattern"
+            )
+            raise ConfigurationError(msg)
+        return escape_glob(scope) + pattern
+
+    def _unprefix(self, full: str) -> str:
+        return full[len(self.key_prefix) :]
+
+    @staticmethod
+    def _ttl(ttl: Duration | None, default: float | None) -> float | None:
+        return default if ttl is None else ttl_seconds(ttl)
+
+    # -- values ----------------------------------------------------------------------------
+
+    def _dumps(self, key: str, value: object) -> bytes:
+        data = self.serializer.dumps(value)
+        if len(data) > self.max_value_size:
+            msg = (
+                f"value for key {key!r} is {len(data)} bytes serialized, over "
+                f"max_value_size={self.max_value_size}; store less or raise max_value_size"
+            )
+            raise ValueTooLargeError(msg)
+        return data
+
+    def _loads(self, raw: bytes, type: Any) -> Any:
+        """Decode stored bytes; counters written by ``incr`` read back as ``int``.
+
+        Raises:
+            CorruptValueError: The bytes are not a valid entry for this serializer.
+        """
+        if raw[:1] != b"\xc5" and _COUNTER.fullmatch(raw):
+            return int(raw)
+        return self.serializer.loads(raw, type)
+
+    def _group_by_ttl(
+        self, mapping: Mapping[str, object], ttl: Duration | None, namespace: Namespace | None
+    ) -> dict[tuple[float | None, str], dict[str, bytes]]:
+        """Serialize a ``set_many`` mapping, grouped by (TTL, label): one backend call each."""
+        groups: dict[tuple[float | None, str], dict[str, bytes]] = {}
+        for key, value in mapping.items():
+            full, label, default_ttl = self._key(key, namespace)
+            seconds = self._ttl(ttl, default_ttl)
+            groups.setdefault((seconds, label), {})[full] = self._dumps(full, value)
+        return groups
+
+    # -- metrics and faults ----------------------------------------------------------------
+
+    def _observe(
+        self, op: str, label: str, outcome: Outcome, started: float, key: str = "", count: int = 1
+    ) -> None:
+        if self.metrics is not None or self.debug:
+            latency = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(op, label, outcome, latency, count)
+            if self.debug:
+                _log.debug("%s %s -> %s in %.3f ms", op, key, outcome, latency * 1000)
+
+    def _observe_many(
+        self,
+        op: str,
+        resolved: Sequence[tuple[str, str, float | None]],
+        found: Mapping[str, object],
+        keys: Sequence[str],
+        started: float,
+    ) -> None:
+        """Record a multi-key read as hits and misses per namespace."""
+        tallies: dict[tuple[str, Outcome], int] = {}
+        for key, (_, label, _) in zip(keys, resolved, strict=True):
+            outcome: Outcome = "hit" if key in found else "miss"
+            tallies[label, outcome] = tallies.get((label, outcome), 0) + 1
+        for (label, outcome), count in tallies.items():
+            self._observe(op, label, outcome, started, count=count)
+
+    def _allow(self, op: str, label: str, started: float) -> bool:
+        """Whether the breaker lets a call through; a refusal counts as an error."""
+        breaker = self.breaker
+        if breaker is None or breaker.allow():
+            return True
+        self.errors_total += 1
+        self._observe(op, label, "error", started)
+        if self.on_error == "raise":
+            msg = "the cache backend is failing; calls are refused until it recovers"
+            raise CircuitOpenError(msg)
+        return False
+
+    def _fault(self, op: str, label: str, exc: Exception, started: float) -> None:
+        """Count, log once per burst, and fail open or raise, for a backend failure."""
+        if self.breaker is not None:
+            self.breaker.failure()
+        with self._fault_lock:
+            self.errors_total += 1
+            self._burst_errors += 1
+            first = not self._failing
+            self._failing = True
+        if first:
+            _log.warning(
+                "cache backend failed during %s (%s: %s); %s",
+                op,
+                type(exc).__name__,
+                exc,
+                "raising" if self.on_error == "raise" else "failing open until it recovers",
+            )
+        self._observe(op, label, "error", started)
+        if self.on_error == "raise":
+            if isinstance(exc, BackendError):
+                raise exc
+            msg = f"cache backend failed during {op}: {type(exc).__name__}: {exc}"
+            raise BackendError(msg) from exc
+
+    def _ok(self) -> None:
+        """A backend call came back: close the breaker, end a burst of failures."""
+        if self.breaker is not None:
+            self.breaker.success()
+        if self._failing:
+            with self._fault_lock:
+                count, self._burst_errors, self._failing = self._burst_errors, 0, False
+            _log.warning("cache backend recovered after %d failed calls", count)
+
+    def _need_sync(self) -> None:
+        if not self._sync_ok:
+            msg = f"{type(self.backend).__name__} has no sync methods; use the a-prefixed ones"
+            raise ConfigurationError(msg)
+
+    def _need_async(self) -> None:
+        if not self._async_ok:
+            msg = f"{type(self.backend).__name__} has no async methods; use the sync ones"
+            raise ConfigurationError(msg)

@@ -1,0 +1,65 @@
+"""The process-wide default cache: ``configure()`` sets it, ``get_cache()`` reads it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kirocache._cache import Cache
+
+__all__ = ["configure", "get_cache"]
+
+_lock = threading.Lock()
+_default: Cache | None = None
+
+
+def configure(target: Cache | str | None = None, **options: Any) -> Cache:
+    """Set the default cache that ``get_cache()`` (and ``@cached`` without ``cache=``) use.
+
+    Args:
+        target: A ``Cache``, or a URL for ``Cache.from_url``; ``None`` builds one from the
+            environment (``REDIS_URL`` set: Redis, otherwise memory).
+        **options: Options for ``Cache.from_url`` (not allowed with a ``Cache``).
+
+    Returns:
+        The new default cache.
+
+    Raises:
+        ConfigurationError: Options were given with a ready ``Cache``, or are invalid.
+
+    Example:
+        >>> import kirocache
+        >>> cache = kirocache.configure("memory://", key_prefix="demo:")
+        >>> kirocache.get_cache() is cache
+        True
+    """
+    global _default  # noqa: PLW0603 - the one process-wide default, guarded by _lock
+    if isinstance(target, Cache):
+        if options:
+            from kirocache.exceptions import ConfigurationError
+
+            msg = "options cannot be combined with a ready Cache; pass them to Cache()"
+            raise ConfigurationError(msg)
+        cache = target
+    else:
+        cache = Cache.from_url(target, **options)
+    with _lock:
+        _default = cache
+    return cache
+
+
+def get_cache() -> Cache:
+    """Return the default cache, building it from the environment on first use.
+
+    Returns:
+        The cache set by ``configure()``; without one, a cache on ``REDIS_URL`` when that is
+        set, otherwise an in-memory cache.
+    """
+    global _default  # noqa: PLW0603 - the one process-wide default, guarded by _lock
+    cache = _default
+    if cache is not None:
+        return cache
+    with _lock:
+        if _default is None:
+            _default = Cache.from_url(None)
+        return _default

@@ -1,0 +1,97 @@
+"""Small shared types: the miss sentinel, durations and their validation (no I/O)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import timedelta
+from typing import Final, Literal, TypeAlias
+
+from kirocache.exceptions import InvalidKeyError, InvalidTTLError
+
+__all__ = ["MISSING", "NEVER", "Duration", "Missing", "check_key", "to_seconds", "ttl_seconds"]
+
+
+class _MissingType(enum.Enum):
+    """The type of :data:`MISSING`; an enum so type checkers can narrow on it."""
+
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+
+Missing: TypeAlias = Literal[_MissingType.MISSING]
+"""The type of :data:`MISSING`, for annotations: ``T | Missing``."""
+
+MISSING: Final[Missing] = _MissingType.MISSING
+"""Returned where "not cached" must be told apart from "cached ``None``"."""
+
+Duration: TypeAlias = "float | int | timedelta"
+"""A duration: seconds as ``int``/``float``, or a ``timedelta``."""
+
+NEVER: Final[float] = math.inf
+"""A TTL meaning "never expires" (where ``None`` would mean "use the default")."""
+
+
+def to_seconds(value: Duration, *, name: str = "duration") -> float:
+    """Turn a ``float``/``int`` number of seconds or a ``timedelta`` into float seconds.
+
+    Args:
+        value: The duration.
+        name: What the value is, for the error message.
+
+    Returns:
+        The duration in seconds, possibly ``math.inf``.
+
+    Raises:
+        InvalidTTLError: The value is a bool, not a number, NaN or negative.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a number of seconds or a timedelta, not {type(value).__name__}"
+        raise InvalidTTLError(msg)
+    else:
+        seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        msg = f"{name} must be a non-negative number of seconds, got {value!r}"
+        raise InvalidTTLError(msg)
+    return seconds
+
+
+def ttl_seconds(value: Duration | None) -> float | None:
+    """Validate a TTL: ``None`` stays ``None`` (no expiry), anything else must be > 0.
+
+    ``NEVER`` (``math.inf``) also means no expiry and becomes ``None``.
+
+    Raises:
+        InvalidTTLError: The TTL is zero, negative, NaN or not a duration.
+    """
+    if value is None:
+        return None
+    seconds = to_seconds(value, name="ttl")
+    if seconds == 0:
+        msg = "ttl must be greater than 0 seconds (use delete() to remove an entry now)"
+        raise InvalidTTLError(msg)
+    return None if math.isinf(seconds) else seconds
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a non-empty ``str``.
+
+    Raises:
+        InvalidKeyError: The key is not a ``str`` or is empty.
+    """
+    if type(key) is str and key:
+        return key
+    if isinstance(key, str):
+        if not key:
+            msg = "cache key must not be empty"
+            raise InvalidKeyError(msg)
+        return key
+    msg = f"cache key must be str, not {type(key).__name__} ({key!r:.60})"
+    raise InvalidKeyError(msg)

@@ -1,0 +1,54 @@
+"""The errors kirocache raises: one base class, one subclass per kind of problem."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "CorruptValueError",
+    "InvalidKeyError",
+    "InvalidTTLError",
+    "KirocacheError",
+    "SerializationError",
+    "ValueTooLargeError",
+]
+
+
+class KirocacheError(Exception):
+    """Base class of every error kirocache raises on purpose."""
+
+
+class ConfigurationError(KirocacheError, ValueError):
+    """A setting, URL, template or option is wrong; the message names it and the fix."""
+
+
+class InvalidKeyError(KirocacheError, TypeError, ValueError):
+    """A cache key is not a non-empty ``str``, or a key cannot be built from arguments."""
+
+
+class InvalidTTLError(KirocacheError, TypeError, ValueError):
+    """A TTL is negative, zero, NaN, a bool or not a number of seconds."""
+
+
+class SerializationError(KirocacheError, TypeError):
+    """A value cannot be turned into bytes, or bytes cannot be turned back into a value."""
+
+
+class CorruptValueError(SerializationError):
+    """Stored bytes are not a valid kirocache entry (foreign, truncated or tampered with)."""
+
+
+class ValueTooLargeError(KirocacheError, ValueError):
+    """A serialized value is larger than the cache's ``max_value_size``."""
+
+
+class BackendError(KirocacheError):
+    """The backend failed: connection refused, timeout, READONLY, OOM and the like.
+
+    The original exception is chained as ``__cause__``. Messages never contain passwords.
+    """
+
+
+class CircuitOpenError(BackendError):
+    """The circuit breaker is open: the backend failed recently and is not being called."""

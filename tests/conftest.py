@@ -1,0 +1,170 @@
+"""Shared fixtures: the session's redis-server and the backend over memory, fakeredis and Redis."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+import redis
+
+from kirocache._config import ENV_CACHE_DEBUG, ENV_REDIS_DB, ENV_REDIS_PASSWORD, ENV_REDIS_URL
+from redis_server import BlackholeServer, RedisServer, find_redis_server
+
+if TYPE_CHECKING:
+    from kirocache import Cache
+    from kirocache.testing.conformance import FullBackend
+
+REQUIRE_REDIS = "KIROCACHE_REQUIRE_REDIS"
+REDIS_ENV = (ENV_REDIS_URL, ENV_REDIS_PASSWORD, ENV_REDIS_DB, ENV_CACHE_DEBUG)
+# Tests asking for any of these need the real server, so `-m "not real_redis"` drops them.
+REAL_REDIS_FIXTURES = frozenset({"redis_server", "redis_url", "fault_redis", "make_redis_server"})
+
+
+def redis_binary() -> str:
+    """The redis-server binary, or skip (fail under KIROCACHE_REQUIRE_REDIS=1) without one."""
+    binary = find_redis_server()
+    if binary is None:
+        configured = os.environ.get("KIROCACHE_REDIS_SERVER")
+        if configured:
+            no_redis(f"KIROCACHE_REDIS_SERVER={configured!r} is not an executable file")
+        no_redis("redis-server not found on PATH and KIROCACHE_REDIS_SERVER is not set")
+    return binary
+
+
+def no_redis(reason: str) -> NoReturn:
+    """Skip the test, or fail it when the environment requires the real server."""
+    if os.environ.get(REQUIRE_REDIS) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_REDIS}=1 requires a real redis-server)", pytrace=False)
+    pytest.skip(reason)
+
+
+# tryfirst: run before pytest's own `-m` selection, so the markers added here count.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests that use the real server; drop the memory run of Redis-only tests."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if REAL_REDIS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_redis)
+        callspec = getattr(item, "callspec", None)
+        on_memory = callspec is not None and callspec.params.get("backend") == "memory"
+        if on_memory and item.get_closest_marker("redis_only") is not None:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole session, on a free loopback port."""
+    server = RedisServer(redis_binary())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's redis-server (database 0)."""
+    return redis_server.url
+
+
+@pytest.fixture
+def make_redis_server() -> Iterator[Callable[..., RedisServer]]:
+    """Start dedicated redis-servers (``RedisServer`` options); all stop after the test."""
+    binary = redis_binary()
+    servers: list[RedisServer] = []
+
+    def make(**options: Any) -> RedisServer:
+        server = RedisServer(binary, **options)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def fault_redis(make_redis_server: Callable[..., RedisServer]) -> RedisServer:
+    """A redis-server of the test's own, which the test may stop and restart."""
+    return make_redis_server()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[BlackholeServer]:
+    """A TCP server that accepts connections and never answers."""
+    with BlackholeServer() as server:
+        yield server
+
+
+def _memory_backend(request: pytest.FixtureRequest) -> FullBackend:
+    from kirocache.backends.memory import MemoryBackend
+
+    return MemoryBackend()
+
+
+def _fakeredis_backend(request: pytest.FixtureRequest) -> FullBackend:
+    import fakeredis
+
+    from kirocache.backends.redis import RedisBackend
+
+    server = fakeredis.FakeServer()
+    return RedisBackend.from_clients(
+        fakeredis.FakeRedis(server=server),
+        lambda: fakeredis.FakeAsyncRedis(server=server),
+        name="fakeredis",
+    )
+
+
+def _real_backend(request: pytest.FixtureRequest) -> FullBackend:
+    from kirocache.backends.redis import RedisBackend
+
+    url: str = request.getfixturevalue("redis_url")
+    with redis.Redis.from_url(url) as raw:
+        raw.flushdb()  # the fixture's clean slate; the library itself never flushes
+    with pytest.MonkeyPatch.context() as env:
+        for name in REDIS_ENV:  # a developer's REDIS_PASSWORD must not reach this server
+            env.delenv(name, raising=False)
+        return RedisBackend(url)
+
+
+_BACKENDS = {"memory": _memory_backend, "fakeredis": _fakeredis_backend, "redis": _real_backend}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory"),
+        pytest.param("fakeredis"),
+        pytest.param("redis", marks=pytest.mark.real_redis),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> Iterator[FullBackend]:
+    """A fresh, empty backend serving sync and async code: memory, fakeredis or Redis.
+
+    Sync connections are closed after the test; asyncio ones belong to the test's event
+    loop and are closed by the backend when that loop shuts down.
+    """
+    made = _BACKENDS[request.param](request)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def cache(backend: FullBackend) -> Cache:
+    """A ``Cache`` over each backend (shadows pytest's own ``cache``, which we do not use)."""
+    from kirocache import Cache
+
+    return Cache(backend)

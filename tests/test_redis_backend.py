@@ -1,0 +1,673 @@
+"""What is Redis-specific about RedisBackend: URLs, auth, TLS, pools, loops, timeouts, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+import ipaddress
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kirocache._config import Settings, mask_url, parse_redis_url, settings_from_env
+from kirocache.backends._protocol import Op
+from kirocache.backends.redis import RedisBackend
+from kirocache.exceptions import BackendError, ConfigurationError
+from redis_server import BlackholeServer, RedisServer, RedisServerError, TLSFiles
+
+MakeServer = Callable[..., RedisServer]
+REDIS_ENV = ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB", "CACHE_DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def k() -> str:
+    return f"kirocache-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def make_backend() -> Iterator[Callable[..., RedisBackend]]:
+    """Build backends that are closed (sync side) after the test."""
+    made: list[RedisBackend] = []
+
+    def make(*args: Any, **options: Any) -> RedisBackend:
+        backend = RedisBackend(*args, **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+def clients_named(client: redis.Redis, name: str) -> int:
+    return sum(1 for entry in client.client_list() if entry.get("name") == name)
+
+
+async def server_sleeps(client: redis.asyncio.Redis, seconds: float) -> None:
+    """Block the whole server for ``seconds`` (DEBUG SLEEP), as a slow command would."""
+    await client.execute_command("DEBUG", "SLEEP", str(seconds))  # type: ignore[no-untyped-call]
+
+
+def eventually(condition: Callable[[], bool], within: float = 5.0) -> bool:
+    """Poll ``condition`` until true; a correctness bound, not a speed measure."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# -- settings and URLs (no server) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://alice:hunter2@h/1", "redis://alice:***@h/1"),
+        ("rediss://alice:p%40ss@h:6380", "rediss://alice:***@h:6380"),
+        ("unix://:hunter2@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
+        (
+            "unix:///run/redis.sock?db=1&password=hunter2",
+            "unix:///run/redis.sock?db=1&password=***",
+        ),
+        ("redis://alice@h:6379/0", "redis://alice@h:6379/0"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://:hunter2@[::1", "redis://:***@[::1"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_settings_from_env() -> None:
+    env = {"REDIS_URL": "redis://h/2", "REDIS_PASSWORD": "pw", "REDIS_DB": "3", "CACHE_DEBUG": "1"}
+    assert settings_from_env(env) == Settings("redis://h/2", "pw", 3, debug=True)
+    assert settings_from_env({}) == Settings()
+    assert "pw" not in repr(settings_from_env(env))
+
+
+@pytest.mark.parametrize(
+    ("value", "debug"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_cache_debug_truthy_values(value: str, debug: bool) -> None:
+    assert settings_from_env({"CACHE_DEBUG": value}).debug is debug
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_URL": "http://h:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://h:notaport"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://h/abc"}, "REDIS_URL"),
+        ({"REDIS_DB": "abc"}, "REDIS_DB"),
+        ({"REDIS_DB": "-1"}, "REDIS_DB"),
+    ],
+)
+def test_bad_environment_names_the_variable(
+    env: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        settings_from_env(env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=named):
+        RedisBackend()
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "match"),
+    [
+        (("memcached://h",), {}, "redis://, rediss:// or unix://"),
+        (("redis://h/x",), {}, "db"),
+        (("redis://h?socket_timeout=1",), {}, "socket_timeout"),
+        (("unix://",), {}, "socket path"),
+        (("redis://h",), {"db": -1}, "db"),
+        (("redis://h",), {"socket_timeout": 0}, "socket_timeout"),
+        (("redis://h",), {"connect_timeout": "fast"}, "connect_timeout"),
+        (("redis://h",), {"max_connections": 0}, "max_connections"),
+        (("redis://h",), {"retries": -1}, "retries"),
+        (("redis://h",), {"ssl_ca_certs": "/ca.pem"}, "rediss://"),
+    ],
+)
+def test_bad_url_or_options(args: tuple[str], options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        RedisBackend.from_url(*args, **options)
+
+
+def test_url_parts() -> None:
+    parsed = parse_redis_url("rediss://alice:p%40ss@cache.example:6380/4?client_name=web")
+    assert (parsed.scheme, parsed.host, parsed.port, parsed.db) == (
+        "rediss",
+        "cache.example",
+        6380,
+        4,
+    )
+    assert (parsed.username, parsed.password, parsed.client_name) == ("alice", "p@ss", "web")
+    assert parsed.tls
+    socket_url = parse_redis_url("unix:///run/redis.sock?db=2&password=pw")
+    assert (socket_url.path, socket_url.db, socket_url.password) == ("/run/redis.sock", 2, "pw")
+
+
+def test_repr_shows_the_effective_url_masked() -> None:
+    backend = RedisBackend("rediss://alice:hunter2@cache.example:6380/1")
+    assert repr(backend) == "RedisBackend('rediss://alice:***@cache.example:6380/1')"
+    backend = RedisBackend("redis://cache.example", password="hunter2", db=3)
+    assert repr(backend) == str(backend) == "RedisBackend('redis://:***@cache.example:6379/3')"
+    assert repr(RedisBackend("unix:///run/r.sock")) == "RedisBackend('unix:///run/r.sock?db=0')"
+
+
+def test_rediss_builds_an_ssl_pool_with_the_options() -> None:
+    backend = RedisBackend(
+        "rediss://cache.example:6380/1",
+        ssl_ca_certs="/etc/ca.pem",
+        ssl_certfile="/etc/client.pem",
+        ssl_keyfile="/etc/client.key",
+        max_connections=7,
+        socket_timeout=dt.timedelta(milliseconds=300),
+        health_check_interval=5,
+    )
+    pool = backend._client.connection_pool  # the pool is what this test is about
+    assert isinstance(pool, redis.BlockingConnectionPool)
+    assert pool.connection_class is redis.SSLConnection
+    assert pool.max_connections == 7
+    settings = pool.connection_kwargs
+    assert settings["ssl_ca_certs"] == "/etc/ca.pem"
+    assert (settings["ssl_certfile"], settings["ssl_keyfile"]) == (
+        "/etc/client.pem",
+        "/etc/client.key",
+    )
+    assert settings["ssl_cert_reqs"] == "required"
+    assert (settings["host"], settings["port"], settings["db"]) == ("cache.example", 6380, 1)
+    assert settings["socket_timeout"] == pytest.approx(0.3)
+    assert settings["health_check_interval"] == 5
+    backend.close()
+
+
+# -- URLs and settings against the real server -----------------------------------------------
+
+
+def test_db_from_url_and_argument(
+    redis_server: RedisServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    base = f"redis://127.0.0.1:{redis_server.port}"
+    make_backend(f"{base}/3").set(k + "url", b"3")
+    make_backend(f"{base}/3", db=4).set(k + "arg", b"4")
+    with (
+        redis.Redis(port=redis_server.port, db=3) as db3,
+        redis.Redis(port=redis_server.port, db=4) as db4,
+    ):
+        assert db3.get(k + "url") == b"3"
+        assert db3.get(k + "arg") is None
+        assert db4.get(k + "arg") == b"4"
+
+
+def test_environment_gives_url_db_and_password(
+    make_redis_server: MakeServer,
+    make_backend: Callable[..., RedisBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    k: str,
+) -> None:
+    server = make_redis_server(password="env-secret")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{server.port}")
+    monkeypatch.setenv("REDIS_DB", "5")
+    with pytest.raises(BackendError, match=r"(?i)auth"):
+        make_backend().set(k, b"no password yet")
+    monkeypatch.setenv("REDIS_PASSWORD", "env-secret")
+    backend = make_backend()
+    assert backend.set(k, b"from env")
+    assert repr(backend) == f"RedisBackend('redis://:***@127.0.0.1:{server.port}/5')"
+    with redis.Redis(port=server.port, db=5, password="env-secret") as db5:
+        assert db5.get(k) == b"from env"
+    # an argument beats the environment
+    assert make_backend(f"redis://127.0.0.1:{server.port}", db=6).set(k, b"arg")
+    with redis.Redis(port=server.port, db=6, password="env-secret") as db6:
+        assert db6.get(k) == b"arg"
+
+
+async def test_unix_socket(
+    make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    server = make_redis_server(unix_socket=True)
+    backend = make_backend(f"unix://{server.unix_socket_path}?db=2")
+    assert backend.set(k + "sync", b"s")
+    assert await backend.aset(k + "async", b"a")
+    assert await backend.aget(k + "sync") == b"s"
+    with redis.Redis(port=server.port, db=2) as db2:
+        assert db2.mget([k + "sync", k + "async"]) == [b"s", b"a"]
+
+
+async def test_acl_user(
+    make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    server = make_redis_server(acl_user=("alice", "alice-secret"))
+    in_url = make_backend(f"redis://alice:alice-secret@127.0.0.1:{server.port}/0")
+    assert in_url.set(k, b"v")
+    assert await in_url.aget(k) == b"v"
+    as_args = make_backend(
+        f"redis://127.0.0.1:{server.port}", username="alice", password="alice-secret"
+    )
+    assert as_args.get(k) == b"v"
+    wrong = make_backend(f"redis://alice:not-alices-secret@127.0.0.1:{server.port}/0")
+    with pytest.raises(BackendError) as caught:
+        wrong.get(k)
+    assert isinstance(caught.value.__cause__, redis.AuthenticationError)
+
+
+@pytest.mark.parametrize("where", ["url", "argument"])
+async def test_password_never_in_repr_or_errors(
+    make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend], where: str
+) -> None:
+    server = make_redis_server(password="the-real-one")
+    secret = "wrong-s3cret-Zq9"
+    if where == "url":
+        backend = make_backend(f"redis://:{secret}@127.0.0.1:{server.port}/0")
+    else:
+        backend = make_backend(f"redis://127.0.0.1:{server.port}/0", password=secret)
+    with pytest.raises(BackendError) as sync_error:
+        backend.get("k")
+    with pytest.raises(BackendError) as async_error:
+        await backend.aget("k")
+    for error in (sync_error.value, async_error.value):
+        assert isinstance(error.__cause__, redis.AuthenticationError)
+        text = "".join(traceback.format_exception(error))  # the chained cause included
+        assert "Authentication" in text
+        assert secret not in text
+    assert secret not in repr(backend)
+    assert secret not in str(backend)
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def _tls_files(directory: Path) -> TLSFiles:
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kirocache test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = TLSFiles(
+        cert=str(directory / "server.pem"),
+        key=str(directory / "server.key"),
+        ca=str(directory / "ca.pem"),
+    )
+    Path(paths.ca).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    Path(paths.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(paths.key).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+async def test_tls_round_trip(
+    make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend], tmp_path: Path, k: str
+) -> None:
+    files = _tls_files(tmp_path)
+    try:
+        server = make_redis_server(tls=files)
+    except RedisServerError as exc:
+        if "Bad directive" not in str(exc):
+            raise
+        # test_rediss_builds_an_ssl_pool_with_the_options covers the client side alone.
+        pytest.skip("this redis-server is built without TLS")
+    backend = make_backend(server.url, ssl_ca_certs=files.ca)
+    assert backend.set(k, b"over tls")
+    assert await backend.aget(k) == b"over tls"
+    untrusted = make_backend(server.url)  # the system CAs do not know the test CA
+    with pytest.raises(BackendError, match=r"(?i)certificate"):
+        untrusted.get(k)
+    plain = make_backend(f"redis://localhost:{server.port}/0")
+    with pytest.raises(BackendError):
+        plain.get(k)
+
+
+# -- timeouts, pools ----------------------------------------------------------------------------
+
+
+def test_hanging_server_costs_one_bounded_timeout(
+    blackhole: BlackholeServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(blackhole.url, socket_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="Timeout") as caught:
+        backend.get("k")
+    assert time.monotonic() - start < 3  # bounded by the timeout, not by a retry storm
+    assert isinstance(caught.value.__cause__, redis.TimeoutError)
+
+
+async def test_hanging_server_costs_one_bounded_timeout_async(
+    blackhole: BlackholeServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(blackhole.url, socket_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="Timeout") as caught:
+        await backend.aget("k")
+    assert time.monotonic() - start < 3
+    assert isinstance(caught.value.__cause__, redis.TimeoutError)
+
+
+async def test_pool_is_bounded_async(
+    redis_url: str, raw: redis.Redis, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    name = f"bounded-{uuid.uuid4().hex[:8]}"
+    backend = make_backend(redis_url, max_connections=3, client_name=name, pool_timeout=5)
+    await backend.aset(k, b"v")
+    assert await asyncio.gather(*(backend.aget(k) for _ in range(30))) == [b"v"] * 30
+    assert 1 <= clients_named(raw, name) <= 3
+
+
+def test_pool_is_bounded_across_threads(
+    redis_url: str, raw: redis.Redis, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    name = f"bounded-{uuid.uuid4().hex[:8]}"
+    backend = make_backend(redis_url, max_connections=2, client_name=name, pool_timeout=5)
+    backend.set(k, b"v")
+    results: list[bytes | None] = []
+
+    def reader() -> None:
+        results.extend(backend.get(k) for _ in range(50))
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [b"v"] * 400
+    assert 1 <= clients_named(raw, name) <= 2
+
+
+async def test_exhausted_pool_raises_after_pool_timeout(
+    redis_url: str, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(redis_url, max_connections=1, pool_timeout=0.1, socket_timeout=5)
+    await backend.aset(k, b"v")
+    async with redis.asyncio.Redis.from_url(redis_url) as busy:
+        sleeper = asyncio.create_task(server_sleeps(busy, 0.5))
+        await asyncio.sleep(0.05)
+        holder = asyncio.create_task(backend.aget(k))  # takes the only connection, waits
+        await asyncio.sleep(0.05)
+        with pytest.raises(BackendError, match=r"(?i)connection"):
+            await backend.aget(k)
+        assert await holder == b"v"
+        await sleeper
+
+
+# -- event loops and cancellation -----------------------------------------------------------
+
+
+def test_one_backend_across_repeated_asyncio_run(
+    redis_url: str, raw: redis.Redis, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    name = f"loops-{uuid.uuid4().hex[:8]}"
+    backend = make_backend(redis_url, client_name=name)
+
+    async def round_trip(i: int) -> bytes | None:
+        await backend.aset(f"{k}{i}", b"%d" % i)
+        return await backend.aget(f"{k}{i}")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(5):
+            assert asyncio.run(round_trip(i)) == b"%d" % i
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert eventually(lambda: clients_named(raw, name) == 0)  # each loop closed its own
+
+
+def test_threads_each_with_their_own_loop(
+    redis_url: str, raw: redis.Redis, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    name = f"threads-{uuid.uuid4().hex[:8]}"
+    backend = make_backend(redis_url, client_name=name)
+    errors: list[BaseException] = []
+
+    async def work(n: int) -> None:
+        for i in range(25):
+            key = f"{k}{n}:{i}"
+            await backend.aset(key, key.encode())
+            assert await backend.aget(key) == key.encode()
+            assert backend.get(key) == key.encode()  # the sync side, shared by all threads
+
+    def run(n: int) -> None:
+        try:
+            asyncio.run(work(n))
+        except BaseException as exc:  # reported below, with the thread's own traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert backend.get_many([f"{k}{n}:24" for n in range(4)]) == [
+        f"{k}{n}:24".encode() for n in range(4)
+    ]
+    backend.close()
+    assert eventually(lambda: clients_named(raw, name) == 0)
+
+
+async def test_cancelled_call_leaves_no_reply_behind(
+    redis_url: str, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(redis_url, socket_timeout=5)
+    await backend.aset(k + "a", b"value of a")
+    await backend.aset(k + "b", b"value of b")
+    async with redis.asyncio.Redis.from_url(redis_url) as busy:
+        for _ in range(3):
+            sleeper = asyncio.create_task(server_sleeps(busy, 0.3))
+            await asyncio.sleep(0.05)  # the server is asleep now
+            victim = asyncio.create_task(backend.aget(k + "a"))
+            await asyncio.sleep(0.05)  # GET a was sent on a pooled connection, no reply yet
+            victim.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await victim
+            assert await backend.aget(k + "b") == b"value of b"
+            await sleeper
+
+
+# -- the server going away ---------------------------------------------------------------------
+
+
+def test_stopped_server_raises_then_recovers_by_itself(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(fault_redis.url)
+    assert backend.set(k, b"before")
+    fault_redis.stop()
+    with pytest.raises(BackendError) as caught:
+        backend.get(k)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    fault_redis.restart()
+    assert backend.get(k) is None  # persistence is off: the restart lost the data
+    assert backend.set(k, b"after")
+    assert backend.get(k) == b"after"
+
+
+async def test_stopped_server_raises_then_recovers_by_itself_async(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(fault_redis.url)
+    assert await backend.aset(k, b"before")
+    fault_redis.stop()
+    with pytest.raises(BackendError) as caught:
+        await backend.aget(k)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    fault_redis.restart()
+    assert await backend.aget(k) is None
+    assert await backend.aset(k, b"after")
+    assert await backend.aget(k) == b"after"
+
+
+async def test_restart_between_calls_is_invisible(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(fault_redis.url)
+    assert backend.set(k, b"v")
+    assert await backend.aset(k, b"v")
+    fault_redis.restart()  # every pooled connection is now dead
+    assert backend.set(k, b"sync")
+    assert await backend.aget(k) == b"sync"
+
+
+# -- commands the server actually saw -------------------------------------------------------
+
+
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+
+
+def test_delete_pattern_scans_and_unlinks_in_batches(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(fault_redis.url)
+    backend.set_many({f"p:{i}": b"x" for i in range(1200)})
+    backend.set("keep:1", b"x")
+    with redis.Redis(port=fault_redis.port) as client:
+        client.config_resetstat()
+        assert backend.delete_pattern("p:*", batch_size=500) == 1200
+        calls = _command_calls(client)
+    assert backend.get("keep:1") == b"x"
+    assert calls.get("scan", 0) >= 3
+    assert calls.get("unlink", 0) >= 3
+    assert not {"keys", "flushdb", "flushall", "del"} & set(calls)
+
+
+async def test_transaction_is_multi_exec_and_one_round_trip(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(fault_redis.url)
+    ops = [Op("set", "a", b"1", ttl=60), Op("incr", "n", ttl=60), Op("get", "a")]
+    with redis.Redis(port=fault_redis.port) as client:
+        client.config_resetstat()
+        assert backend.execute(ops, transaction=True) == [True, 1, b"1"]
+        assert await backend.aexecute(ops, transaction=True) == [True, 2, b"1"]
+        calls = _command_calls(client)
+        assert 0 < client.pttl("n") <= 60_000
+    assert calls["multi"] == calls["exec"] == 2
+
+
+def test_stats_read_info_for_the_backend_db(
+    make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    server = make_redis_server(maxmemory="10mb")
+    backend = make_backend(f"redis://127.0.0.1:{server.port}/1")
+    backend.set_many({"a": b"1", "b": b"2", "c": b"3"})
+    with redis.Redis(port=server.port, db=0) as db0:
+        db0.set("elsewhere", b"x")
+    assert backend.get("a") == b"1"
+    assert backend.get("missing") is None
+    stats = backend.stats()
+    assert stats.backend == "redis"
+    assert stats.keys == 3  # database 1 only
+    assert stats.max_memory == 10 * 1024 * 1024
+    assert stats.used_memory is not None
+    assert 0 < stats.used_memory < stats.max_memory
+    assert stats.connected_clients is not None
+    assert stats.connected_clients >= 1
+    assert stats.hits is not None
+    assert stats.hits >= 1
+    assert stats.misses is not None
+    assert stats.misses >= 1
+    assert stats.extra["redis_version"]
+
+
+def test_sub_millisecond_ttl_becomes_one_millisecond(
+    redis_url: str, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(redis_url)
+    assert backend.set(k, b"v", ttl=0.0001)
+    assert eventually(lambda: backend.get(k) is None, within=2)
+    assert backend.set(k, b"v", ttl=1.2345)
+    remaining = backend.ttl(k)
+    assert remaining is not None
+    assert 1.0 < remaining <= 1.235
