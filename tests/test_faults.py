@@ -229,3 +229,27 @@ async def test_real_server_stopped_mid_run_async(fault_redis: Any) -> None:
     finally:
         await cache.aclose()
         cache.close()
+
+
+def test_unanswering_server_costs_one_timeout_then_nothing(blackhole: Any) -> None:
+    from kirocache.backends.redis import RedisBackend
+
+    backend = FaultyBackend(RedisBackend(blackhole.url, socket_timeout=0.2, connect_timeout=0.2))
+    cache = Cache(
+        backend, breaker=CircuitBreaker(failure_threshold=3, recovery_time=60, max_recovery_time=60)
+    )
+    try:
+        started = time.monotonic()
+        for _ in range(3):
+            assert cache.get("k", "fallback") == "fallback"
+        # each of the first calls is bounded by the socket timeout (peers wait 2-10 s)
+        assert time.monotonic() - started < 3 * 2.0
+        assert cache.breaker is not None
+        assert cache.breaker.state == "open"
+        for _ in range(200):
+            assert cache.get("k", "fallback") == "fallback"
+            assert cache.set("k", 1) is False
+        assert backend.calls["get"] == 3  # the other 400 calls never touched the network
+        assert backend.calls["set"] == 0
+    finally:
+        cache.close()

@@ -456,3 +456,114 @@ def test_concurrent_writes_keep_limits_and_byte_count_exact() -> None:
     )
     assert stats.used_memory is not None
     assert stats.used_memory <= 5000
+
+
+# -- tag sets and compare-and-delete ----------------------------------------------------------
+
+
+def test_tag_sets_count_in_keys_and_bytes(backend: MemoryBackend) -> None:
+    backend.tag_add("tag", ["ab", "é"], 60)
+    backend.tag_add("tag", ["ab", "c"], 60)
+    stats = backend.stats()
+    assert (stats.keys, stats.used_memory) == (1, len("tag") + 2 + 2 + 1)
+    assert backend.tag_remove("tag", ["ab", "zz"]) == 1
+    assert backend.stats().used_memory == len("tag") + 2 + 1
+    assert backend.tag_remove("tag", ["é", "c"]) == 2
+    assert (backend.stats().keys, backend.stats().used_memory) == (0, 0)
+    assert backend.stats().hits == backend.stats().misses == 0
+
+
+def test_tag_ttl_grows_by_the_clock(backend: MemoryBackend, clock: FakeClock) -> None:
+    backend.tag_add("tag", ["a"], 10)
+    clock.advance(5)
+    backend.tag_add("tag", ["b"], 3)
+    assert backend.ttl("tag") == 5
+    backend.tag_add("tag", ["c"], 20)
+    assert backend.ttl("tag") == 20
+    clock.advance(20)
+    assert backend.tag_members("tag") == []
+    assert backend.stats().expired == 1
+
+
+def test_expired_tag_sets_are_purged(backend: MemoryBackend, clock: FakeClock) -> None:
+    backend.tag_add("old", ["a"], 1)
+    backend.tag_add("kept", ["a"], None)
+    clock.advance(2)
+    assert backend.purge_expired() == 1
+    assert live_keys(backend) == {"kept"}
+    assert backend.stats().used_memory == len("kept") + 1
+
+
+def test_tag_sets_take_part_in_lru_eviction(clock: FakeClock) -> None:
+    backend = MemoryBackend(max_entries=2, clock=clock)
+    backend.tag_add("tag", ["a"], None)
+    backend.set("v1", b"1")
+    backend.tag_add("tag", ["b"], None)  # adding touches the set, so v1 is older now
+    backend.set("v2", b"2")
+    assert live_keys(backend) == {"tag", "v2"}
+    assert backend.stats().evictions == 1
+
+
+def test_growing_tag_set_evicts_to_stay_under_max_bytes(clock: FakeClock) -> None:
+    backend = MemoryBackend(max_bytes=20, clock=clock)
+    backend.set("v", b"12345")
+    backend.tag_add("t", ["0123456789"], None)
+    backend.tag_add("t", ["abcdef"], None)
+    assert live_keys(backend) == {"t"}
+    assert backend.stats().used_memory == 1 + 10 + 6
+
+
+def test_set_replaces_a_tag_set_and_its_bytes(backend: MemoryBackend) -> None:
+    backend.tag_add("k", ["member"], None)
+    assert backend.set("k", b"v", ttl=5) is True
+    assert backend.get("k") == b"v"
+    assert backend.stats().used_memory == 2
+    with pytest.raises(BackendError, match="not a tag set"):
+        backend.tag_remove("k", ["member"])
+    backend.tag_add("t", ["a"], None)
+    with pytest.raises(BackendError, match="holds a tag set"):
+        backend.incr("t")
+    assert isinstance(backend.execute([Op("get", "t")])[0], BackendError)
+
+
+def test_delete_if_equals_refuses_a_tag_set(backend: MemoryBackend) -> None:
+    backend.tag_add("t", ["a"], None)
+    with pytest.raises(BackendError, match="tag set"):
+        backend.delete_if_equals("t", b"a")
+    assert backend.exists("t") is True
+
+
+def test_delete_if_equals_ignores_an_expired_value(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    backend.set("lock", b"token", ttl=1)
+    clock.advance(1)
+    assert backend.delete_if_equals("lock", b"token") is False
+
+
+@pytest.mark.parametrize("call", ["tag_add", "tag_remove"])
+def test_tag_members_must_not_be_one_string(backend: MemoryBackend, call: str) -> None:
+    args: tuple[object, ...] = ("tag", "abc", 60) if call == "tag_add" else ("tag", "abc")
+    with pytest.raises(TypeError, match="single str"):
+        getattr(backend, call)(*args)
+    assert backend.exists("tag") is False
+
+
+def test_invalid_tag_ttl_is_rejected(backend: MemoryBackend) -> None:
+    with pytest.raises(InvalidTTLError):
+        backend.tag_add("tag", ["a"], 0)
+    assert backend.exists("tag") is False
+
+
+def test_concurrent_tag_adds_lose_no_member() -> None:
+    backend = MemoryBackend()
+
+    def work() -> None:
+        name = threading.current_thread().name
+        for i in range(300):
+            backend.tag_add("tag", [f"{name}:{i}"], 60)
+            if i % 3 == 0:
+                backend.tag_remove("tag", [f"{name}:{i}"])
+
+    run_threads(8, work)
+    assert len(backend.tag_members("tag")) == 8 * 200

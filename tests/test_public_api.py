@@ -21,6 +21,7 @@ PUBLIC_MODULES = [
     "kirocache.keys",
     "kirocache.metrics",
     "kirocache.presets",
+    "kirocache.testing.conformance",
     "kirocache.serializers",
     "kirocache.testing",
 ]
@@ -66,7 +67,7 @@ def test_every_sync_method_has_an_async_twin_and_back() -> None:
     methods = {n for n in public if callable(getattr(Cache, n))}
     sync = {n for n in methods if not inspect.iscoroutinefunction(getattr(Cache, n))}
     async_ = {n for n in methods if inspect.iscoroutinefunction(getattr(Cache, n))}
-    sync -= {"from_url", "register"}
+    sync -= {"from_url", "register", "full_key"}  # no I/O: nothing to await
     assert {"a" + n for n in sync} == async_
     for name in sync:
         sync_params = list(inspect.signature(getattr(Cache, name)).parameters)
@@ -86,3 +87,10 @@ def test_sync_shell_is_generated_from_the_async_one() -> None:
 
 def test_version_is_exposed() -> None:
     assert kirocache.__version__.count(".") == 2
+
+
+def test_pytest_plugin_is_registered_as_an_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins.get("kirocache") == "kirocache.testing.pytest_plugin"

@@ -671,3 +671,73 @@ def test_sub_millisecond_ttl_becomes_one_millisecond(
     remaining = backend.ttl(k)
     assert remaining is not None
     assert 1.0 < remaining <= 1.235
+
+
+# -- tag sets and compare-and-delete ----------------------------------------------------------
+
+
+async def test_tag_add_is_one_transaction_and_leaves_no_scratch_key(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(fault_redis.url)
+    backend.set("value", b"v")
+    with redis.Redis(port=fault_redis.port) as client:
+        client.config_resetstat()
+        backend.tag_add("tag", ["a", "b"], 60)
+        await backend.atag_add("tag", ["c"], 120)
+        with pytest.raises(BackendError, match="WRONGTYPE"):
+            backend.tag_add("value", ["a"], 60)
+        calls = _command_calls(client)
+        keys = sorted(client.scan_iter("*"))
+        assert 60_000 < client.pttl("tag") <= 120_000
+    assert calls["multi"] == calls["exec"] == 3
+    assert "eval" not in calls
+    assert keys == [b"tag", b"value"]
+    assert backend.tag_members("tag") == ["a", "b", "c"]
+
+
+def test_delete_if_equals_runs_without_scripts(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(fault_redis.url)
+    backend.set("lock", b"mine")
+    with redis.Redis(port=fault_redis.port) as client:
+        client.config_resetstat()
+        assert backend.delete_if_equals("lock", b"theirs") is False
+        assert backend.delete_if_equals("lock", b"mine") is True
+        calls = _command_calls(client)
+    assert calls["watch"] == 2
+    assert not {"eval", "evalsha", "script"} & set(calls)
+
+
+def test_delete_if_equals_checks_again_after_a_concurrent_write(
+    redis_url: str, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(redis_url)
+    backend.set(k, b"mine")
+    original: Callable[..., Any] = redis.client.Pipeline.execute_command
+    writes: list[bool | None] = []
+
+    def write_between_get_and_exec(pipe: Any, *args: Any, **options: Any) -> Any:
+        reply = original(pipe, *args, **options)
+        if args[0] == "GET" and not writes:
+            # Another client takes over the key after our GET and before our EXEC.
+            with redis.Redis.from_url(redis_url) as other:
+                writes.append(other.set(k, b"theirs"))
+        return reply
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.client.Pipeline, "execute_command", write_between_get_and_exec)
+        assert backend.delete_if_equals(k, b"mine") is False
+    assert writes == [True]
+    assert backend.get(k) == b"theirs"
+
+
+@pytest.mark.parametrize("call", ["tag_add", "tag_remove"])
+def test_tag_members_must_not_be_one_string(
+    make_backend: Callable[..., RedisBackend], call: str
+) -> None:
+    backend = make_backend("redis://127.0.0.1:1/0")
+    args: tuple[Any, ...] = ("tag", "abc", 60) if call == "tag_add" else ("tag", "abc")
+    with pytest.raises(TypeError, match="single str"):
+        getattr(backend, call)(*args)

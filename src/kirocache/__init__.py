@@ -8,6 +8,14 @@ The public API lives here; the extension points are the public modules
 from kirocache._breaker import BreakerState, CircuitBreaker
 from kirocache._cache import Cache
 from kirocache._core import OnError
+from kirocache._decorators import (
+    AsyncCachedFunction,
+    CachedFunction,
+    awarm,
+    cached,
+    invalidates,
+    warm,
+)
 from kirocache._global import configure, get_cache
 from kirocache._types import MISSING, NEVER, Duration, Missing
 from kirocache.exceptions import (
@@ -29,9 +37,11 @@ __version__ = "0.1.0"
 __all__ = [
     "MISSING",
     "NEVER",
+    "AsyncCachedFunction",
     "BackendError",
     "BreakerState",
     "Cache",
+    "CachedFunction",
     "CircuitBreaker",
     "CircuitOpenError",
     "ConfigurationError",
@@ -48,8 +58,12 @@ __all__ = [
     "SerializationError",
     "ValueTooLargeError",
     "__version__",
+    "awarm",
+    "cached",
     "code_hash",
     "configure",
     "get_cache",
+    "invalidates",
     "make_key",
+    "warm",
 ]

@@ -93,6 +93,7 @@ class AsyncCacheMethods(CacheCore):
         *,
         nx: bool = False,
         namespace: Namespace | None = None,
+        tags: Sequence[str] = (),
     ) -> bool:
         """Store ``value`` at ``key``.
 
@@ -103,6 +104,7 @@ class AsyncCacheMethods(CacheCore):
                 default; ``NEVER``: no expiry.
             nx: Only store if the key is absent.
             namespace: Resolve ``key`` inside this namespace.
+            tags: Tags for the entry; ``invalidate_tags`` removes every entry of a tag.
 
         Returns:
             Whether the value was stored (``False`` on a backend fault or when ``nx`` found
@@ -122,6 +124,10 @@ class AsyncCacheMethods(CacheCore):
         )
         if stored is FAILED:
             return False
+        for tag in tags if stored else ():
+            await self._arun(
+                "tag", label, started, self.backend.atag_add, self._tag_key(tag), [full], seconds
+            )
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
 
@@ -310,6 +316,29 @@ class AsyncCacheMethods(CacheCore):
             return 0
         self._observe("delete_pattern", label, "delete", started, glob, count=int(removed))
         return int(removed)
+
+    async def ainvalidate_tags(self, *tags: str) -> int:
+        """Remove every entry carrying any of ``tags``, and the tags' indexes.
+
+        Returns:
+            How many entries were removed (0 on a backend fault).
+        """
+        started = time.perf_counter()
+        removed = 0
+        for tag in tags:
+            tag_key = self._tag_key(tag)
+            members = await self._arun(
+                "invalidate_tags", "tags", started, self.backend.atag_members, tag_key
+            )
+            if members is FAILED:
+                continue
+            count = await self._arun(
+                "invalidate_tags", "tags", started, self.backend.adelete_many, [*members, tag_key]
+            )
+            if count is not FAILED:
+                removed += max(0, int(count) - 1) if members else 0
+        self._observe("invalidate_tags", "tags", "delete", started, count=removed)
+        return removed
 
     async def aping(self) -> float:
         """Round-trip latency to the backend in seconds.

@@ -92,6 +92,7 @@ class SyncCacheMethods(CacheCore):
         *,
         nx: bool = False,
         namespace: Namespace | None = None,
+        tags: Sequence[str] = (),
     ) -> bool:
         """Store ``value`` at ``key``.
 
@@ -102,6 +103,7 @@ class SyncCacheMethods(CacheCore):
                 default; ``NEVER``: no expiry.
             nx: Only store if the key is absent.
             namespace: Resolve ``key`` inside this namespace.
+            tags: Tags for the entry; ``invalidate_tags`` removes every entry of a tag.
 
         Returns:
             Whether the value was stored (``False`` on a backend fault or when ``nx`` found
@@ -119,6 +121,10 @@ class SyncCacheMethods(CacheCore):
         stored = self._run("set", label, started, self.backend.set, full, data, seconds, nx=nx)
         if stored is FAILED:
             return False
+        for tag in tags if stored else ():
+            self._run(
+                "tag", label, started, self.backend.tag_add, self._tag_key(tag), [full], seconds
+            )
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
 
@@ -301,6 +307,29 @@ class SyncCacheMethods(CacheCore):
             return 0
         self._observe("delete_pattern", label, "delete", started, glob, count=int(removed))
         return int(removed)
+
+    def invalidate_tags(self, *tags: str) -> int:
+        """Remove every entry carrying any of ``tags``, and the tags' indexes.
+
+        Returns:
+            How many entries were removed (0 on a backend fault).
+        """
+        started = time.perf_counter()
+        removed = 0
+        for tag in tags:
+            tag_key = self._tag_key(tag)
+            members = self._run(
+                "invalidate_tags", "tags", started, self.backend.tag_members, tag_key
+            )
+            if members is FAILED:
+                continue
+            count = self._run(
+                "invalidate_tags", "tags", started, self.backend.delete_many, [*members, tag_key]
+            )
+            if count is not FAILED:
+                removed += max(0, int(count) - 1) if members else 0
+        self._observe("invalidate_tags", "tags", "delete", started, count=removed)
+        return removed
 
     def ping(self) -> float:
         """Round-trip latency to the backend in seconds.

@@ -8,13 +8,18 @@ import dataclasses
 import datetime as dt
 import logging
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from kirocache import presets
 from kirocache._breaker import CircuitBreaker
 from kirocache._cache import Cache
 from kirocache._config import mask_url
+from kirocache._decorators import cached, invalidates
+from kirocache._global import _swap_default
+from kirocache._types import MISSING
 from kirocache.backends.memory import MemoryBackend
 from kirocache.keys import code_hash
 from kirocache.metrics import InMemoryMetrics
@@ -33,30 +38,115 @@ class Profile:
     joined: dt.date
 
 
-def _load_profile(user_id: int) -> Profile:
-    time.sleep(0.02)  # the database round trip the cache saves
-    return Profile(user_id, f"learner-{user_id}", "intermediate", dt.date(2024, 9, 1))
+# The platform's database, and how often each function really ran.
+_NAMES: dict[int, str] = {}
+_RUNS: Counter[str] = Counter()
+
+
+# No cache= on the decorators: like an application's functions, they use the default
+# cache, which ``demo`` points at the cache it tours.
+@cached(prefix=presets.USER_PROFILE, key="{user_id}")
+def get_profile(user_id: int) -> Profile:
+    """Load a profile from the database (slow: 20 ms)."""
+    _RUNS["get_profile"] += 1
+    time.sleep(0.02)
+    return Profile(user_id, _NAMES.get(user_id, "Ada"), "intermediate", dt.date(2024, 9, 1))
+
+
+@invalidates(prefix=presets.USER_PROFILE, key="{user_id}")
+def update_profile(user_id: int, name: str) -> None:
+    """Write a new name to the database; the cached profile is removed afterwards."""
+    _NAMES[user_id] = name
+
+
+@cached(prefix=presets.USER_PROGRESS, tags=["user:{user_id}"])
+def get_progress(user_id: int, course: str) -> int:
+    """Percent of ``course`` the user has completed."""
+    return 40 if course == "python" else 10
+
+
+@cached(prefix=presets.RECOMMENDATIONS, key="{user_id}", tags=["user:{user_id}"])
+def get_recommendations(user_id: int) -> list[str]:
+    """Courses to suggest next."""
+    return ["rust basics", "async python"]
+
+
+@cached(prefix=presets.PERFORMANCE_METRICS, key="leaderboard:{course}")
+def get_leaderboard(course: str) -> list[str]:
+    """An expensive query (100 ms) that many requests want at once."""
+    _RUNS["get_leaderboard"] += 1
+    time.sleep(0.1)
+    return ["ada", "grace", "linus"]
+
+
+@cached(prefix=presets.LEARNING_PATH)
+async def get_learning_path(path_id: int) -> dict[str, str | int]:
+    """Fetch a learning path from another service (slow: 20 ms)."""
+    _RUNS["get_learning_path"] += 1
+    await asyncio.sleep(0.02)
+    return {"id": path_id, "title": "Python from scratch", "steps": 12}
 
 
 def _step(title: str) -> None:
     print(f"\n== {title}")
 
 
-def _tour(cache: Cache) -> None:
-    profiles = presets.USER_PROFILE
-    _step("Typed values under readable keys, with the namespace's TTL")
+def _timed_profile(user_id: int) -> tuple[Profile, float, int]:
+    """Call ``get_profile``; returns the result, milliseconds taken and whether it ran."""
+    runs = _RUNS["get_profile"]
     started = time.perf_counter()
-    profile = cache.get("42", type=Profile, namespace=profiles)
-    if profile is None:
-        profile = _load_profile(42)
-        cache.set("42", profile, namespace=profiles)
-    miss_ms = (time.perf_counter() - started) * 1000
-    started = time.perf_counter()
-    again = cache.get("42", type=Profile, namespace=profiles)
-    hit_ms = (time.perf_counter() - started) * 1000
-    print(f"key {profiles.key(42)!r}, ttl {cache.ttl('42', namespace=profiles):.0f} s")
-    print(f"miss + load: {miss_ms:.2f} ms; hit: {hit_ms:.3f} ms; hit is {type(again).__name__}")
+    profile = get_profile(user_id)
+    return profile, (time.perf_counter() - started) * 1000, _RUNS["get_profile"] - runs
 
+
+def _decorators(cache: Cache) -> None:
+    _step("@cached get_profile on the USER_PROFILE preset")
+    _, miss_ms, ran = _timed_profile(42)
+    print(f"first call:  {miss_ms:7.2f} ms, function ran {ran} time(s) (miss)")
+    profile, hit_ms, ran = _timed_profile(42)
+    print(f"second call: {hit_ms:7.2f} ms, function ran {ran} time(s) (hit)")
+    key = get_profile.cache_key(42)
+    print(f"stored at {cache.full_key(key)!r} for {cache.ttl(key):.0f} s (the preset's TTL)")
+    print(f"the hit came back as a {type(profile).__name__}: {profile}")
+
+    _step("@invalidates update_profile")
+    update_profile(42, "Ada Lovelace")
+    gone = get_profile.get_cached(42) is MISSING
+    print(f"after update_profile(42, ...): cached entry {'invalidated' if gone else 'still there'}")
+    profile, _, ran = _timed_profile(42)
+    print(f"next get_profile(42): function ran {ran} time(s), name {profile.name!r}")
+
+    _step("Tags: drop every entry of one user")
+    for user_id, course in ((42, "python"), (42, "rust"), (7, "python")):
+        get_progress(user_id, course)
+    get_recommendations(42)
+    removed = cache.invalidate_tags("user:42")
+    kept = get_progress.get_cached(7, "python") is not MISSING
+    print(f"invalidate_tags('user:42') removed {removed} entries; user 7 still cached: {kept}")
+
+    _step("Stampede protection: 50 threads on one cold key")
+    start = threading.Barrier(50)
+    answers: list[list[str]] = []
+
+    def reader() -> None:
+        start.wait()
+        answers.append(get_leaderboard("python"))
+
+    threads = [threading.Thread(target=reader) for _ in range(50)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = (time.perf_counter() - started) * 1000
+    same = all(answer == answers[0] for answer in answers)
+    print(
+        f"{len(answers)} callers in {took:.0f} ms: get_leaderboard ran "
+        f"{_RUNS['get_leaderboard']} time(s); all got the same answer: {same}"
+    )
+
+
+def _tour(cache: Cache) -> None:
     _step("Many keys in one round trip")
     exercises = {str(i): {"id": i, "title": f"Exercise {i}"} for i in range(1, 6)}
     cache.set_many(exercises, namespace=presets.EXERCISE)
@@ -75,12 +165,24 @@ def _tour(cache: Cache) -> None:
     for query in ("python", "rust", "go"):
         cache.set(query, [f"{query} result"], namespace=presets.SEARCH_RESULTS)
     removed = cache.delete_pattern("*", namespace=presets.SEARCH_RESULTS)
-    print(
-        f"removed {removed} search results; profile still cached: {cache.exists(profiles.key(42))}"
-    )
+    still = get_profile.get_cached(42) is not MISSING
+    print(f"removed {removed} search results; profile still cached: {still}")
 
 
 async def _async_tour(cache: Cache) -> None:
+    _step("@cached on an async function: 10 concurrent tasks, then a hit")
+    started = time.perf_counter()
+    paths = await asyncio.gather(*(get_learning_path(3) for _ in range(10)))
+    cold_ms = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    await get_learning_path(3)
+    hit_ms = (time.perf_counter() - started) * 1000
+    print(
+        f"10 tasks on a cold key: {cold_ms:.2f} ms, get_learning_path ran "
+        f"{_RUNS['get_learning_path']} time(s); all equal: {all(p == paths[0] for p in paths)}"
+    )
+    print(f"then a hit: {hit_ms:.2f} ms, still {_RUNS['get_learning_path']} run(s)")
+
     _step("The same cache from async code")
     await cache.aset("7", {"id": 7, "name": "async learner"}, namespace=presets.USER_PROFILE)
     results = await asyncio.gather(
@@ -128,14 +230,19 @@ def demo(url: str) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure to reach the server ends the demo
         print(f"cannot reach {mask_url(url)}: {exc}", file=sys.stderr)
         return 1
+    _NAMES.clear()
+    _RUNS.clear()
+    previous = _swap_default(cache)
     try:
         cache.delete_pattern("*")
+        _decorators(cache)
         _tour(cache)
         asyncio.run(_async_tour(cache))
         _faults()
         _metrics_table(cache)
         cache.delete_pattern("*")
     finally:
+        _swap_default(previous)
         cache.close()
     return 0
 

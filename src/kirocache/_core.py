@@ -39,6 +39,7 @@ OnError: TypeAlias = Literal["ignore", "raise"]
 _log = logging.getLogger("kirocache")
 
 DEFAULT_LABEL: Final = "default"
+TAG_PREFIX: Final = "kirocache:tag:"
 DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
 _COUNTER = re.compile(rb"-?[0-9]+")
 
@@ -142,13 +143,23 @@ class CacheCore:
 
     def _key(self, key: str, namespace: Namespace | None) -> tuple[str, str, float | None]:
         """The backend key, the metrics label and the default TTL of a caller's key."""
-        check_key(key)
         if namespace is None:
+            check_key(key)
             namespace = self._find(key)
             if namespace is None:
                 return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
             return self.key_prefix + key, namespace.prefix, namespace.ttl
+        if type(key) is not str:
+            check_key(key)  # raises; an empty key is the body of a call without arguments
         return self.key_prefix + namespace.full_key(key), namespace.prefix, namespace.ttl
+
+    def full_key(self, key: str, namespace: Namespace | None = None) -> str:
+        """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
+        return self._key(key, namespace)[0]
+
+    def _tag_key(self, tag: str) -> str:
+        check_key(tag)
+        return f"{self.key_prefix}{TAG_PREFIX}{tag}"
 
     def _pattern(self, pattern: str, namespace: Namespace | None) -> str:
         """A glob restricted to this cache's key prefix (and the namespace, if given)."""

@@ -63,3 +63,14 @@ def get_cache() -> Cache:
         if _default is None:
             _default = Cache.from_url(None)
         return _default
+
+
+def _swap_default(cache: Cache | None) -> Cache | None:
+    """Install ``cache`` as the default (``None``: none yet) and return the one it replaced.
+
+    One atomic step, so ``kirocache.testing.use_cache`` can restore exactly what it found.
+    """
+    global _default  # the one process-wide default, guarded by _lock
+    with _lock:
+        previous, _default = _default, cache
+    return previous

@@ -266,7 +266,8 @@ def _custom_type(node: object, seen: set[int]) -> type | None:
         return None
     seen.add(id(node))
     if isinstance(node, msgspec.inspect.CustomType):
-        return node.cls
+        # ``object`` decodes as any JSON value, which is what an annotation of it means.
+        return None if node.cls is object else node.cls
     children: Sequence[object] = ()
     if isinstance(node, msgspec.Struct):
         children = [getattr(node, name) for name in node.__struct_fields__]

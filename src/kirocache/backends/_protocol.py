@@ -14,6 +14,11 @@ Key conventions every backend follows (the conformance suite checks them):
 * ``scan``/``delete_pattern`` take Redis glob patterns (``*``, ``?``, ``[abc]``, ``[^a]``,
   ``\\`` escapes) and never use KEYS or FLUSHDB.
 * counters written by ``incr`` are stored as ASCII decimal integers.
+* a tag set (``tag_add``) is a key like any other: ``delete``, ``delete_many``,
+  ``delete_pattern``, ``exists``, ``ttl``, ``expire``, ``persist`` and ``scan`` see it, and
+  ``stats().keys`` counts it. Its TTL only grows: ``tag_add`` gives a new set ``ttl`` and
+  extends an existing set's TTL to at least ``ttl`` (``None``: the set never expires).
+  Reading a tag set with ``get`` raises ``BackendError``, as Redis's WRONGTYPE does.
 """
 
 from __future__ import annotations
@@ -146,6 +151,34 @@ class Backend(Protocol):
         """Delete keys matching ``pattern`` in batches (SCAN + UNLINK); returns the count."""
         ...
 
+    def tag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Add ``members`` to the set at ``key``; it then lives at least ``ttl`` seconds.
+
+        A new set gets ``ttl``; an existing set's TTL is never shortened, and ``None``
+        makes the set never expire. No members: nothing happens. Raises ``BackendError``
+        when ``key`` holds a value that is not a tag set.
+        """
+        ...
+
+    def tag_members(self, key: str) -> list[str]:
+        """The members of the set at ``key``, sorted; ``[]`` if absent."""
+        ...
+
+    def tag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Remove ``members`` from the set at ``key``; returns how many were in it.
+
+        A set left empty is deleted, as Redis deletes empty sets.
+        """
+        ...
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` only if it holds ``value``, atomically; returns whether it did.
+
+        This is a lock's release: a holder whose lock expired and was taken by another
+        holder (another value) leaves that lock alone.
+        """
+        ...
+
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Run ``ops`` in one round trip; with ``transaction`` atomically.
 
@@ -223,6 +256,22 @@ class AsyncBackend(Protocol):
 
     async def adelete_pattern(self, pattern: str, batch_size: int = 500) -> int:
         """Async ``delete_pattern``."""
+        ...
+
+    async def atag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Async ``tag_add``."""
+        ...
+
+    async def atag_members(self, key: str) -> list[str]:
+        """Async ``tag_members``."""
+        ...
+
+    async def atag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Async ``tag_remove``."""
+        ...
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async ``delete_if_equals``."""
         ...
 
     async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:

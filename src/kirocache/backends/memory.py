@@ -37,7 +37,10 @@ _INTEGER: Final = re.compile(rb"\A(?:0|-?[1-9][0-9]{0,18})\Z")
 
 _OP_NAMES: Final = get_args(OpName)
 
-_Entry = tuple[bytes, float]  # (value, expires_at); expires_at is inf without a TTL
+# A key holds bytes or, written by ``tag_add``, a tag set (mutated in place under the lock).
+_Tags = set[str]  # an alias, since the class's ``set`` method shadows the builtin there
+_Value = bytes | _Tags
+_Entry = tuple[_Value, float]  # (value, expires_at); expires_at is inf without a TTL
 
 
 class MemoryBackend:
@@ -52,6 +55,10 @@ class MemoryBackend:
     ``purge_expired()`` removes all of them at once. When a write takes the store over
     ``max_entries`` or ``max_bytes`` (key plus value sizes), expired entries go first and
     then the least recently used ones.
+
+    Tag sets (``tag_add``) live in the same store as values, so they are keys like any
+    other: they count in ``keys`` and ``used_memory`` (key plus UTF-8 members), expire, and
+    are evicted least recently used first, as in Redis with an ``allkeys-lru`` policy.
 
     Args:
         max_entries: Most entries held at once, or ``None`` for no limit.
@@ -93,7 +100,11 @@ class MemoryBackend:
     # -- sync API (the async twins below call these) ---------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        """Return the bytes stored at ``key``, or ``None``; a hit makes the key most recent."""
+        """Return the bytes stored at ``key``, or ``None``; a hit makes the key most recent.
+
+        Raises:
+            BackendError: ``key`` holds a tag set.
+        """
         now = self._clock()
         with self._lock:
             return self._get(key, now)
@@ -129,10 +140,10 @@ class MemoryBackend:
             return self._live(key, now) is not None
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values for ``keys`` in order, ``None`` where absent."""
+        """Values for ``keys`` in order, ``None`` where absent or a tag set (as MGET)."""
         now = self._clock()
         with self._lock:
-            return [self._get(key, now) for key in keys]
+            return [self._get(key, now, strict=False) for key in keys]
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Store every item with the same TTL; nothing is stored if one item is refused.
@@ -231,6 +242,65 @@ class MemoryBackend:
                 deleted += self.delete_many(batch)
                 batch.clear()
         return deleted + (self.delete_many(batch) if batch else 0)
+
+    def tag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Add ``members`` to the tag set at ``key``, which then lives at least ``ttl``.
+
+        A new set gets ``ttl``; an existing set's TTL only grows (``None``: no expiry).
+
+        Raises:
+            BackendError: ``key`` holds a value that is not a tag set.
+            InvalidTTLError: ``ttl`` is not a number of seconds > 0 or ``None``.
+            TypeError: ``members`` is a single ``str``.
+        """
+        wanted = _as_members(members)
+        now = self._clock()
+        expires_at = _deadline(now, ttl)
+        if not wanted:
+            return
+        with self._lock:
+            self._tag_add(key, wanted, expires_at, now)
+
+    def tag_members(self, key: str) -> list[str]:
+        """The members of the tag set at ``key``, sorted; ``[]`` if absent.
+
+        Raises:
+            BackendError: ``key`` holds a value that is not a tag set.
+        """
+        now = self._clock()
+        with self._lock:
+            entry = self._live(key, now)
+            return [] if entry is None else sorted(_as_tags(key, entry[0]))
+
+    def tag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Remove ``members`` from the tag set at ``key``; an emptied set is deleted.
+
+        Returns:
+            How many of ``members`` were in the set.
+
+        Raises:
+            BackendError: ``key`` holds a value that is not a tag set.
+            TypeError: ``members`` is a single ``str``.
+        """
+        unwanted = _as_members(members)
+        now = self._clock()
+        with self._lock:
+            return self._tag_remove(key, unwanted, now)
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` only if it holds ``value`` (one lock hold); returns whether it did.
+
+        Raises:
+            BackendError: ``key`` holds a tag set.
+        """
+        expected = _as_bytes(value)
+        now = self._clock()
+        with self._lock:
+            entry = self._live(key, now)
+            if entry is None or _as_value(key, entry[0]) != expected:
+                return False
+            self._remove(key, entry[0])
+            return True
 
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Run ``ops`` in order; with ``transaction`` under one lock hold, so atomically.
@@ -359,6 +429,22 @@ class MemoryBackend:
         """Async ``delete_pattern``."""
         return self.delete_pattern(pattern, batch_size)
 
+    async def atag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Async ``tag_add``."""
+        self.tag_add(key, members, ttl)
+
+    async def atag_members(self, key: str) -> list[str]:
+        """Async ``tag_members``."""
+        return self.tag_members(key)
+
+    async def atag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Async ``tag_remove``."""
+        return self.tag_remove(key, members)
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async ``delete_if_equals``."""
+        return self.delete_if_equals(key, value)
+
     async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Async ``execute``."""
         return self.execute(ops, transaction=transaction)
@@ -387,16 +473,45 @@ class MemoryBackend:
             return None
         return entry
 
-    def _get(self, key: str, now: float) -> bytes | None:
+    def _get(self, key: str, now: float, *, strict: bool = True) -> bytes | None:
         entry = self._live(key, now)
-        if entry is None:
+        if entry is None or (not strict and isinstance(entry[0], set)):
             self._misses += 1
             return None
+        value = _as_value(key, entry[0])
         self._hits += 1
         self._data.move_to_end(key)
-        return entry[0]
+        return value
 
-    def _store(self, key: str, value: bytes, size: int, expires_at: float, now: float) -> None:
+    def _tag_add(self, key: str, members: _Tags, expires_at: float, now: float) -> None:
+        entry = self._live(key, now)
+        if entry is None:
+            self._store(key, members, _size(key, members), expires_at, now)
+            return
+        tags = _as_tags(key, entry[0])
+        added = members - tags
+        tags |= added
+        self._bytes += _members_size(added)
+        if expires_at > entry[1]:
+            self._data[key] = (tags, expires_at)
+            if expires_at != _NO_EXPIRY:
+                self._schedule(expires_at, key)
+        self._data.move_to_end(key)
+        self._make_room(now)
+
+    def _tag_remove(self, key: str, members: _Tags, now: float) -> int:
+        entry = self._live(key, now)
+        if entry is None:
+            return 0
+        tags = _as_tags(key, entry[0])
+        removed = tags & members
+        tags -= removed
+        self._bytes -= _members_size(removed)
+        if not tags:
+            self._remove(key, tags)
+        return len(removed)
+
+    def _store(self, key: str, value: _Value, size: int, expires_at: float, now: float) -> None:
         old = self._data.pop(key, None)
         if old is not None:
             self._bytes -= _size(key, old[0])
@@ -404,6 +519,9 @@ class MemoryBackend:
         self._bytes += size
         if expires_at != _NO_EXPIRY:
             self._schedule(expires_at, key)
+        self._make_room(now)
+
+    def _make_room(self, now: float) -> None:
         self._purge(now, limit=_PURGE_STEP)
         if self._over_limit():
             self._purge(now, limit=None)
@@ -417,7 +535,7 @@ class MemoryBackend:
             self._max_bytes is not None and self._bytes > self._max_bytes
         )
 
-    def _remove(self, key: str, value: bytes) -> None:
+    def _remove(self, key: str, value: _Value) -> None:
         del self._data[key]
         self._bytes -= _size(key, value)
 
@@ -455,7 +573,7 @@ class MemoryBackend:
         entry = self._live(key, now)
         current = 0
         if entry is not None:
-            parsed = _parse_counter(entry[0])
+            parsed = _parse_counter(_as_value(key, entry[0]))
             if parsed is None:
                 msg = f"value at {key!r} is not an integer or out of range, so incr cannot add"
                 raise BackendError(msg)
@@ -533,8 +651,34 @@ class MemoryBackend:
         return size
 
 
-def _size(key: str, value: bytes) -> int:
-    return len(key.encode("utf-8", "surrogatepass")) + len(value)
+def _size(key: str, value: _Value) -> int:
+    held = len(value) if isinstance(value, bytes) else _members_size(value)
+    return len(key.encode("utf-8", "surrogatepass")) + held
+
+
+def _members_size(members: set[str]) -> int:
+    return sum(len(member.encode("utf-8", "surrogatepass")) for member in members)
+
+
+def _as_value(key: str, value: _Value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    msg = f"{key!r:.80} holds a tag set, not a value (WRONGTYPE); use a different key"
+    raise BackendError(msg)
+
+
+def _as_tags(key: str, value: _Value) -> set[str]:
+    if isinstance(value, set):
+        return value
+    msg = f"{key!r:.80} holds a value, not a tag set (WRONGTYPE); use a different key"
+    raise BackendError(msg)
+
+
+def _as_members(members: Sequence[str]) -> set[str]:
+    if isinstance(members, str):
+        msg = "members must be a sequence of str, not a single str; wrap it in a list"
+        raise TypeError(msg)
+    return set(members)
 
 
 def _parse_counter(raw: bytes) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -120,6 +121,50 @@ def _expire_commands(key: str, ttl: float) -> list[Command]:
     if px is None:
         return [("PERSIST", key), ("EXISTS", key)]
     return [("PEXPIRE", key, px)]
+
+
+def _members(members: Sequence[str]) -> list[str]:
+    if isinstance(members, str):
+        msg = "members must be a sequence of str, not a single str; wrap it in a list"
+        raise TypeError(msg)
+    return list(dict.fromkeys(members))
+
+
+def _tag_add_commands(key: str, members: Sequence[str], ttl: float | None) -> list[Command]:
+    """One MULTI adding ``members`` to the set at ``key`` whose TTL only grows.
+
+    PEXPIRE GT alone cannot tell a set just created by SADD (no TTL yet) from an older set
+    that never expires. So the members first go to a scratch set with the TTL, which
+    RENAMENX moves to ``key`` only if ``key`` is absent; otherwise SADD adds them and
+    PEXPIRE GT extends a shorter TTL. Inside MULTI no client ever sees the scratch key.
+    """
+    px = _px(ttl)
+    unique = _members(members)
+    if not unique:
+        return []
+    if px is None:
+        return [("SADD", key, *unique), ("PERSIST", key)]
+    scratch = f"{key}:~tag-add:{secrets.token_hex(8)}"
+    return [
+        ("SADD", scratch, *unique),
+        ("PEXPIRE", scratch, px),
+        ("RENAMENX", scratch, key),
+        ("SADD", key, *unique),
+        ("PEXPIRE", key, px, "GT"),
+        ("UNLINK", scratch),
+    ]
+
+
+def _decode_members(raw: object) -> list[str]:
+    if not isinstance(raw, (set, list)):
+        msg = f"unexpected reply from Redis: {raw!r:.80}"
+        raise BackendError(msg)
+    return sorted(_decode_key(member) for member in raw)
+
+
+def _deleted(replies: object) -> bool:
+    """EXEC's replies of ``delete_if_equals``: ``[]`` when the value differed, else UNLINK's."""
+    return isinstance(replies, list) and bool(replies) and _as_bool(replies[0])
 
 
 _OP_COMMANDS: Final[Mapping[str, Callable[[Op], list[Command]]]] = {
@@ -598,6 +643,46 @@ class RedisBackend:
             if cursor == 0:
                 return deleted
 
+    def tag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Add ``members`` to the set at ``key`` (SADD); its TTL becomes at least ``ttl``.
+
+        One MULTI: a new set gets ``ttl``, an existing one keeps a longer TTL (PEXPIRE GT),
+        and ``ttl=None`` makes the set persistent.
+        """
+        commands = _tag_add_commands(key, members, ttl)
+        if commands:
+            self._pipe("tag_add", commands, transaction=True, strict=True)
+
+    def tag_members(self, key: str) -> list[str]:
+        """The members of the set at ``key`` (SMEMBERS), decoded and sorted."""
+        return _decode_members(self._call("tag_members", ("SMEMBERS", key)))
+
+    def tag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Remove ``members`` from the set at ``key`` (SREM); returns how many were in it."""
+        unique = _members(members)
+        if not unique:
+            return 0
+        return _as_int(self._call("tag_remove", ("SREM", key, *unique)))
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value``: WATCH and GET, then MULTI/UNLINK/EXEC.
+
+        A transaction rather than a Lua script, so it runs wherever EVAL is missing or
+        disabled (fakeredis without lupa, locked-down servers); a write to ``key`` between
+        GET and EXEC aborts the EXEC and redis-py runs the check again.
+        """
+
+        def compare_and_delete(pipe: redis.client.Pipeline) -> None:
+            if pipe.execute_command("GET", key) == value:  # type: ignore[no-untyped-call]
+                pipe.multi()
+                pipe.execute_command("UNLINK", key)  # type: ignore[no-untyped-call]
+
+        try:
+            replies = self._client.transaction(compare_and_delete, key)
+        except _ERRORS as exc:
+            raise self._error("delete_if_equals", exc) from exc
+        return _deleted(replies)
+
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Run ``ops`` in one pipeline (MULTI/EXEC with ``transaction``).
 
@@ -733,6 +818,38 @@ class RedisBackend:
                 deleted += _as_int(await self._acall("delete_pattern", ("UNLINK", *keys)))
             if cursor == 0:
                 return deleted
+
+    async def atag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
+        """Async :meth:`tag_add`."""
+        commands = _tag_add_commands(key, members, ttl)
+        if commands:
+            await self._apipe("tag_add", commands, transaction=True, strict=True)
+
+    async def atag_members(self, key: str) -> list[str]:
+        """Async :meth:`tag_members`."""
+        return _decode_members(await self._acall("tag_members", ("SMEMBERS", key)))
+
+    async def atag_remove(self, key: str, members: Sequence[str]) -> int:
+        """Async :meth:`tag_remove`."""
+        unique = _members(members)
+        if not unique:
+            return 0
+        return _as_int(await self._acall("tag_remove", ("SREM", key, *unique)))
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async :meth:`delete_if_equals`."""
+
+        async def compare_and_delete(pipe: redis.asyncio.client.Pipeline) -> None:
+            if await pipe.execute_command("GET", key) == value:
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.execute_command("UNLINK", key)
+
+        client = await self._async_clients.get()
+        try:
+            replies = await client.transaction(compare_and_delete, key)
+        except _ERRORS as exc:
+            raise self._error("delete_if_equals", exc) from exc
+        return _deleted(replies)
 
     async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Async :meth:`execute`."""

@@ -1,9 +1,14 @@
 """Helpers for testing code that uses kirocache, and for testing backends.
 
-``FaultyBackend`` wraps any backend and makes it fail on demand. The backend conformance
-suite is in :mod:`kirocache.testing.conformance`.
+``use_cache`` / ``ause_cache`` swap the default cache for a test (an in-memory one by
+default); ``CacheRecorder`` records every operation so a test can assert "this call was a
+hit"; ``FaultyBackend`` wraps any backend and makes it fail on demand. The pytest fixtures
+``kirocache_cache`` and ``kirocache_recorder`` come from :mod:`kirocache.testing.pytest_plugin`,
+which pytest loads by itself once kirocache is installed. The backend conformance suite is in
+:mod:`kirocache.testing.conformance`.
 """
 
 from kirocache.testing._faults import FaultyBackend
+from kirocache.testing._swap import CacheRecorder, Recorded, ause_cache, use_cache
 
-__all__ = ["FaultyBackend"]
+__all__ = ["CacheRecorder", "FaultyBackend", "Recorded", "ause_cache", "use_cache"]

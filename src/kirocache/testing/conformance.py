@@ -550,6 +550,179 @@ class BackendConformance:
         remaining = {key async for key in backend.ascan(escape_glob(k) + "*")}
         assert remaining == {k + "user", k + "users:1", k + "user:abx"}
 
+    # -- tag sets ----------------------------------------------------------------------------
+
+    def test_tag_add_members_remove(self, backend: FullBackend, k: str) -> None:
+        """Tag sets gather members once each, list them sorted and lose them on remove."""
+        assert backend.tag_members(k + "t") == []
+        backend.tag_add(k + "t", ["b", "a", _UNICODE], 60)
+        backend.tag_add(k + "t", ["c", "a"], 60)
+        assert backend.tag_members(k + "t") == sorted(["a", "b", "c", _UNICODE])
+        assert backend.tag_remove(k + "t", ["a", "missing"]) == 1
+        assert backend.tag_remove(k + "absent", ["a"]) == 0
+        assert backend.tag_members(k + "t") == sorted(["b", "c", _UNICODE])
+        assert backend.tag_remove(k + "t", ["b", "c", _UNICODE]) == 3
+        assert backend.exists(k + "t") is False
+
+    async def test_atag_add_members_remove(self, backend: FullBackend, k: str) -> None:
+        """Async: tag sets gather members once each, list them sorted and lose them on remove."""
+        assert await backend.atag_members(k + "t") == []
+        await backend.atag_add(k + "t", ["b", "a", _UNICODE], 60)
+        await backend.atag_add(k + "t", ["c", "a"], 60)
+        assert await backend.atag_members(k + "t") == sorted(["a", "b", "c", _UNICODE])
+        assert await backend.atag_remove(k + "t", ["a", "missing"]) == 1
+        assert await backend.atag_remove(k + "absent", ["a"]) == 0
+        assert await backend.atag_members(k + "t") == sorted(["b", "c", _UNICODE])
+        assert await backend.atag_remove(k + "t", ["b", "c", _UNICODE]) == 3
+        assert await backend.aexists(k + "t") is False
+
+    def test_tag_ttl_only_grows(self, backend: FullBackend, k: str) -> None:
+        """A new set takes the TTL; later adds extend it but never shorten it."""
+        backend.tag_add(k + "t", ["a"], 10)
+        assert 0 < (backend.ttl(k + "t") or 0) <= 10
+        backend.tag_add(k + "t", ["b"], 1000)
+        assert 10 < (backend.ttl(k + "t") or 0) <= 1000
+        backend.tag_add(k + "t", ["c"], 10)
+        assert 10 < (backend.ttl(k + "t") or 0) <= 1000
+        backend.tag_add(k + "t", ["d"], None)
+        assert backend.ttl(k + "t") == math.inf
+        backend.tag_add(k + "t", ["e"], 10)
+        assert backend.ttl(k + "t") == math.inf
+        backend.tag_add(k + "forever", ["a"], None)
+        backend.tag_add(k + "forever", ["b"], 10)
+        assert backend.ttl(k + "forever") == math.inf
+        assert backend.tag_members(k + "t") == ["a", "b", "c", "d", "e"]
+
+    async def test_atag_ttl_only_grows(self, backend: FullBackend, k: str) -> None:
+        """Async: a new set takes the TTL; later adds extend it but never shorten it."""
+        await backend.atag_add(k + "t", ["a"], 10)
+        assert 0 < (await backend.attl(k + "t") or 0) <= 10
+        await backend.atag_add(k + "t", ["b"], 1000)
+        assert 10 < (await backend.attl(k + "t") or 0) <= 1000
+        await backend.atag_add(k + "t", ["c"], 10)
+        assert 10 < (await backend.attl(k + "t") or 0) <= 1000
+        await backend.atag_add(k + "t", ["d"], None)
+        assert await backend.attl(k + "t") == math.inf
+        await backend.atag_add(k + "t", ["e"], 10)
+        assert await backend.attl(k + "t") == math.inf
+        await backend.atag_add(k + "forever", ["a"], None)
+        await backend.atag_add(k + "forever", ["b"], 10)
+        assert await backend.attl(k + "forever") == math.inf
+        assert await backend.atag_members(k + "t") == ["a", "b", "c", "d", "e"]
+
+    def test_tag_sets_expire(self, backend: FullBackend, k: str) -> None:
+        """A tag set whose TTL runs out is gone; no members, no key, nothing scanned."""
+        backend.tag_add(k + "t", ["a", "b"], _SHORT_TTL)
+        backend.tag_add(k + "kept", ["a"], 60)
+        time.sleep(_PAST_SHORT_TTL)
+        assert backend.tag_members(k + "t") == []
+        assert backend.exists(k + "t") is False
+        assert set(backend.scan(escape_glob(k) + "*")) == {k + "kept"}
+
+    async def test_atag_sets_expire(self, backend: FullBackend, k: str) -> None:
+        """Async: a tag set whose TTL runs out is gone; no members, no key, nothing scanned."""
+        await backend.atag_add(k + "t", ["a", "b"], _SHORT_TTL)
+        await backend.atag_add(k + "kept", ["a"], 60)
+        await asyncio.sleep(_PAST_SHORT_TTL)
+        assert await backend.atag_members(k + "t") == []
+        assert await backend.aexists(k + "t") is False
+        assert {key async for key in backend.ascan(escape_glob(k) + "*")} == {k + "kept"}
+
+    def test_tag_set_is_a_key(self, backend: FullBackend, k: str) -> None:
+        """Key commands see tag sets; value and tag commands refuse each other's keys."""
+        backend.tag_add(k + "t1", ["a"], 60)
+        backend.tag_add(k + "t2", ["a"], None)
+        backend.tag_add(k + "t3", ["a"], None)
+        backend.tag_add(k + "t4", ["a"], None)
+        backend.set(k + "v", b"value")
+        assert backend.exists(k + "t1") is True
+        assert set(backend.scan(escape_glob(k) + "t*")) == {k + "t1", k + "t2", k + "t3", k + "t4"}
+        assert backend.get_many([k + "v", k + "t1"]) == [b"value", None]
+        with pytest.raises(BackendError):
+            backend.get(k + "t1")
+        with pytest.raises(BackendError):
+            backend.tag_add(k + "v", ["a"], 60)
+        with pytest.raises(BackendError):
+            backend.tag_members(k + "v")
+        assert backend.get(k + "v") == b"value"
+        assert backend.expire(k + "t2", 30) is True
+        assert 0 < (backend.ttl(k + "t2") or 0) <= 30
+        assert backend.persist(k + "t2") is True
+        assert backend.delete(k + "t1") is True
+        assert backend.delete_many([k + "t2", k + "v"]) == 2
+        assert backend.delete_pattern(escape_glob(k) + "t*") == 2
+        assert list(backend.scan(escape_glob(k) + "*")) == []
+
+    async def test_atag_set_is_a_key(self, backend: FullBackend, k: str) -> None:
+        """Async: key commands see tag sets; value and tag commands refuse each other's keys."""
+        await backend.atag_add(k + "t1", ["a"], 60)
+        await backend.atag_add(k + "t2", ["a"], None)
+        await backend.atag_add(k + "t3", ["a"], None)
+        await backend.atag_add(k + "t4", ["a"], None)
+        await backend.aset(k + "v", b"value")
+        assert await backend.aexists(k + "t1") is True
+        scanned = {key async for key in backend.ascan(escape_glob(k) + "t*")}
+        assert scanned == {k + "t1", k + "t2", k + "t3", k + "t4"}
+        assert await backend.aget_many([k + "v", k + "t1"]) == [b"value", None]
+        with pytest.raises(BackendError):
+            await backend.aget(k + "t1")
+        with pytest.raises(BackendError):
+            await backend.atag_add(k + "v", ["a"], 60)
+        with pytest.raises(BackendError):
+            await backend.atag_members(k + "v")
+        assert await backend.aget(k + "v") == b"value"
+        assert await backend.aexpire(k + "t2", 30) is True
+        assert 0 < (await backend.attl(k + "t2") or 0) <= 30
+        assert await backend.apersist(k + "t2") is True
+        assert await backend.adelete(k + "t1") is True
+        assert await backend.adelete_many([k + "t2", k + "v"]) == 2
+        assert await backend.adelete_pattern(escape_glob(k) + "t*") == 2
+        assert [key async for key in backend.ascan(escape_glob(k) + "*")] == []
+
+    def test_tag_without_members_does_nothing(self, backend: FullBackend, k: str) -> None:
+        """Adding or removing no members neither creates nor touches the set."""
+        backend.tag_add(k + "t", [], 60)
+        assert backend.exists(k + "t") is False
+        backend.tag_add(k + "t", ["a"], None)
+        backend.tag_add(k + "t", [], 60)
+        assert backend.tag_remove(k + "t", []) == 0
+        assert backend.ttl(k + "t") == math.inf
+        assert backend.tag_members(k + "t") == ["a"]
+
+    async def test_atag_without_members_does_nothing(self, backend: FullBackend, k: str) -> None:
+        """Async: adding or removing no members neither creates nor touches the set."""
+        await backend.atag_add(k + "t", [], 60)
+        assert await backend.aexists(k + "t") is False
+        await backend.atag_add(k + "t", ["a"], None)
+        await backend.atag_add(k + "t", [], 60)
+        assert await backend.atag_remove(k + "t", []) == 0
+        assert await backend.attl(k + "t") == math.inf
+        assert await backend.atag_members(k + "t") == ["a"]
+
+    # -- compare-and-delete ----------------------------------------------------------------
+
+    def test_delete_if_equals(self, backend: FullBackend, k: str) -> None:
+        """Only the value's owner deletes it; anyone else leaves it in place."""
+        assert backend.delete_if_equals(k + "lock", b"token-1") is False
+        backend.set(k + "lock", b"token-1", ttl=60)
+        assert backend.delete_if_equals(k + "lock", b"token-2") is False
+        assert backend.delete_if_equals(k + "lock", b"token-") is False
+        assert backend.get(k + "lock") == b"token-1"
+        assert backend.delete_if_equals(k + "lock", b"token-1") is True
+        assert backend.exists(k + "lock") is False
+        assert backend.delete_if_equals(k + "lock", b"token-1") is False
+
+    async def test_adelete_if_equals(self, backend: FullBackend, k: str) -> None:
+        """Async: only the value's owner deletes it; anyone else leaves it in place."""
+        assert await backend.adelete_if_equals(k + "lock", b"token-1") is False
+        await backend.aset(k + "lock", b"token-1", ttl=60)
+        assert await backend.adelete_if_equals(k + "lock", b"token-2") is False
+        assert await backend.adelete_if_equals(k + "lock", b"token-") is False
+        assert await backend.aget(k + "lock") == b"token-1"
+        assert await backend.adelete_if_equals(k + "lock", b"token-1") is True
+        assert await backend.aexists(k + "lock") is False
+        assert await backend.adelete_if_equals(k + "lock", b"token-1") is False
+
     # -- execute ---------------------------------------------------------------------------
 
     @pytest.mark.parametrize("transaction", [False, True])

@@ -1,0 +1,86 @@
+"""The ``kirocache demo`` command, in memory and against the real redis-server."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+import redis
+
+import kirocache
+from kirocache import _global
+from kirocache._cli import main
+
+
+def assert_tour(out: str) -> None:
+    """The lines that show each feature doing what the demo says it does."""
+    assert re.search(r"first call: .* ms, function ran 1 time\(s\) \(miss\)", out)
+    assert re.search(r"second call: .* ms, function ran 0 time\(s\) \(hit\)", out)
+    assert "stored at 'kirocache-demo:user:profile:42' for 3600 s" in out
+    assert "the hit came back as a Profile" in out
+    assert "after update_profile(42, ...): cached entry invalidated" in out
+    assert "next get_profile(42): function ran 1 time(s), name 'Ada Lovelace'" in out
+    assert "invalidate_tags('user:42') removed 3 entries; user 7 still cached: True" in out
+    assert re.search(
+        r"50 callers in \d+ ms: get_leaderboard ran 1 time\(s\); all got the same answer: True",
+        out,
+    )
+    assert "get_learning_path ran 1 time(s); all equal: True" in out
+    assert "still 1 run(s)" in out
+    assert "asked for 1, 3, 99 -> got ['1', '3']" in out
+    assert "completed exercises: 3" in out
+    assert "removed 3 search results; profile still cached: True" in out
+    assert "10 reads during the outage -> {'fallback'}" in out
+    assert "after recovery: 'before the outage', breaker closed" in out
+    table = out.split("== Metrics per namespace and operation", 1)[1]
+    assert re.search(r"^user:profile:\s+get\s+7\s+3\s+4\s+43%", table, re.MULTILINE)
+    assert re.search(r"^metrics:\s+get\s+50\s+0\s+50\s", table, re.MULTILINE)
+
+
+@pytest.fixture(autouse=True)
+def restore_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_global, "_default", None)
+
+
+def test_demo_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    before = kirocache.configure("memory://")
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kirocache demo on memory://")
+    assert_tour(out)
+    assert kirocache.get_cache() is before  # the demo puts the default cache back
+
+
+def test_demo_runs_twice_in_one_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+    assert main(["demo"]) == 0
+    assert_tour(capsys.readouterr().out)
+
+
+def test_demo_on_redis_leaves_no_keys(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.set("other-app:key", "kept")
+        assert main(["demo", "--redis-url", redis_url]) == 0
+        assert_tour(capsys.readouterr().out)
+        assert raw.keys("kirocache-demo:*") == []
+        assert raw.get("other-app:key") == b"kept"
+        raw.delete("other-app:key")
+
+
+def test_demo_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["demo", "--redis-url", f"redis://127.0.0.1:{port}/0"]) == 1
+    captured = capsys.readouterr()
+    assert f"cannot reach redis://127.0.0.1:{port}/0" in captured.err
+    assert "== " not in captured.out
+
+
+def test_demo_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "demo" in capsys.readouterr().err

@@ -1,0 +1,26 @@
+"""Every ``>>>`` example in the package's docstrings runs and shows what it says."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import kirocache
+from kirocache import _global
+
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(kirocache.__path__, "kirocache.")
+    if not info.name.endswith("pytest_plugin") and not info.name.endswith("conformance")
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_global, "_default", None)  # examples may configure the default
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
