@@ -5,6 +5,7 @@ The public API lives here; the extension points are the public modules
 :mod:`kirocache.metrics` and :mod:`kirocache.exceptions`.
 """
 
+from kirocache._batch import Batch, BatchResult, batch
 from kirocache._breaker import BreakerState, CircuitBreaker
 from kirocache._cache import Cache
 from kirocache._core import OnError
@@ -39,6 +40,8 @@ __all__ = [
     "NEVER",
     "AsyncCachedFunction",
     "BackendError",
+    "Batch",
+    "BatchResult",
     "BreakerState",
     "Cache",
     "CachedFunction",
@@ -59,6 +62,7 @@ __all__ = [
     "ValueTooLargeError",
     "__version__",
     "awarm",
+    "batch",
     "cached",
     "code_hash",
     "configure",

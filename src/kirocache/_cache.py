@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from typing_extensions import Self
 
+from kirocache._batch import Batch
 from kirocache._cache_async import AsyncCacheMethods
 from kirocache._cache_sync import SyncCacheMethods
 from kirocache._config import mask_url, settings_from_env
@@ -128,6 +129,14 @@ class Cache(SyncCacheMethods, AsyncCacheMethods):
             "rediss:// or unix://"
         )
         raise ConfigurationError(msg)
+
+    def batch(self, *, transaction: bool = False) -> Batch:
+        """A fluent batch of operations sent in one round trip (see ``Batch``).
+
+        Args:
+            transaction: Run the operations atomically (MULTI/EXEC on Redis).
+        """
+        return Batch(self, transaction=transaction)
 
     def get_or_set(
         self,

@@ -9,11 +9,16 @@ the plugin with ``-p kirocache.testing.pytest_plugin``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from kirocache._cache import Cache
-from kirocache.testing._swap import CacheRecorder, use_cache
+if TYPE_CHECKING:
+    from kirocache._cache import Cache
+    from kirocache.testing._swap import CacheRecorder
+
+# kirocache itself is imported inside the fixtures: pytest loads this plugin before a
+# coverage tool starts, and an import here would hide the package's module-level lines.
 
 __all__ = ["kirocache_cache", "kirocache_recorder"]
 
@@ -26,6 +31,8 @@ def kirocache_cache() -> Iterator[Cache]:
     test; the previous default comes back afterwards. Its ``metrics`` is a
     ``CacheRecorder`` (see ``kirocache_recorder``).
     """
+    from kirocache.testing._swap import CacheRecorder, use_cache
+
     with use_cache("memory://", metrics=CacheRecorder()) as cache:
         yield cache
 
@@ -36,6 +43,8 @@ def kirocache_recorder(kirocache_cache: Cache) -> CacheRecorder:
 
     Request ``kirocache_cache`` as well to reach the cache itself; both are the same one.
     """
+    from kirocache.testing._swap import CacheRecorder
+
     recorder = kirocache_cache.metrics
     if not isinstance(recorder, CacheRecorder):
         msg = (

@@ -1,0 +1,44 @@
+"""Monitoring: health checks with issues and recommendations, alert rules and the monitor.
+
+:class:`HealthChecker` turns a cache's ping, backend stats (``Cache.stats()``) and
+per-namespace metrics into a :class:`HealthReport`; :class:`Monitor` evaluates
+:class:`AlertRule` thresholds on each report, fires an :class:`Alert` once per breach,
+resolves it on recovery and passes both to handlers such as :class:`LoggingAlertHandler`.
+Exporters for Prometheus and OpenTelemetry are in :mod:`kirocache.exporters`.
+"""
+
+from __future__ import annotations
+
+from kirocache._alerts import (
+    DEFAULT_RULES,
+    Alert,
+    AlertHandler,
+    AlertRule,
+    AlertState,
+    LoggingAlertHandler,
+    Monitor,
+)
+from kirocache._health import (
+    HealthChecker,
+    HealthReport,
+    HealthStatus,
+    Issue,
+    NamespaceHealth,
+    Severity,
+)
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Alert",
+    "AlertHandler",
+    "AlertRule",
+    "AlertState",
+    "HealthChecker",
+    "HealthReport",
+    "HealthStatus",
+    "Issue",
+    "LoggingAlertHandler",
+    "Monitor",
+    "NamespaceHealth",
+    "Severity",
+]
