@@ -35,7 +35,10 @@ def assert_tour(out: str) -> None:
     assert "after recovery: 'before the outage', breaker closed" in out
     table = out.split("== Metrics per namespace and operation", 1)[1]
     assert re.search(r"^user:profile:\s+get\s+7\s+3\s+4\s+43%", table, re.MULTILINE)
-    assert re.search(r"^metrics:\s+get\s+50\s+0\s+50\s", table, re.MULTILINE)
+    # 50 callers read the cold key; how many read it before the one call stored it is timing
+    stampede = re.search(r"^metrics:\s+get\s+50\s+(\d+)\s+(\d+)\s", table, re.MULTILINE)
+    assert stampede
+    assert int(stampede[1]) + int(stampede[2]) == 50
 
 
 @pytest.fixture(autouse=True)
@@ -63,9 +66,7 @@ def test_demo_on_redis_leaves_no_keys(redis_url: str, capsys: pytest.CaptureFixt
     with redis.Redis.from_url(redis_url) as raw:
         raw.set("other-app:key", "kept")
         assert main(["demo", "--redis-url", redis_url]) == 0
-        out = capsys.readouterr().out
-        print(out[:600])
-        assert_tour(out)
+        assert_tour(capsys.readouterr().out)
         assert raw.keys("kirocache-demo:*") == []
         assert raw.get("other-app:key") == b"kept"
         raw.delete("other-app:key")
