@@ -102,6 +102,11 @@ class Plan:
             raise ConfigurationError(msg)
         self.enveloped = bool(self.stale_ttl or self.beta)
         self._type: Any = _return_type(func)
+        value_type = self._type if self._type is not None else Any
+        # What a stored entry decodes into: the value, or its freshness envelope.
+        self.stored_type: Any = (
+            tuple.__class_getitem__((float, float, value_type)) if self.enveloped else self._type
+        )
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -123,14 +128,6 @@ class Plan:
         return resolve_cache(self.cache)
 
     # -- values --------------------------------------------------------------------------
-
-    @property
-    def stored_type(self) -> Any:
-        """The type the stored entry decodes into (the envelope when there is one)."""
-        if not self.enveloped:
-            return self._type
-        value_type = self._type if self._type is not None else Any
-        return tuple.__class_getitem__((float, float, value_type))
 
     @property
     def stored_ttl(self) -> float | None:
