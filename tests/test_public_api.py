@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "kirocache.presets",
     "kirocache.testing.conformance",
     "kirocache.serializers",
+    "kirocache.sessions",
     "kirocache.testing",
 ]
 

@@ -1,0 +1,226 @@
+"""The I/O-free core of the session store: ids, keys, records and the sync/async drivers."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from kirocache.exceptions import BackendError
+
+__all__ = [
+    "Call",
+    "SessionInfo",
+    "SessionStoreError",
+    "Steps",
+    "check_slots",
+    "mask",
+    "member",
+    "new_session_id",
+    "parse_member",
+    "run_async",
+    "run_sync",
+    "valid_id",
+]
+
+# 32 random bytes: 256 bits, far beyond guessing; token_urlsafe never emits "." or ":".
+_ID_BYTES: Final = 32
+_ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
+_SHOWN: Final = 6
+
+
+class SessionStoreError(BackendError):
+    """The session store could not reach or trust its backend; sessions fail closed.
+
+    Unlike cached reads, a session lookup never turns a fault into "no such session":
+    catch this error and answer 503 (Service Unavailable). The original error is chained
+    as ``__cause__``.
+    """
+
+
+def new_session_id() -> str:
+    """A fresh session id: 256 bits from ``secrets``, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(_ID_BYTES)
+
+
+def valid_id(session_id: object) -> bool:
+    """Whether ``session_id`` has the shape of an id this store makes (cookies are input)."""
+    return isinstance(session_id, str) and _ID_SHAPE.fullmatch(session_id) is not None
+
+
+def mask(session_id: str) -> str:
+    """The id as it may appear in logs and reprs: its first characters and an ellipsis."""
+    return session_id[:_SHOWN] + "\u2026"
+
+
+def member(created_ms: int, session_id: str) -> str:
+    """The index entry of a session: its creation time (ms) and id, ``"<ms>.<id>"``.
+
+    The creation time lets a pruner tell a session that is gone from one whose creation
+    is still in flight, without reading the session record.
+    """
+    return f"{created_ms}.{session_id}"
+
+
+def parse_member(entry: str) -> tuple[int, str] | None:
+    """``(created_ms, session_id)`` of an index entry, or ``None`` for a foreign entry."""
+    created, _, session_id = entry.partition(".")
+    if not created.isdigit() or not valid_id(session_id):
+        return None
+    return int(created), session_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live session, as ``user_sessions`` lists it; its repr masks the id.
+
+    Attributes:
+        session_id: The full session id.
+        user_id: The user the session belongs to.
+        data: The session data.
+        created_at: Creation time, Unix seconds.
+        last_activity: Time of the last ``touch`` (the creation time before one), Unix seconds.
+        activity: The keyword arguments of the ``touch`` calls, merged.
+    """
+
+    session_id: str = field(repr=False)
+    user_id: str
+    data: dict[str, Any]
+    created_at: float
+    last_activity: float
+    activity: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionInfo(session_id={mask(self.session_id)!r}, user_id={self.user_id!r}, "
+            f"created_at={self.created_at!r}, last_activity={self.last_activity!r})"
+        )
+
+    @classmethod
+    def from_record(cls, session_id: str, record: Mapping[str, Any]) -> SessionInfo:
+        """Build from a stored record.
+
+        Raises:
+            SessionStoreError: The record does not have the fields the store writes.
+        """
+        try:
+            return cls(
+                session_id=session_id,
+                user_id=str(record["user_id"]),
+                data=dict(record["data"]),
+                created_at=float(record["created_at"]),
+                last_activity=float(record["last_activity"]),
+                activity=dict(record.get("activity") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"session {mask(session_id)} has a malformed record: {exc!r}"
+            raise SessionStoreError(msg) from exc
+
+    def record(self) -> dict[str, Any]:
+        """The dict stored in the backend."""
+        return {
+            "user_id": self.user_id,
+            "data": self.data,
+            "created_at": self.created_at,
+            "last_activity": self.last_activity,
+            "activity": self.activity,
+        }
+
+
+def check_slots(results: list[Any], what: str) -> list[Any]:
+    """Raise the first exception a pipeline put in its slots, as a ``SessionStoreError``."""
+    for slot in results:
+        if isinstance(slot, BaseException):
+            msg = f"session store backend failed during {what}: {slot}"
+            raise SessionStoreError(msg) from slot
+    return results
+
+
+def remaining(seconds: float | None) -> float | None:
+    """A TTL read back from the backend as a TTL to write: ``inf`` means no expiry."""
+    if seconds is None or math.isinf(seconds):
+        return None
+    return seconds
+
+
+# -- one implementation, two drivers -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One I/O step of a session operation: ``target.method(*args, **kwargs)``.
+
+    The sync driver calls ``method``; the async driver awaits ``"a" + method`` on the same
+    target, which backends and ``DistributedLock`` both provide. ``scan`` answers a list.
+    """
+
+    target: Any
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+Steps: TypeAlias = Generator[Call, Any, Any]
+"""A session operation written once: it yields ``Call``s and is sent their results."""
+
+
+def _fault(call: Call, exc: BackendError) -> SessionStoreError:
+    if isinstance(exc, SessionStoreError):
+        return exc
+    error = SessionStoreError(f"session store backend failed in {call.method}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+# The drivers are the only sync/async code: every session operation is a generator of
+# `Call`s, so the two halves cannot drift. A fault is thrown back into the generator, so
+# its `finally` blocks (lock releases) still run.
+
+
+def run_sync(steps: Steps) -> Any:
+    """Drive ``steps`` with the sync backend methods.
+
+    Raises:
+        SessionStoreError: A backend call failed.
+    """
+    value: Any = None
+    error: SessionStoreError | None = None
+    while True:
+        try:
+            call = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            if call.method == "scan":
+                value = list(call.target.scan(*call.args, **call.kwargs))
+            else:
+                value = getattr(call.target, call.method)(*call.args, **call.kwargs)
+        except BackendError as exc:
+            error = _fault(call, exc)
+
+
+async def run_async(steps: Steps) -> Any:
+    """Drive ``steps`` with the async backend methods: ``run_sync``'s twin.
+
+    Raises:
+        SessionStoreError: A backend call failed.
+    """
+    value: Any = None
+    error: SessionStoreError | None = None
+    while True:
+        try:
+            call = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            if call.method == "scan":
+                value = [key async for key in call.target.ascan(*call.args, **call.kwargs)]
+            else:
+                value = await getattr(call.target, "a" + call.method)(*call.args, **call.kwargs)
+        except BackendError as exc:
+            error = _fault(call, exc)

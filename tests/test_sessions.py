@@ -1,0 +1,349 @@
+"""The session store on memory, fakeredis and Redis: lifecycle, expiry, cap, faults, secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kirocache import Cache
+from kirocache.exceptions import BackendError
+from kirocache.serializers import EncryptedSerializer
+from kirocache.sessions import SessionStore, SessionStoreError
+from kirocache.testing import FaultyBackend
+
+if TYPE_CHECKING:
+    from kirocache.testing.conformance import FullBackend
+
+TTL = 0.3
+# Past a session's ttl plus the store's clock-skew allowance (capped at the ttl).
+GONE = 2 * TTL + 0.25
+
+
+def store(backend: FullBackend, **options: object) -> SessionStore:
+    return SessionStore(Cache(backend), **options)  # type: ignore[arg-type]
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+def test_create_get_update_touch_revoke(backend: FullBackend) -> None:
+    sessions = store(backend)
+    sid = sessions.create("ada", {"role": "admin"})
+    assert sessions.get(sid) == {"role": "admin"}
+    assert sessions.update(sid, {"role": "user"}) is True
+    assert sessions.get(sid) == {"role": "user"}
+    assert sessions.touch(sid, ip="10.0.0.1") is True
+    assert sessions.touch(sid, path="/home") is True
+    [info] = sessions.user_sessions("ada")
+    assert info.session_id == sid
+    assert info.activity == {"ip": "10.0.0.1", "path": "/home"}
+    assert info.last_activity >= info.created_at
+    assert sessions.revoke(sid) is True
+    assert sessions.get(sid) is None
+    assert sessions.revoke(sid) is False
+    assert sessions.update(sid, {"x": 1}) is False
+    assert sessions.touch(sid) is False
+    assert sessions.user_sessions("ada") == []
+
+
+async def test_create_get_update_touch_revoke_async(backend: FullBackend) -> None:
+    sessions = store(backend)
+    sid = await sessions.acreate("ada", {"role": "admin"})
+    assert await sessions.aget(sid) == {"role": "admin"}
+    assert await sessions.aupdate(sid, {"role": "user"}) is True
+    assert await sessions.aget(sid) == {"role": "user"}
+    assert await sessions.atouch(sid, ip="10.0.0.1") is True
+    [info] = await sessions.auser_sessions("ada")
+    assert (info.session_id, info.activity) == (sid, {"ip": "10.0.0.1"})
+    assert await sessions.arevoke(sid) is True
+    assert await sessions.aget(sid) is None
+    assert await sessions.arevoke(sid) is False
+    assert await sessions.auser_sessions("ada") == []
+
+
+def test_unknown_and_malformed_ids_are_no_session(backend: FullBackend) -> None:
+    sessions = store(backend)
+    for bad in ("nope", "", "a" * 500, "*", "x" * 43):
+        assert sessions.get(bad) is None
+        assert sessions.touch(bad) is False
+
+
+def test_revoke_all_ends_every_session_of_one_user_only(backend: FullBackend) -> None:
+    sessions = store(backend)
+    ada = [sessions.create("ada", {"n": n}) for n in range(3)]
+    bob = sessions.create("bob", {})
+    assert sessions.revoke_all("ada") == 3
+    assert all(sessions.get(sid) is None for sid in ada)
+    assert sessions.get(bob) == {}
+    assert sessions.user_sessions("ada") == []
+    assert sessions.revoke_all("ada") == 0
+
+
+async def test_revoke_all_async(backend: FullBackend) -> None:
+    sessions = store(backend)
+    ada = [await sessions.acreate("ada", {"n": n}) for n in range(3)]
+    bob = await sessions.acreate("bob", {})
+    assert await sessions.arevoke_all("ada") == 3
+    assert [await sessions.aget(sid) for sid in ada] == [None, None, None]
+    assert await sessions.aget(bob) == {}
+
+
+def test_a_touch_that_raced_a_revoke_does_not_bring_the_session_back(backend: FullBackend) -> None:
+    sessions = store(backend)
+    sid = sessions.create("ada", {"k": 1})
+    raw = backend.get(sessions._key(f"id:{sid}"))
+    assert raw is not None
+    assert sessions.revoke(sid)
+    backend.set(sessions._key(f"id:{sid}"), raw, 60)  # the late write of a racing touch
+    assert sessions.get(sid) is None
+    assert sessions.user_sessions("ada") == []
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+
+def test_sliding_expiry_is_extended_by_touch(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=True)
+    sid = sessions.create("ada", {})
+    for _ in range(4):
+        time.sleep(TTL / 3)
+        assert sessions.touch(sid)
+    # Well past the first ttl, alive thanks to the touches.
+    assert sessions.get(sid) == {}
+    assert [s.session_id for s in sessions.user_sessions("ada")] == [sid]
+    time.sleep(TTL + 0.1)
+    assert sessions.get(sid) is None
+
+
+async def test_fixed_expiry_ignores_touch_async(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=False)
+    sid = await sessions.acreate("ada", {})
+    await asyncio.sleep(TTL / 2)
+    assert await sessions.atouch(sid, ip="x")
+    assert await sessions.aupdate(sid, {"k": 1})
+    await asyncio.sleep(TTL / 2 + 0.1)
+    assert await sessions.aget(sid) is None
+    assert await sessions.atouch(sid) is False
+
+
+async def test_sliding_expiry_async(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=True)
+    sid = await sessions.acreate("ada", {})
+    for _ in range(4):
+        await asyncio.sleep(TTL / 3)
+        assert await sessions.atouch(sid)
+    assert await sessions.aget(sid) == {}
+
+
+def test_fixed_expiry_ignores_touch(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=False)
+    sid = sessions.create("ada", {})
+    time.sleep(TTL / 2)
+    assert sessions.touch(sid)
+    time.sleep(TTL / 2 + 0.1)
+    assert sessions.get(sid) is None
+
+
+def test_listing_after_some_expire_and_cleanup_counts(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=True)
+    old = [sessions.create("ada", {"n": n}) for n in range(2)]
+    kept = sessions.create("ada", {"n": 2})
+    other = sessions.create("bob", {})
+    for _ in range(3):
+        time.sleep(GONE / 3)
+        sessions.touch(kept)
+    assert [s.session_id for s in sessions.user_sessions("ada")] == [kept]
+    assert all(sessions.get(sid) is None for sid in [*old, other])
+    # The listing pruned ada's dead entries; cleanup finds bob's.
+    assert sessions.cleanup() == 1
+    assert sessions.cleanup() == 0
+    stats = sessions.stats()
+    assert (stats.live_sessions, stats.users, stats.created, stats.expired) == (1, 1, 4, 3)
+
+
+async def test_listing_after_some_expire_and_cleanup_counts_async(backend: FullBackend) -> None:
+    sessions = store(backend, ttl=TTL, sliding=True)
+    await sessions.acreate("ada", {})
+    kept = await sessions.acreate("ada", {})
+    await sessions.acreate("bob", {})
+    for _ in range(3):
+        await asyncio.sleep(GONE / 3)
+        await sessions.atouch(kept)
+    assert await sessions.acleanup() == 2
+    assert [s.session_id for s in await sessions.auser_sessions("ada")] == [kept]
+    stats = await sessions.astats()
+    assert (stats.live_sessions, stats.users, stats.expired) == (1, 1, 2)
+
+
+def test_stats_counts_created_revoked_live_and_users(backend: FullBackend) -> None:
+    sessions = store(backend)
+    a = sessions.create("ada", {})
+    sessions.create("ada", {})
+    sessions.create("bob", {})
+    sessions.revoke(a)
+    stats = sessions.stats()
+    assert (stats.live_sessions, stats.users, stats.created, stats.revoked) == (2, 2, 3, 1)
+    assert stats.expired == 0
+
+
+# -- the cap -----------------------------------------------------------------------------
+
+
+def test_cap_revokes_the_oldest(backend: FullBackend) -> None:
+    sessions = store(backend, max_sessions_per_user=2)
+    first, second, third = (sessions.create("ada", {"n": n}) for n in range(3))
+    assert sessions.get(first) is None
+    assert [s.session_id for s in sessions.user_sessions("ada")] == [second, third]
+    assert sessions.stats().revoked == 1
+
+
+async def test_cap_revokes_the_oldest_async(backend: FullBackend) -> None:
+    sessions = store(backend, max_sessions_per_user=1)
+    first = await sessions.acreate("ada", {})
+    second = await sessions.acreate("ada", {})
+    assert await sessions.aget(first) is None
+    assert [s.session_id for s in await sessions.auser_sessions("ada")] == [second]
+
+
+def test_concurrent_creation_for_one_user_does_not_exceed_the_cap(backend: FullBackend) -> None:
+    sessions = store(backend, max_sessions_per_user=3)
+    made: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def login() -> None:
+        barrier.wait()
+        made.extend(sessions.create("ada", {}) for _ in range(3))
+
+    threads = [threading.Thread(target=login) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 24
+    live = [sid for sid in made if sessions.get(sid) is not None]
+    assert len(live) == 3
+    assert len(sessions.user_sessions("ada")) == 3
+    assert sessions.stats().revoked == 21
+
+
+# -- faults ------------------------------------------------------------------------------
+
+
+def test_backend_faults_fail_closed(backend: FullBackend) -> None:
+    faulty = FaultyBackend(backend)
+    sessions = SessionStore(Cache(faulty), max_sessions_per_user=2)
+    sid = sessions.create("ada", {})
+    faulty.failing = True
+    calls = [
+        lambda: sessions.get(sid),
+        lambda: sessions.create("ada", {}),
+        lambda: sessions.update(sid, {}),
+        lambda: sessions.touch(sid),
+        lambda: sessions.user_sessions("ada"),
+        lambda: sessions.revoke(sid),
+        lambda: sessions.revoke_all("ada"),
+        sessions.cleanup,
+        sessions.stats,
+    ]
+    for call in calls:
+        with pytest.raises(SessionStoreError) as info:
+            call()
+        assert isinstance(info.value, BackendError)
+        assert isinstance(info.value.__cause__, BackendError)
+    faulty.failing = False
+    assert sessions.get(sid) == {}
+
+
+async def test_backend_faults_fail_closed_async(backend: FullBackend) -> None:
+    faulty = FaultyBackend(backend)
+    sessions = SessionStore(Cache(faulty))
+    sid = await sessions.acreate("ada", {})
+    faulty.failing = True
+    with pytest.raises(SessionStoreError):
+        await sessions.aget(sid)
+    with pytest.raises(SessionStoreError):
+        await sessions.acreate("ada", {})
+    with pytest.raises(SessionStoreError):
+        await sessions.auser_sessions("ada")
+    with pytest.raises(SessionStoreError):
+        await sessions.arevoke(sid)
+    faulty.failing = False
+    assert await sessions.aget(sid) == {}
+
+
+# -- secrecy -----------------------------------------------------------------------------
+
+
+def test_encryption_at_rest(backend: FullBackend) -> None:
+    key = os.urandom(32)
+    sessions = store(backend, serializer=EncryptedSerializer(key=key))
+    sid = sessions.create("ada", {"secret": "hunter2-plaintext"})
+    raw = backend.get(sessions._key(f"id:{sid}"))
+    assert raw is not None
+    assert b"hunter2" not in raw
+    assert sessions.get(sid) == {"secret": "hunter2-plaintext"}
+    # Another key cannot read it, and that is an error, not a silent logout.
+    other = store(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
+    with pytest.raises(SessionStoreError, match="cannot be decoded"):
+        other.get(sid)
+
+
+def test_the_caches_encrypted_serializer_applies(backend: FullBackend) -> None:
+    cache = Cache(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
+    sessions = SessionStore(cache)
+    sid = sessions.create("ada", {"card": "4111-plaintext"})
+    raw = backend.get(sessions._key(f"id:{sid}"))
+    assert raw is not None
+    assert b"4111" not in raw
+    assert sessions.get(sid) == {"card": "4111-plaintext"}
+
+
+def test_ids_are_long_random_and_unique(backend: FullBackend) -> None:
+    sessions = store(backend)
+    ids = [sessions.create("ada", {}) for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert all(len(sid) >= 43 for sid in ids)  # 32 bytes, base64: 256 bits
+    # Characters spread over the URL-safe alphabet: about 6 bits of entropy each.
+    counts = Counter("".join(ids))
+    total = sum(counts.values())
+    entropy = -sum(n / total * math.log2(n / total) for n in counts.values())
+    assert entropy > 5.5
+
+
+def test_ids_never_appear_in_full_in_reprs_or_logs(
+    backend: FullBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = store(backend, max_sessions_per_user=1)
+    with caplog.at_level(logging.DEBUG, logger="kirocache"):
+        sid = sessions.create("ada", {})
+        sessions.touch(sid)
+        [info] = sessions.user_sessions("ada")
+        sessions.create("ada", {})  # evicts sid
+        sessions.revoke_all("ada")
+    assert sid[:6] + "\u2026" in repr(info)
+    assert sid not in repr(info)
+    assert sid not in repr(sessions)
+    assert caplog.records
+    assert sid not in caplog.text
+    assert sid[:6] + "\u2026" in caplog.text
+
+
+def test_configuration_errors(backend: FullBackend) -> None:
+    from kirocache.exceptions import ConfigurationError
+    from kirocache.keys import Namespace
+
+    with pytest.raises(ConfigurationError, match="finite ttl"):
+        SessionStore(Cache(backend), Namespace("s:"))
+    with pytest.raises(ConfigurationError, match="max_sessions_per_user"):
+        SessionStore(Cache(backend), max_sessions_per_user=0)
+    sessions = store(backend)
+    with pytest.raises(TypeError, match="dict"):
+        sessions.create("ada", ["not", "a", "dict"])  # type: ignore[arg-type]
