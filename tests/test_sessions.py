@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kirocache import Cache
+from kirocache import Cache, Namespace
+from kirocache.backends import Op
 from kirocache.exceptions import BackendError
 from kirocache.serializers import EncryptedSerializer
 from kirocache.sessions import SessionStore, SessionStoreError
@@ -260,6 +261,36 @@ def test_backend_faults_fail_closed(backend: FullBackend) -> None:
         assert isinstance(info.value.__cause__, BackendError)
     faulty.failing = False
     assert sessions.get(sid) == {}
+
+
+class _DiesOnCreate:
+    """Passes calls through, but the write of a session dies (as a process would)."""
+
+    def __init__(self, inner: FullBackend) -> None:
+        self.inner = inner
+        self.transactions: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        self.transactions.append([op.name for op in ops])
+        if any(op.name == "tag_add" for op in ops):
+            msg = "connection lost while creating"
+            raise BackendError(msg)
+        return self.inner.execute(ops, transaction=transaction)
+
+
+def test_create_writes_record_and_index_in_one_transaction(backend: FullBackend) -> None:
+    dying = _DiesOnCreate(backend)
+    sessions = SessionStore(Cache(backend), namespace=Namespace("atomic:", ttl=60))
+    sessions._backend = dying  # the store's backend, wrapped after the Cache checked it
+    with pytest.raises(SessionStoreError):
+        sessions.create("ada", {"n": 1})
+    # one transaction held the record and the index entry, and nothing was left behind
+    assert dying.transactions == [["set", "tag_add", "incr"]]
+    assert list(backend.scan("atomic:*")) == []
+    assert sessions.user_sessions("ada") == []
 
 
 async def test_backend_faults_fail_closed_async(backend: FullBackend) -> None:

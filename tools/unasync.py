@@ -22,7 +22,7 @@ RULES: list[tuple[str, str]] = [
     (r"async def _a(\w+)", r"def _\1"),
     (r"async def a(\w+)", r"def \1"),
     (r"await ", ""),
-    (r"self\._arun\(", "self._run("),
+    (r"self\._a(run|lookup|lookup_many|store|store_many|erase|index)\(", r"self._\1("),
     (r"self\.backend\.a(\w+)", r"self.backend.\1"),
     (r"_need_async", "_need_sync"),
     (r"_async_ok", "_sync_ok"),

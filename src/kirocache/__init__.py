@@ -8,6 +8,7 @@ The public API lives here; the extension points are the public modules
 from kirocache._batch import Batch, BatchResult, batch
 from kirocache._breaker import BreakerState, CircuitBreaker
 from kirocache._cache import Cache
+from kirocache._cached_many import AsyncCachedManyFunction, CachedManyFunction, cached_many
 from kirocache._core import OnError
 from kirocache._decorators import (
     AsyncCachedFunction,
@@ -39,12 +40,14 @@ __all__ = [
     "MISSING",
     "NEVER",
     "AsyncCachedFunction",
+    "AsyncCachedManyFunction",
     "BackendError",
     "Batch",
     "BatchResult",
     "BreakerState",
     "Cache",
     "CachedFunction",
+    "CachedManyFunction",
     "CircuitBreaker",
     "CircuitOpenError",
     "ConfigurationError",
@@ -64,6 +67,7 @@ __all__ = [
     "awarm",
     "batch",
     "cached",
+    "cached_many",
     "code_hash",
     "configure",
     "get_cache",

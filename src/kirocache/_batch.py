@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from typing_extensions import Self
 
-from kirocache._core import DEFAULT_LABEL, CacheCore
+from kirocache._core import DEFAULT_LABEL, TOMBSTONE, CacheCore
 from kirocache.backends._protocol import Op
 from kirocache.exceptions import (
     BackendError,
@@ -232,14 +232,18 @@ class Batch:
     def delete(
         self, key: str, *, namespace: Namespace | None = None, label: str | None = None
     ) -> Self:
-        """Remove ``key``; its slot: whether it existed."""
-        return self._one("delete", key, namespace, label)
+        """Invalidate ``key`` (as ``Cache.delete``); its slot: whether it held a value."""
+        full, metric_label, _ = self.cache._key(key, namespace)
+        ops = tuple(self.cache._erase_ops([full]))
+        return self._add(_Step("delete", ops, (metric_label,), (key,)), label)
 
     def exists(
         self, key: str, *, namespace: Namespace | None = None, label: str | None = None
     ) -> Self:
         """Check ``key``; its slot: whether it holds a live value."""
-        return self._one("exists", key, namespace, label)
+        if self.cache.tombstone_ttl is None:
+            return self._one("exists", key, namespace, label)
+        return self._one("exists", key, namespace, label, name="get")  # a tombstone is absent
 
     def expire(
         self,
@@ -380,7 +384,7 @@ class Batch:
             found: dict[str, Any] = {}
             for key, raw, metric_label in zip(step.keys, answers, step.labels, strict=True):
                 outcome: Outcome = "miss"
-                if isinstance(raw, bytes):
+                if isinstance(raw, bytes) and not raw.startswith(TOMBSTONE):
                     try:
                         found[key] = self.cache._loads(raw, step.type)
                         outcome = "hit"
@@ -395,7 +399,8 @@ class Batch:
             for metric_label in step.labels:
                 observe(operation, metric_label, "set", started)
             return True
-        done = bool(answers[0])
+        answer = answers[0]
+        done = not answer.startswith(TOMBSTONE) if isinstance(answer, bytes) else bool(answer)
         outcomes: dict[str, tuple[Outcome, Outcome]] = {
             "set": ("set", "skip"),
             "delete": ("delete", "delete"),

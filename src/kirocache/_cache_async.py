@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kirocache._core import FAILED, CacheCore
+from kirocache._core import FAILED, TOMBSTONE, CacheCore
+from kirocache._types import MISSING
+from kirocache.backends._protocol import Op
 from kirocache.exceptions import BackendError, CorruptValueError, KirocacheError
 
 if TYPE_CHECKING:
@@ -68,22 +70,89 @@ class AsyncCacheMethods(CacheCore):
         Returns:
             The cached value, or ``default``. A corrupt entry is a miss and is deleted.
         """
+        value, _ = await self._alookup(key, type, namespace)
+        return default if value is MISSING else value
+
+    async def _alookup(self, key: str, type: Any, namespace: Namespace | None) -> tuple[Any, Any]:
+        """``(value or MISSING, the bytes read)``: what a conditional write compares with.
+
+        The bytes are ``None`` when the key was absent (or unreadable), a tombstone after
+        an invalidation, or the entry itself on a hit.
+        """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
         raw = await self._arun("get", label, started, self.backend.aget, full)
         if raw is FAILED:
-            return default
-        if raw is None:
+            return MISSING, None
+        if raw is None or raw.startswith(TOMBSTONE):
             self._observe("get", label, "miss", started, full)
-            return default
+            return MISSING, raw
         try:
             value = self._loads(raw, type)
         except CorruptValueError:
             await self._arun("delete", label, started, self.backend.adelete, full)
             self._observe("get", label, "miss", started, full)
-            return default
+            return MISSING, None
         self._observe("get", label, "hit", started, full)
-        return value
+        return value, raw
+
+    async def _aindex(
+        self, key: str, tags: Sequence[str], ttl: Duration | None, namespace: Namespace | None
+    ) -> None:
+        """Enter ``key`` in its tags' indexes before its value is computed.
+
+        A tag invalidation that comes while the value is loading then finds the key and
+        leaves a tombstone, so the loaded (now stale) value is not stored.
+        """
+        full, label, default_ttl = self._key(key, namespace)
+        seconds = self._ttl(ttl, default_ttl)
+        started = time.perf_counter()
+        ops = [Op("tag_add", self._tag_key(tag), ttl=seconds, members=(full,)) for tag in tags]
+        results = await self._arun("tag", label, started, self.backend.aexecute, ops)
+        failed = (
+            None
+            if results is FAILED
+            else next((r for r in results if isinstance(r, Exception)), None)
+        )
+        if failed is not None:
+            self._fault("tag", label, failed, started)
+
+    async def _astore(
+        self,
+        key: str,
+        value: object,
+        ttl: Duration | None,
+        *,
+        namespace: Namespace | None,
+        tags: Sequence[str],
+        seen: bytes | None,
+        read_at: float,
+    ) -> bool:
+        """Store a computed value unless the key changed since it was read (one round trip).
+
+        ``seen`` and ``read_at`` come from the ``_alookup`` before the computation: when an
+        invalidation (or another writer) changed the key since, or when a tombstone seen
+        then may have expired by now, nothing is written: a value loaded before an
+        invalidation never lands after it.
+        """
+        full, label, default_ttl = self._key(key, namespace)
+        seconds = self._ttl(ttl, default_ttl)
+        started = time.perf_counter()
+        data = self._dumps(full, value)
+        if self._too_late(read_at):
+            self._observe("set", label, "skip", started, full)
+            return False
+        ops = self._store_ops(full, data, seconds, seen, [self._tag_key(tag) for tag in tags])
+        results = await self._arun("set", label, started, self.backend.aexecute, ops)
+        if results is FAILED:
+            return False
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            self._fault("set", label, failed, started)
+            return False
+        stored = results[0] is True
+        self._observe("set", label, "set" if stored else "skip", started, full)
+        return stored
 
     async def aset(
         self,
@@ -119,15 +188,26 @@ class AsyncCacheMethods(CacheCore):
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
         data = self._dumps(full, value)
-        stored = await self._arun(
-            "set", label, started, self.backend.aset, full, data, seconds, nx=nx
-        )
-        if stored is FAILED:
-            return False
-        for tag in tags if stored else ():
-            await self._arun(
-                "tag", label, started, self.backend.atag_add, self._tag_key(tag), [full], seconds
+        if tags:
+            ops = [Op("set", full, data, ttl=seconds, nx=nx)]
+            ops += [Op("tag_add", self._tag_key(t), ttl=seconds, members=(full,)) for t in tags]
+            results = await self._arun("set", label, started, self.backend.aexecute, ops)
+            stored = FAILED if results is FAILED else results[0]
+        else:
+            stored = await self._arun(
+                "set", label, started, self.backend.aset, full, data, seconds, nx=nx
             )
+        if stored is False and nx:
+            # An invalidated key holds a tombstone, which is absent for ``nx``.
+            held = await self._arun("get", label, started, self.backend.aget, full)
+            if isinstance(held, bytes) and held.startswith(TOMBSTONE):
+                ops = self._store_ops(full, data, seconds, held, [])
+                results = await self._arun("set", label, started, self.backend.aexecute, ops)
+                stored = FAILED if results is FAILED else results[0]
+        if stored is FAILED or isinstance(stored, Exception):
+            if isinstance(stored, Exception):
+                self._fault("set", label, stored, started)
+            return False
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
 
@@ -135,17 +215,33 @@ class AsyncCacheMethods(CacheCore):
         """Remove ``key``; returns whether it existed (``False`` on a backend fault)."""
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        existed = await self._arun("delete", label, started, self.backend.adelete, full)
-        if existed is FAILED:
-            return False
-        self._observe("delete", label, "delete", started, full)
-        return bool(existed)
+        removed = await self._aerase("delete", label, started, [full])
+        return removed > 0
+
+    async def _aerase(self, op: str, label: str, started: float, fulls: Sequence[str]) -> int:
+        """Invalidate ``fulls`` in one round trip; returns how many held a live value."""
+        if not fulls:
+            return 0
+        results = await self._arun(
+            op, label, started, self.backend.aexecute, self._erase_ops(fulls)
+        )
+        if results is FAILED:
+            return 0
+        removed, failed = self._erased(results)
+        if failed is not None:
+            self._fault(op, label, failed, started)
+        self._observe(op, label, "delete", started, count=removed)
+        return removed
 
     async def aexists(self, key: str, *, namespace: Namespace | None = None) -> bool:
         """Whether ``key`` holds a live value (``False`` on a backend fault)."""
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        found = await self._arun("exists", label, started, self.backend.aexists, full)
+        if self.tombstone_ttl is None:
+            found = await self._arun("exists", label, started, self.backend.aexists, full)
+        else:
+            raw = await self._arun("exists", label, started, self.backend.aget, full)
+            found = raw if raw is FAILED else raw is not None and not raw.startswith(TOMBSTONE)
         if found is FAILED:
             return False
         self._observe("exists", label, "hit" if found else "miss", started, full)
@@ -165,27 +261,71 @@ class AsyncCacheMethods(CacheCore):
             A dict from each key that was a hit to its value; misses are left out (as are
             all keys on a backend fault). Corrupt entries are misses and are deleted.
         """
+        found, _ = await self._alookup_many(keys, type, namespace)
+        return found
+
+    async def _alookup_many(
+        self, keys: Sequence[str], type: Any, namespace: Namespace | None
+    ) -> tuple[dict[str, Any], dict[str, bytes | None]]:
+        """The hits, and the bytes read for every key (see ``_alookup``), in one round trip."""
         resolved = [self._key(key, namespace) for key in keys]
         if not resolved:
-            return {}
+            return {}, {}
         label = resolved[0][1]
         started = time.perf_counter()
         full_keys = [full for full, _, _ in resolved]
         raws = await self._arun("get_many", label, started, self.backend.aget_many, full_keys)
         if raws is FAILED:
-            return {}
+            return {}, dict.fromkeys(keys)
         found: dict[str, Any] = {}
+        seen: dict[str, bytes | None] = {}
         corrupt: list[str] = []
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
-            if raw is not None:
+            seen[key] = raw
+            if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
                     found[key] = self._loads(raw, type)
                 except CorruptValueError:
                     corrupt.append(full)
+                    seen[key] = None
         if corrupt:
             await self._arun("delete_many", label, started, self.backend.adelete_many, corrupt)
         self._observe_many("get_many", resolved, found, keys, started)
-        return found
+        return found, seen
+
+    async def _astore_many(
+        self,
+        mapping: Mapping[str, object],
+        ttl: Duration | None,
+        *,
+        namespace: Namespace | None,
+        seen: Mapping[str, bytes | None],
+        read_at: float,
+    ) -> int:
+        """``_astore`` for many keys in one round trip; returns how many were stored."""
+        if not mapping:
+            return 0
+        started = time.perf_counter()
+        ops = []
+        label = "default"
+        for key, value in mapping.items():
+            full, label, default_ttl = self._key(key, namespace)
+            data = self._dumps(full, value)
+            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), seen.get(key), [])
+        if self._too_late(read_at):
+            self._observe("set_many", label, "skip", started, count=len(ops))
+            return 0
+        results = await self._arun("set_many", label, started, self.backend.aexecute, ops)
+        if results is FAILED:
+            return 0
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            self._fault("set_many", label, failed, started)
+        stored = sum(1 for r in results if r is True)
+        self._observe("set_many", label, "set", started, count=stored)
+        if stored < len(results):
+            self._observe("set_many", label, "skip", started, count=len(results) - stored)
+        return stored
 
     async def aset_many(
         self,
@@ -217,16 +357,10 @@ class AsyncCacheMethods(CacheCore):
         resolved = [self._key(key, namespace) for key in keys]
         if not resolved:
             return 0
-        label = resolved[0][1]
         started = time.perf_counter()
-        full_keys = [full for full, _, _ in resolved]
-        removed = await self._arun(
-            "delete_many", label, started, self.backend.adelete_many, full_keys
+        return await self._aerase(
+            "delete_many", resolved[0][1], started, [full for full, _, _ in resolved]
         )
-        if removed is FAILED:
-            return 0
-        self._observe("delete_many", label, "delete", started, count=int(removed))
-        return int(removed)
 
     async def attl(self, key: str, *, namespace: Namespace | None = None) -> float | None:
         """Seconds ``key`` has left.
@@ -236,7 +370,18 @@ class AsyncCacheMethods(CacheCore):
         """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        left = await self._arun("ttl", label, started, self.backend.attl, full)
+        if self.tombstone_ttl is None:
+            left = await self._arun("ttl", label, started, self.backend.attl, full)
+        else:
+            ops = [Op("ttl", full), Op("get", full)]
+            results = await self._arun("ttl", label, started, self.backend.aexecute, ops)
+            if results is FAILED:
+                left = FAILED
+            elif isinstance(results[1], bytes) and results[1].startswith(TOMBSTONE):
+                left = None  # an invalidated key is absent
+            else:
+                # a tag set fails GET (WRONGTYPE) but has a TTL of its own
+                left = None if isinstance(results[0], Exception) else results[0]
         if left is FAILED:
             return None
         self._observe("ttl", label, "miss" if left is None else "hit", started, full)
@@ -288,7 +433,26 @@ class AsyncCacheMethods(CacheCore):
         full, label, default_ttl = self._key(key, namespace)
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
-        value = await self._arun("incr", label, started, self.backend.aincr, full, amount, seconds)
+        results = await self._arun(
+            "incr",
+            label,
+            started,
+            self.backend.aexecute,
+            [Op("incr", full, ttl=seconds, amount=amount)],
+        )
+        value = FAILED if results is FAILED else results[0]
+        if isinstance(value, Exception):
+            # An invalidated counter holds a tombstone: start it again from ``amount``.
+            held = await self._arun("incr", label, started, self.backend.aget, full)
+            fresh = str(amount).encode("ascii")
+            ops = self._store_ops(full, fresh, seconds, held, [])
+            if isinstance(held, bytes) and held.startswith(TOMBSTONE):
+                replaced = await self._arun("incr", label, started, self.backend.aexecute, ops)
+                if replaced is not FAILED and replaced[0] is True:
+                    value = amount
+            if isinstance(value, Exception):
+                self._fault("incr", label, value, started)
+                return None
         if value is FAILED:
             return None
         self._observe("incr", label, "set", started, full)
@@ -332,11 +496,15 @@ class AsyncCacheMethods(CacheCore):
             )
             if members is FAILED:
                 continue
-            count = await self._arun(
-                "invalidate_tags", "tags", started, self.backend.adelete_many, [*members, tag_key]
+            ops = [*self._erase_ops(members), Op("delete", tag_key)]
+            results = await self._arun(
+                "invalidate_tags", "tags", started, self.backend.aexecute, ops
             )
-            if count is not FAILED:
-                removed += max(0, int(count) - 1) if members else 0
+            if results is not FAILED:
+                count, failed = self._erased(results[:-1])
+                if failed is not None:
+                    self._fault("invalidate_tags", "tags", failed, started)
+                removed += count
         self._observe("invalidate_tags", "tags", "delete", started, count=removed)
         return removed
 

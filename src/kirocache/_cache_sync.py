@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kirocache._core import FAILED, CacheCore
+from kirocache._core import FAILED, TOMBSTONE, CacheCore
+from kirocache._types import MISSING
+from kirocache.backends._protocol import Op
 from kirocache.exceptions import BackendError, CorruptValueError, KirocacheError
 
 if TYPE_CHECKING:
@@ -67,22 +69,89 @@ class SyncCacheMethods(CacheCore):
         Returns:
             The cached value, or ``default``. A corrupt entry is a miss and is deleted.
         """
+        value, _ = self._lookup(key, type, namespace)
+        return default if value is MISSING else value
+
+    def _lookup(self, key: str, type: Any, namespace: Namespace | None) -> tuple[Any, Any]:
+        """``(value or MISSING, the bytes read)``: what a conditional write compares with.
+
+        The bytes are ``None`` when the key was absent (or unreadable), a tombstone after
+        an invalidation, or the entry itself on a hit.
+        """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
         raw = self._run("get", label, started, self.backend.get, full)
         if raw is FAILED:
-            return default
-        if raw is None:
+            return MISSING, None
+        if raw is None or raw.startswith(TOMBSTONE):
             self._observe("get", label, "miss", started, full)
-            return default
+            return MISSING, raw
         try:
             value = self._loads(raw, type)
         except CorruptValueError:
             self._run("delete", label, started, self.backend.delete, full)
             self._observe("get", label, "miss", started, full)
-            return default
+            return MISSING, None
         self._observe("get", label, "hit", started, full)
-        return value
+        return value, raw
+
+    def _index(
+        self, key: str, tags: Sequence[str], ttl: Duration | None, namespace: Namespace | None
+    ) -> None:
+        """Enter ``key`` in its tags' indexes before its value is computed.
+
+        A tag invalidation that comes while the value is loading then finds the key and
+        leaves a tombstone, so the loaded (now stale) value is not stored.
+        """
+        full, label, default_ttl = self._key(key, namespace)
+        seconds = self._ttl(ttl, default_ttl)
+        started = time.perf_counter()
+        ops = [Op("tag_add", self._tag_key(tag), ttl=seconds, members=(full,)) for tag in tags]
+        results = self._run("tag", label, started, self.backend.execute, ops)
+        failed = (
+            None
+            if results is FAILED
+            else next((r for r in results if isinstance(r, Exception)), None)
+        )
+        if failed is not None:
+            self._fault("tag", label, failed, started)
+
+    def _store(
+        self,
+        key: str,
+        value: object,
+        ttl: Duration | None,
+        *,
+        namespace: Namespace | None,
+        tags: Sequence[str],
+        seen: bytes | None,
+        read_at: float,
+    ) -> bool:
+        """Store a computed value unless the key changed since it was read (one round trip).
+
+        ``seen`` and ``read_at`` come from the ``_alookup`` before the computation: when an
+        invalidation (or another writer) changed the key since, or when a tombstone seen
+        then may have expired by now, nothing is written: a value loaded before an
+        invalidation never lands after it.
+        """
+        full, label, default_ttl = self._key(key, namespace)
+        seconds = self._ttl(ttl, default_ttl)
+        started = time.perf_counter()
+        data = self._dumps(full, value)
+        if self._too_late(read_at):
+            self._observe("set", label, "skip", started, full)
+            return False
+        ops = self._store_ops(full, data, seconds, seen, [self._tag_key(tag) for tag in tags])
+        results = self._run("set", label, started, self.backend.execute, ops)
+        if results is FAILED:
+            return False
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            self._fault("set", label, failed, started)
+            return False
+        stored = results[0] is True
+        self._observe("set", label, "set" if stored else "skip", started, full)
+        return stored
 
     def set(
         self,
@@ -118,13 +187,24 @@ class SyncCacheMethods(CacheCore):
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
         data = self._dumps(full, value)
-        stored = self._run("set", label, started, self.backend.set, full, data, seconds, nx=nx)
-        if stored is FAILED:
+        if tags:
+            ops = [Op("set", full, data, ttl=seconds, nx=nx)]
+            ops += [Op("tag_add", self._tag_key(t), ttl=seconds, members=(full,)) for t in tags]
+            results = self._run("set", label, started, self.backend.execute, ops)
+            stored = FAILED if results is FAILED else results[0]
+        else:
+            stored = self._run("set", label, started, self.backend.set, full, data, seconds, nx=nx)
+        if stored is False and nx:
+            # An invalidated key holds a tombstone, which is absent for ``nx``.
+            held = self._run("get", label, started, self.backend.get, full)
+            if isinstance(held, bytes) and held.startswith(TOMBSTONE):
+                ops = self._store_ops(full, data, seconds, held, [])
+                results = self._run("set", label, started, self.backend.execute, ops)
+                stored = FAILED if results is FAILED else results[0]
+        if stored is FAILED or isinstance(stored, Exception):
+            if isinstance(stored, Exception):
+                self._fault("set", label, stored, started)
             return False
-        for tag in tags if stored else ():
-            self._run(
-                "tag", label, started, self.backend.tag_add, self._tag_key(tag), [full], seconds
-            )
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
 
@@ -132,17 +212,31 @@ class SyncCacheMethods(CacheCore):
         """Remove ``key``; returns whether it existed (``False`` on a backend fault)."""
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        existed = self._run("delete", label, started, self.backend.delete, full)
-        if existed is FAILED:
-            return False
-        self._observe("delete", label, "delete", started, full)
-        return bool(existed)
+        removed = self._erase("delete", label, started, [full])
+        return removed > 0
+
+    def _erase(self, op: str, label: str, started: float, fulls: Sequence[str]) -> int:
+        """Invalidate ``fulls`` in one round trip; returns how many held a live value."""
+        if not fulls:
+            return 0
+        results = self._run(op, label, started, self.backend.execute, self._erase_ops(fulls))
+        if results is FAILED:
+            return 0
+        removed, failed = self._erased(results)
+        if failed is not None:
+            self._fault(op, label, failed, started)
+        self._observe(op, label, "delete", started, count=removed)
+        return removed
 
     def exists(self, key: str, *, namespace: Namespace | None = None) -> bool:
         """Whether ``key`` holds a live value (``False`` on a backend fault)."""
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        found = self._run("exists", label, started, self.backend.exists, full)
+        if self.tombstone_ttl is None:
+            found = self._run("exists", label, started, self.backend.exists, full)
+        else:
+            raw = self._run("exists", label, started, self.backend.get, full)
+            found = raw if raw is FAILED else raw is not None and not raw.startswith(TOMBSTONE)
         if found is FAILED:
             return False
         self._observe("exists", label, "hit" if found else "miss", started, full)
@@ -162,27 +256,71 @@ class SyncCacheMethods(CacheCore):
             A dict from each key that was a hit to its value; misses are left out (as are
             all keys on a backend fault). Corrupt entries are misses and are deleted.
         """
+        found, _ = self._lookup_many(keys, type, namespace)
+        return found
+
+    def _lookup_many(
+        self, keys: Sequence[str], type: Any, namespace: Namespace | None
+    ) -> tuple[dict[str, Any], dict[str, bytes | None]]:
+        """The hits, and the bytes read for every key (see ``_alookup``), in one round trip."""
         resolved = [self._key(key, namespace) for key in keys]
         if not resolved:
-            return {}
+            return {}, {}
         label = resolved[0][1]
         started = time.perf_counter()
         full_keys = [full for full, _, _ in resolved]
         raws = self._run("get_many", label, started, self.backend.get_many, full_keys)
         if raws is FAILED:
-            return {}
+            return {}, dict.fromkeys(keys)
         found: dict[str, Any] = {}
+        seen: dict[str, bytes | None] = {}
         corrupt: list[str] = []
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
-            if raw is not None:
+            seen[key] = raw
+            if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
                     found[key] = self._loads(raw, type)
                 except CorruptValueError:
                     corrupt.append(full)
+                    seen[key] = None
         if corrupt:
             self._run("delete_many", label, started, self.backend.delete_many, corrupt)
         self._observe_many("get_many", resolved, found, keys, started)
-        return found
+        return found, seen
+
+    def _store_many(
+        self,
+        mapping: Mapping[str, object],
+        ttl: Duration | None,
+        *,
+        namespace: Namespace | None,
+        seen: Mapping[str, bytes | None],
+        read_at: float,
+    ) -> int:
+        """``_astore`` for many keys in one round trip; returns how many were stored."""
+        if not mapping:
+            return 0
+        started = time.perf_counter()
+        ops = []
+        label = "default"
+        for key, value in mapping.items():
+            full, label, default_ttl = self._key(key, namespace)
+            data = self._dumps(full, value)
+            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), seen.get(key), [])
+        if self._too_late(read_at):
+            self._observe("set_many", label, "skip", started, count=len(ops))
+            return 0
+        results = self._run("set_many", label, started, self.backend.execute, ops)
+        if results is FAILED:
+            return 0
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            self._fault("set_many", label, failed, started)
+        stored = sum(1 for r in results if r is True)
+        self._observe("set_many", label, "set", started, count=stored)
+        if stored < len(results):
+            self._observe("set_many", label, "skip", started, count=len(results) - stored)
+        return stored
 
     def set_many(
         self,
@@ -212,14 +350,10 @@ class SyncCacheMethods(CacheCore):
         resolved = [self._key(key, namespace) for key in keys]
         if not resolved:
             return 0
-        label = resolved[0][1]
         started = time.perf_counter()
-        full_keys = [full for full, _, _ in resolved]
-        removed = self._run("delete_many", label, started, self.backend.delete_many, full_keys)
-        if removed is FAILED:
-            return 0
-        self._observe("delete_many", label, "delete", started, count=int(removed))
-        return int(removed)
+        return self._erase(
+            "delete_many", resolved[0][1], started, [full for full, _, _ in resolved]
+        )
 
     def ttl(self, key: str, *, namespace: Namespace | None = None) -> float | None:
         """Seconds ``key`` has left.
@@ -229,7 +363,18 @@ class SyncCacheMethods(CacheCore):
         """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        left = self._run("ttl", label, started, self.backend.ttl, full)
+        if self.tombstone_ttl is None:
+            left = self._run("ttl", label, started, self.backend.ttl, full)
+        else:
+            ops = [Op("ttl", full), Op("get", full)]
+            results = self._run("ttl", label, started, self.backend.execute, ops)
+            if results is FAILED:
+                left = FAILED
+            elif isinstance(results[1], bytes) and results[1].startswith(TOMBSTONE):
+                left = None  # an invalidated key is absent
+            else:
+                # a tag set fails GET (WRONGTYPE) but has a TTL of its own
+                left = None if isinstance(results[0], Exception) else results[0]
         if left is FAILED:
             return None
         self._observe("ttl", label, "miss" if left is None else "hit", started, full)
@@ -281,7 +426,26 @@ class SyncCacheMethods(CacheCore):
         full, label, default_ttl = self._key(key, namespace)
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
-        value = self._run("incr", label, started, self.backend.incr, full, amount, seconds)
+        results = self._run(
+            "incr",
+            label,
+            started,
+            self.backend.execute,
+            [Op("incr", full, ttl=seconds, amount=amount)],
+        )
+        value = FAILED if results is FAILED else results[0]
+        if isinstance(value, Exception):
+            # An invalidated counter holds a tombstone: start it again from ``amount``.
+            held = self._run("incr", label, started, self.backend.get, full)
+            fresh = str(amount).encode("ascii")
+            ops = self._store_ops(full, fresh, seconds, held, [])
+            if isinstance(held, bytes) and held.startswith(TOMBSTONE):
+                replaced = self._run("incr", label, started, self.backend.execute, ops)
+                if replaced is not FAILED and replaced[0] is True:
+                    value = amount
+            if isinstance(value, Exception):
+                self._fault("incr", label, value, started)
+                return None
         if value is FAILED:
             return None
         self._observe("incr", label, "set", started, full)
@@ -323,11 +487,13 @@ class SyncCacheMethods(CacheCore):
             )
             if members is FAILED:
                 continue
-            count = self._run(
-                "invalidate_tags", "tags", started, self.backend.delete_many, [*members, tag_key]
-            )
-            if count is not FAILED:
-                removed += max(0, int(count) - 1) if members else 0
+            ops = [*self._erase_ops(members), Op("delete", tag_key)]
+            results = self._run("invalidate_tags", "tags", started, self.backend.execute, ops)
+            if results is not FAILED:
+                count, failed = self._erased(results[:-1])
+                if failed is not None:
+                    self._fault("invalidate_tags", "tags", failed, started)
+                removed += count
         self._observe("invalidate_tags", "tags", "delete", started, count=removed)
         return removed
 

@@ -8,6 +8,7 @@ paths cannot drift.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from kirocache._breaker import CircuitBreaker
 from kirocache._config import settings_from_env
-from kirocache._types import check_key, ttl_seconds
+from kirocache._types import check_key, to_seconds, ttl_seconds
 from kirocache.backends._glob import escape_glob
+from kirocache.backends._protocol import Op
 from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
     from kirocache.keys import Namespace
 
-__all__ = ["FAILED", "CacheCore", "OnError"]
+__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "OnError"]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -41,6 +43,10 @@ _log = logging.getLogger("kirocache")
 DEFAULT_LABEL: Final = "default"
 TAG_PREFIX: Final = "kirocache:tag:"
 DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
+DEFAULT_TOMBSTONE_TTL: Final = 60.0
+# What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
+# starts so) and a random token, so every invalidation leaves a different tombstone.
+TOMBSTONE: Final = b"\xc5\xfftomb:"
 _COUNTER = re.compile(rb"-?[0-9]+")
 
 
@@ -76,6 +82,7 @@ class CacheCore:
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         breaker: CircuitBreaker | type[_DefaultBreaker] | None = _DefaultBreaker,
         debug: bool | None = None,
+        tombstone_ttl: Duration | None = DEFAULT_TOMBSTONE_TTL,
     ) -> None:
         from kirocache.backends._protocol import AsyncBackend, Backend
 
@@ -115,6 +122,13 @@ class CacheCore:
             CircuitBreaker() if breaker is _DefaultBreaker else breaker  # type: ignore[assignment]
         )
         self.debug = settings_from_env().debug if debug is None else debug
+        tomb_seconds = (
+            0.0 if tombstone_ttl is None else to_seconds(tombstone_ttl, name="tombstone_ttl")
+        )
+        if tomb_seconds == float("inf"):
+            msg = "tombstone_ttl must be finite (tombstones must expire); use None to turn them off"
+            raise ConfigurationError(msg)
+        self.tombstone_ttl: float | None = tomb_seconds or None
         self._namespaces: list[Namespace] = []
         for namespace in namespaces:
             self.register(namespace)
@@ -212,6 +226,49 @@ class CacheCore:
             seconds = self._ttl(ttl, default_ttl)
             groups.setdefault((seconds, label), {})[full] = self._dumps(full, value)
         return groups
+
+    # -- invalidation: tombstones and conditional writes --------------------------------------
+
+    def _erase_ops(self, fulls: Iterable[str]) -> list[Op]:
+        """Ops that invalidate ``fulls``: each gets a fresh tombstone (or is deleted).
+
+        A tombstone, unlike a delete, changes what a key holds even when it was absent, so
+        a conditional write of a value loaded before this invalidation fails (see
+        ``_store_ops``). It reads as a miss and expires after ``tombstone_ttl``.
+        """
+        if self.tombstone_ttl is None:
+            return [Op("delete", full) for full in fulls]
+        tomb = TOMBSTONE + os.urandom(8)
+        return [Op("swap", full, tomb, ttl=self.tombstone_ttl) for full in fulls]
+
+    @staticmethod
+    def _erased(results: Iterable[object]) -> tuple[int, Exception | None]:
+        """How many live values ``_erase_ops`` removed, and the first error among them."""
+        count, error = 0, None
+        for result in results:
+            if isinstance(result, Exception):
+                error = error or result
+            elif result is True or (type(result) is bytes and not result.startswith(TOMBSTONE)):
+                count += 1
+        return count, error
+
+    def _store_ops(
+        self, full: str, data: bytes, ttl: float | None, seen: bytes | None, tag_keys: list[str]
+    ) -> list[Op]:
+        """A write that lands only if ``full`` still holds ``seen``, and its tag entries.
+
+        ``seen`` is what the read before the computation found: ``None`` (absent), a
+        tombstone or the stale entry being refreshed. An invalidation in between changed
+        it, so a value computed from data older than the invalidation is never stored.
+        """
+        ops = [Op("set_if", full, data, ttl=ttl, expected=seen)]
+        ops += [Op("tag_add", tag_key, ttl=ttl, members=(full,)) for tag_key in tag_keys]
+        return ops
+
+    def _too_late(self, read_at: float) -> bool:
+        """Whether a tombstone seen (or not) at ``read_at`` may have expired since."""
+        ttl = self.tombstone_ttl
+        return ttl is not None and time.perf_counter() - read_at >= ttl
 
     # -- metrics and faults ----------------------------------------------------------------
 

@@ -32,6 +32,11 @@ S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# What the read before a computation saw, and when: the bytes a conditional write of the
+# result compares with (see Cache._store). ``None`` in their place writes unconditionally.
+_Read = tuple["bytes | None", float]
+
+
 class _Flight:
     """One in-process computation that concurrent callers of the same key wait for."""
 
@@ -97,21 +102,23 @@ class CachedFunction(_Base[P, R]):
         plan, full = self._plan, self._args(args)
         cache = plan.target()
         body = plan.body(full, kwargs)
-        entry = cache.get(body, MISSING, type=plan.stored_type, namespace=plan.namespace)
+        entry, seen = cache._lookup(body, plan.stored_type, plan.namespace)
         if entry is MISSING:
-            return self._compute(cache, body, full, kwargs)
+            return self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
         if not plan.enveloped:
             return cast("R", entry)
         state = plan.freshness(entry)
         if state != "fresh":
             if state == "stale" and cache.metrics is not None:
                 cache.metrics.record("get", plan.namespace.prefix, "stale", 0.0)
-            self._refresh_later(cache, body, full, kwargs)
+            self._refresh_later(cache, body, full, kwargs, (seen, time.perf_counter()))
         return cast("R", entry[2])
 
-    def _compute(self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _compute(
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any], read: _Read
+    ) -> R:
         if not self._plan.lock:
-            return self._run(cache, body, args, kwargs)
+            return self._run(cache, body, args, kwargs, read)
         slot = (id(cache), body)
         with self._guard:
             flight = self._flights.get(slot)
@@ -123,12 +130,12 @@ class CachedFunction(_Base[P, R]):
             # compute ourselves rather than fail or block for ever.
             if flight.event.wait(self._plan.lock_timeout) and flight.ok:
                 return cast("R", flight.value)
-            return self._run(cache, body, args, kwargs)
+            return self._run(cache, body, args, kwargs, read)
         try:
             if self._plan.lock == "distributed":
                 flight.value = self._run_locked(cache, body, args, kwargs)
             else:
-                flight.value = self._run(cache, body, args, kwargs)
+                flight.value = self._run(cache, body, args, kwargs, read)
             flight.ok = True
             return cast("R", flight.value)
         finally:
@@ -150,34 +157,50 @@ class CachedFunction(_Base[P, R]):
         except BackendError:
             held = False
         try:
-            entry = cache.get(body, MISSING, type=plan.stored_type, namespace=plan.namespace)
+            entry, seen = cache._lookup(body, plan.stored_type, plan.namespace)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
-            return self._run(cache, body, args, kwargs)
+            return self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
         finally:
             if held:
                 with contextlib.suppress(BackendError):  # the lock expires by itself
                     lock.release()
 
-    def _run(self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _run(
+        self,
+        cache: Cache,
+        body: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        read: _Read | None,
+    ) -> R:
         plan = self._plan
+        tags = plan.tag_names(args, kwargs)
+        if tags and read is not None:
+            cache._index(body, tags, plan.stored_ttl, plan.namespace)
         started = time.perf_counter()
         value: R = self._func(*args, **kwargs)
         if plan.should_store(value):
             try:
-                cache.set(
-                    body,
-                    plan.wrap(value, time.perf_counter() - started),
-                    plan.stored_ttl,
-                    namespace=plan.namespace,
-                    tags=plan.tag_names(args, kwargs),
-                )
+                stored = plan.wrap(value, time.perf_counter() - started)
+                if read is None:
+                    cache.set(body, stored, plan.stored_ttl, namespace=plan.namespace, tags=tags)
+                else:
+                    cache._store(
+                        body,
+                        stored,
+                        plan.stored_ttl,
+                        namespace=plan.namespace,
+                        tags=(),  # indexed before the computation
+                        seen=read[0],
+                        read_at=read[1],
+                    )
             except SerializationError as exc:
                 raise plan.unserializable(exc) from exc
         return value
 
     def _refresh_later(
-        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any], read: _Read
     ) -> None:
         slot = (id(cache), body)
         with self._guard:
@@ -187,7 +210,7 @@ class CachedFunction(_Base[P, R]):
 
         def refresh() -> None:
             try:
-                self._run(cache, body, args, kwargs)
+                self._run(cache, body, args, kwargs, read)
             except Exception:  # noqa: BLE001, S110 - a failed refresh keeps serving the stale copy
                 pass
             finally:
@@ -205,7 +228,7 @@ class CachedFunction(_Base[P, R]):
         """Call the function now and store its result, whatever is cached."""
         plan, full = self._plan, self._args(args)
         cache = plan.target()
-        return self._run(cache, plan.body(full, kwargs), full, kwargs)
+        return self._run(cache, plan.body(full, kwargs), full, kwargs, None)
 
     def get_cached(self, *args: P.args, **kwargs: P.kwargs) -> R | Missing:
         """The cached result of this call without calling the function, or ``MISSING``."""
@@ -247,23 +270,23 @@ class AsyncCachedFunction(_Base[P, R]):
         plan, full = self._plan, self._args(args)
         cache = plan.target()
         body = plan.body(full, kwargs)
-        entry = await cache.aget(body, MISSING, type=plan.stored_type, namespace=plan.namespace)
+        entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace)
         if entry is MISSING:
-            return await self._compute(cache, body, full, kwargs)
+            return await self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
         if not plan.enveloped:
             return cast("R", entry)
         state = plan.freshness(entry)
         if state != "fresh":
             if state == "stale" and cache.metrics is not None:
                 cache.metrics.record("get", plan.namespace.prefix, "stale", 0.0)
-            self._refresh_later(cache, body, full, kwargs)
+            self._refresh_later(cache, body, full, kwargs, (seen, time.perf_counter()))
         return cast("R", entry[2])
 
     async def _compute(
-        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any], read: _Read
     ) -> R:
         if not self._plan.lock:
-            return await self._run(cache, body, args, kwargs)
+            return await self._run(cache, body, args, kwargs, read)
         loop = asyncio.get_running_loop()
         slot = (id(loop), id(cache), body)
         flight = self._flights.get(slot)
@@ -275,13 +298,13 @@ class AsyncCachedFunction(_Base[P, R]):
                     "R", await asyncio.wait_for(asyncio.shield(flight), self._plan.lock_timeout)
                 )
             except Exception:  # noqa: BLE001 - the leader's failure is not ours
-                return await self._run(cache, body, args, kwargs)
+                return await self._run(cache, body, args, kwargs, read)
         flight = self._flights[slot] = loop.create_future()
         try:
             if self._plan.lock == "distributed":
                 value = await self._run_locked(cache, body, args, kwargs)
             else:
-                value = await self._run(cache, body, args, kwargs)
+                value = await self._run(cache, body, args, kwargs, read)
             flight.set_result(value)
             return value
         except BaseException as exc:
@@ -305,36 +328,52 @@ class AsyncCachedFunction(_Base[P, R]):
         except BackendError:
             held = False
         try:
-            entry = await cache.aget(body, MISSING, type=plan.stored_type, namespace=plan.namespace)
+            entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
-            return await self._run(cache, body, args, kwargs)
+            return await self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
         finally:
             if held:
                 with contextlib.suppress(BackendError):  # the lock expires by itself
                     await lock.arelease()
 
     async def _run(
-        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        cache: Cache,
+        body: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        read: _Read | None,
     ) -> R:
         plan = self._plan
+        tags = plan.tag_names(args, kwargs)
+        if tags and read is not None:
+            await cache._aindex(body, tags, plan.stored_ttl, plan.namespace)
         started = time.perf_counter()
         value: R = await self._func(*args, **kwargs)
         if plan.should_store(value):
             try:
-                await cache.aset(
-                    body,
-                    plan.wrap(value, time.perf_counter() - started),
-                    plan.stored_ttl,
-                    namespace=plan.namespace,
-                    tags=plan.tag_names(args, kwargs),
-                )
+                stored = plan.wrap(value, time.perf_counter() - started)
+                if read is None:
+                    await cache.aset(
+                        body, stored, plan.stored_ttl, namespace=plan.namespace, tags=tags
+                    )
+                else:
+                    await cache._astore(
+                        body,
+                        stored,
+                        plan.stored_ttl,
+                        namespace=plan.namespace,
+                        tags=(),  # indexed before the computation
+                        seen=read[0],
+                        read_at=read[1],
+                    )
             except SerializationError as exc:
                 raise plan.unserializable(exc) from exc
         return value
 
     def _refresh_later(
-        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any], read: _Read
     ) -> None:
         slot = (id(asyncio.get_running_loop()), id(cache), body)
         if slot in self._refreshing:
@@ -343,7 +382,7 @@ class AsyncCachedFunction(_Base[P, R]):
 
         async def refresh() -> None:
             try:
-                await self._run(cache, body, args, kwargs)
+                await self._run(cache, body, args, kwargs, read)
             except Exception:  # noqa: BLE001, S110 - a failed refresh keeps serving the stale copy
                 pass
             finally:
@@ -362,7 +401,7 @@ class AsyncCachedFunction(_Base[P, R]):
         """Call the function now and store its result, whatever is cached."""
         plan, full = self._plan, self._args(args)
         cache = plan.target()
-        return await self._run(cache, plan.body(full, kwargs), full, kwargs)
+        return await self._run(cache, plan.body(full, kwargs), full, kwargs, None)
 
     async def get_cached(self, *args: P.args, **kwargs: P.kwargs) -> R | Missing:
         """The cached result of this call without calling the function, or ``MISSING``."""

@@ -40,9 +40,8 @@ __all__ = ["SessionInfo", "SessionStats", "SessionStore", "SessionStoreError", "
 
 _log = logging.getLogger("kirocache.sessions")
 
-# A session whose creation is in flight is indexed before its record is written; a pruner
-# only drops a record-less entry once its record could no longer be written, plus this
-# allowance for clocks of different hosts disagreeing.
+# A pruner only drops a record-less index entry once the record's first TTL has passed,
+# plus this allowance for clocks of different hosts disagreeing.
 _CLOCK_SKEW: Final = 1.0
 _LOCK_TIMEOUT: Final = 10.0
 _LOCK_WAIT: Final = 5.0
@@ -76,11 +75,11 @@ class SessionStore:
     cache's fail-open methods: a backend fault raises :class:`SessionStoreError` (answer
     503), never a silent "no such session".
 
-    Creating a session writes the index entry first and the record second, so a call that
-    dies half way leaves at most an index entry without a record (never listed, pruned
-    later), never a session that ``revoke_all`` cannot find. Revoking writes a tombstone
-    beside deleting the record, so a ``touch`` racing a revoke cannot bring the session
-    back.
+    Creating a session writes the record and its index entry in one transaction (MULTI/EXEC
+    on Redis, one lock hold in memory), so a call that dies half way leaves neither: no
+    orphan index entry, and never a session that ``revoke_all`` cannot find. Revoking
+    writes a tombstone beside deleting the record, so a ``touch`` racing a revoke cannot
+    bring the session back.
 
     Every method has an async twin with an ``a`` prefix (``create``/``acreate``, ...).
 
@@ -215,16 +214,16 @@ class SessionStore:
             info = SessionInfo(session_id, user_id, data, now, now)
             created_ms = round(now * 1000)
             index, key = self._index(user_id), self._key(f"id:{session_id}")
-            yield Call(
-                self._backend,
-                "tag_add",
-                (index, [member(created_ms, session_id)], self._index_ttl),
-            )
-            # The record ends ttl after `now` however late it is written, which is what
-            # lets a pruner drop a record-less index entry once that time has passed.
-            ttl = max(now + self.ttl - time.time(), 0.001)
+            # The record and its index entry are written in one transaction (MULTI/EXEC on
+            # Redis, one lock hold in memory): a call that dies half way leaves neither.
             ops = [
-                Op("set", key, self._dumps(info), ttl=ttl),
+                Op("set", key, self._dumps(info), ttl=self.ttl),
+                Op(
+                    "tag_add",
+                    index,
+                    ttl=self._index_ttl,
+                    members=(member(created_ms, session_id),),
+                ),
                 Op("incr", self._key("stat:created")),
             ]
             check_slots(

@@ -29,7 +29,19 @@ from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = ["AsyncBackend", "Backend", "BackendStats", "Op", "OpName", "OpResult"]
 
-OpName: TypeAlias = Literal["get", "set", "delete", "exists", "expire", "incr", "ttl", "persist"]
+OpName: TypeAlias = Literal[
+    "get",
+    "set",
+    "delete",
+    "exists",
+    "expire",
+    "incr",
+    "ttl",
+    "persist",
+    "set_if",
+    "swap",
+    "tag_add",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,20 @@ class Op:
         ttl: Seconds to live (``set``, ``expire``, ``incr`` when it creates the key).
         nx: Only store when the key is absent (``set``).
         amount: The increment (``incr``).
+        expected: What the key must hold for ``set_if`` to store: these exact bytes, or
+            ``None`` for "absent".
+        members: The members ``tag_add`` adds to the set at ``key``.
+
+    The ops beyond the plain methods:
+
+    * ``set_if``: store ``value`` (with ``ttl``) only if the key holds exactly
+      ``expected`` (``None``: only if absent), atomically; answers whether it stored. It is
+      the compare-and-set a computed value is written with, so a value loaded before an
+      invalidation cannot land after it.
+    * ``swap``: store ``value`` (with ``ttl``) and answer what the key held before
+      (``None`` if absent), atomically (Redis ``SET ... GET``).
+    * ``tag_add``: :meth:`Backend.tag_add` as an op, so a value and its index entry can
+      share one pipeline or transaction; answers ``True``.
     """
 
     name: OpName
@@ -51,6 +77,8 @@ class Op:
     ttl: float | None = None
     nx: bool = False
     amount: int = 1
+    expected: bytes | None = None
+    members: tuple[str, ...] = ()
 
 
 OpResult: TypeAlias = "bytes | bool | int | float | BaseException | None"

@@ -614,7 +614,7 @@ class MemoryBackend:
         except Exception as exc:  # noqa: BLE001 -- a failing op's error belongs in its slot
             return exc
 
-    def _apply(self, op: Op, now: float) -> OpResult:  # noqa: PLR0911 -- one branch per op
+    def _apply(self, op: Op, now: float) -> OpResult:  # noqa: PLR0911, PLR0912 -- one per op
         key = op.key
         match op.name:
             case "get":
@@ -639,6 +639,29 @@ class MemoryBackend:
                 return self._ttl(key, now)
             case "persist":
                 return self._persist(key, now)
+            case "set_if":
+                value = _as_bytes(op.value)
+                size = self._check_size(key, value)
+                expires_at = _deadline(now, op.ttl)
+                entry = self._live(key, now)
+                held = None if entry is None else _as_value(key, entry[0])
+                if held != op.expected:
+                    return False
+                self._store(key, value, size, expires_at, now)
+                return True
+            case "swap":
+                value = _as_bytes(op.value)
+                size = self._check_size(key, value)
+                expires_at = _deadline(now, op.ttl)
+                entry = self._live(key, now)
+                held = None if entry is None else _as_value(key, entry[0])
+                self._store(key, value, size, expires_at, now)
+                return held
+            case "tag_add":
+                wanted = _as_members(op.members)
+                if wanted:
+                    self._tag_add(key, wanted, _deadline(now, op.ttl), now)
+                return True
 
     def _check_size(self, key: str, value: bytes) -> int:
         size = _size(key, value)

@@ -167,7 +167,81 @@ def _deleted(replies: object) -> bool:
     return isinstance(replies, list) and bool(replies) and _as_bool(replies[0])
 
 
+# set_if: store ARGV[1] (PX ARGV[2], "" for none) if the key holds ARGV[4] (ARGV[3] == "1")
+# or is absent (ARGV[3] == "0"). A script, so the compare and the write are one step and
+# the op can share a pipeline with others (a WATCH transaction could not).
+_SET_IF: Final = """
+local held = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' then
+  if held ~= ARGV[4] then return 0 end
+elseif held then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+# swap: SET ... GET, answering the old value (false when absent).
+_SWAP: Final = """
+if ARGV[2] == '' then
+  return redis.call('SET', KEYS[1], ARGV[1], 'GET')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'GET')
+"""
+# tag_add as one step: SADD, then a new set gets the TTL (ARGV[1], "" for none) and an
+# existing set's TTL only grows.
+_TAG_ADD: Final = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] == '' then
+  redis.call('PERSIST', KEYS[1])
+else
+  local left = redis.call('PTTL', KEYS[1])
+  if created or (left >= 0 and left < tonumber(ARGV[1])) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  end
+end
+return 1
+"""
+
+
+def _set_if_command(op: Op) -> Command:
+    px = _px(op.ttl)
+    present = op.expected is not None
+    return (
+        "EVAL",
+        _SET_IF,
+        1,
+        op.key,
+        op.value,
+        b"" if px is None else px,
+        b"1" if present else b"0",
+        op.expected or b"",
+    )
+
+
+def _swap_command(op: Op) -> Command:
+    # SET ... GET as a script: redis-py's SET reply parser would turn the old value into a
+    # bool unless it was called through its own set(get=True).
+    px = _px(op.ttl)
+    return ("EVAL", _SWAP, 1, op.key, op.value, b"" if px is None else px)
+
+
+def _tag_add_op(op: Op) -> list[Command]:
+    unique = _members(op.members)
+    if not unique:
+        return [("ECHO", b"1")]
+    px = _px(op.ttl)
+    return [("EVAL", _TAG_ADD, 1, op.key, b"" if px is None else px, *unique)]
+
+
 _OP_COMMANDS: Final[Mapping[str, Callable[[Op], list[Command]]]] = {
+    "set_if": lambda op: [_set_if_command(op)],
+    "swap": lambda op: [_swap_command(op)],
+    "tag_add": _tag_add_op,
     "get": lambda op: [("GET", op.key)],
     "set": lambda op: [_set_command(op.key, op.value, op.ttl, nx=op.nx)],
     "delete": lambda op: [("UNLINK", op.key)],
@@ -189,7 +263,7 @@ def _op_commands(op: Op) -> list[Command]:
 
 
 def _op_result(op: Op, raw: object) -> OpResult:
-    if op.name == "get":
+    if op.name in ("get", "swap"):
         return _as_bytes(raw)
     if op.name == "incr":
         return _as_int(raw)

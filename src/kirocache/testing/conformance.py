@@ -111,6 +111,31 @@ def _check_pipeline(results: Sequence[object]) -> None:
     assert results[8:] == [True, True, True, False]
 
 
+def _conditional_ops(k: str) -> list[Op]:
+    return [
+        Op("set_if", k + "c", value=b"first", ttl=60, expected=None),
+        Op("set_if", k + "c", value=b"lost", expected=None),
+        Op("set_if", k + "c", value=b"lost", expected=b"other"),
+        Op("set_if", k + "c", value=b"second", expected=b"first"),
+        Op("get", k + "c"),
+        Op("ttl", k + "c"),
+        Op("swap", k + "c", value=b"third", ttl=60),
+        Op("swap", k + "absent", value=b"new"),
+        Op("get", k + "absent"),
+        Op("ttl", k + "absent"),
+        Op("tag_add", k + "tag", ttl=60, members=("x", "y")),
+        Op("tag_add", k + "tag", ttl=1, members=("z",)),
+        Op("tag_add", k + "tag", members=()),
+    ]
+
+
+def _check_conditional(results: Sequence[object]) -> None:
+    assert results[:5] == [True, False, False, True, b"second"]
+    assert results[5] == math.inf  # set_if without a ttl stores without expiry
+    assert results[6:10] == [b"second", None, b"new", math.inf]
+    assert results[10:] == [True, True, True]
+
+
 def _check_stats(stats: BackendStats, at_least_keys: int) -> None:
     assert isinstance(stats, BackendStats)
     assert isinstance(stats.backend, str)
@@ -742,6 +767,34 @@ class BackendConformance:
         assert await backend.aget(k + "n") == b"5"
         assert await backend.aexists(k + "b") is False
         assert await backend.aexecute([], transaction=transaction) == []
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_execute_conditional_ops(self, backend: FullBackend, k: str, transaction: bool) -> None:
+        """``set_if`` compares and sets, ``swap`` answers the old value, ``tag_add`` indexes."""
+        _check_conditional(backend.execute(_conditional_ops(k), transaction=transaction))
+        assert backend.get(k + "c") == b"third"
+        assert backend.tag_members(k + "tag") == ["x", "y", "z"]
+        left = backend.ttl(k + "tag")
+        assert left is not None
+        assert 1 < left <= 60  # the TTL only grows
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    async def test_aexecute_conditional_ops(
+        self, backend: FullBackend, k: str, transaction: bool
+    ) -> None:
+        """Async: ``set_if`` compares and sets, ``swap`` answers the old value, ``tag_add``."""
+        _check_conditional(await backend.aexecute(_conditional_ops(k), transaction=transaction))
+        assert await backend.aget(k + "c") == b"third"
+        assert await backend.atag_members(k + "tag") == ["x", "y", "z"]
+
+    def test_set_if_on_a_tag_set_fails_in_its_slot(self, backend: FullBackend, k: str) -> None:
+        """``set_if`` on a key holding a tag set reports an error in its slot."""
+        backend.tag_add(k + "tag", ["m"], 60)
+        results = backend.execute(
+            [Op("set_if", k + "tag", value=b"v", expected=None), Op("get", k + "other")]
+        )
+        assert isinstance(results[0], BackendError)
+        assert results[1] is None
 
     def test_execute_failing_op_fills_its_slot(self, backend: FullBackend, k: str) -> None:
         """A failing op puts its ``BackendError`` in its slot; the others run."""
