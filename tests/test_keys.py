@@ -121,7 +121,7 @@ def test_namespace_is_frozen_hashable_and_compares_by_settings() -> None:
     assert ns != Namespace("a:", ttl=61, version=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ns.prefix = "b:"  # type: ignore[misc]
-    assert repr(ns) == "Namespace(prefix='a:', ttl=60.0, version=1)"
+    assert repr(ns) == "Namespace(prefix='a:', ttl=60.0, version=1, bumpable=False)"
 
 
 @pytest.mark.parametrize("prefix", ["", None, 3, b"a:"])

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 from typing_extensions import Self
 
 from kirocache._batch import Batch
-from kirocache._cache_async import AsyncCacheMethods
-from kirocache._cache_sync import SyncCacheMethods
 from kirocache._config import mask_url, settings_from_env
+from kirocache._invalidation_async import AsyncInvalidationMethods
+from kirocache._invalidation_sync import SyncInvalidationMethods
 from kirocache._types import MISSING
 from kirocache.exceptions import ConfigurationError
 
@@ -37,12 +37,14 @@ _CACHE_OPTIONS = frozenset(
         "max_value_size",
         "breaker",
         "debug",
+        "tombstone_ttl",
+        "invalidation_log_size",
     }
 )
 _MEMORY_OPTIONS = {"max_entries": int, "max_bytes": int}
 
 
-class Cache(SyncCacheMethods, AsyncCacheMethods):
+class Cache(SyncInvalidationMethods, AsyncInvalidationMethods):
     """Typed values in a backend, under readable keys, with TTLs, metrics and fail-open faults.
 
     One object serves sync code (``get``, ``set``, ...) and async code (``aget``,
@@ -71,6 +73,11 @@ class Cache(SyncCacheMethods, AsyncCacheMethods):
         breaker: The ``CircuitBreaker`` to use; ``None`` disables it.
         debug: Log every operation with key, outcome and latency at DEBUG level;
             ``None`` reads ``CACHE_DEBUG`` from the environment.
+        tombstone_ttl: How long an invalidated key keeps a tombstone (60 s by default), so
+            a value computed before the invalidation is not stored by ``@cached``; a
+            computation slower than this is not stored either. ``None`` turns tombstones
+            off (plain deletes, and the race they close is open again).
+        invalidation_log_size: How many records ``invalidation_log`` keeps.
 
     Raises:
         ConfigurationError: An option is invalid or the backend is not a backend.

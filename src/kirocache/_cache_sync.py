@@ -1,4 +1,4 @@
-"""The sync half of ``Cache``: thin shells over ``CacheCore`` that call the backend.
+"""The sync half of ``Cache``.
 
 Generated from ``_cache_async.py`` by ``tools/unasync.py``; do not edit by hand. Its twin
 there is the file to change.
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kirocache._core import FAILED, TOMBSTONE, CacheCore
+from kirocache._core import FAILED, TOMBSTONE, CacheCore, Seen
 from kirocache._types import MISSING
 from kirocache.backends._protocol import Op
 from kirocache.exceptions import BackendError, CorruptValueError, KirocacheError
@@ -72,49 +72,76 @@ class SyncCacheMethods(CacheCore):
         value, _ = self._lookup(key, type, namespace)
         return default if value is MISSING else value
 
-    def _lookup(self, key: str, type: Any, namespace: Namespace | None) -> tuple[Any, Any]:
-        """``(value or MISSING, the bytes read)``: what a conditional write compares with.
+    def _lookup(self, key: str, type: Any, namespace: Namespace | None) -> tuple[Any, Seen]:
+        """``(value or MISSING, what was seen)``: what a conditional write compares with.
 
-        The bytes are ``None`` when the key was absent (or unreadable), a tombstone after
-        an invalidation, or the entry itself on a hit.
+        What was seen is the full key read and its bytes: ``None`` when the key was absent
+        (or unreadable), a tombstone after an invalidation, or the entry itself on a hit.
+        A key of a bumpable namespace is read with the namespace's generation, in the same
+        round trip; when that changed, the key is read again under the new generation.
         """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        raw = self._run("get", label, started, self.backend.get, full)
+        bumpable = self._bumpable(key, namespace)
+        if bumpable is None:
+            raw = self._run("get", label, started, self.backend.get, full)
+        else:
+            reads = [self._generation_key(bumpable), full]
+            raw = self._run("get", label, started, self.backend.get_many, reads)
+            if raw is not FAILED:
+                if self._learn_generation(bumpable, raw[0]):
+                    full = self._key(key, namespace)[0]
+                    raw = self._run("get", label, started, self.backend.get, full)
+                else:
+                    raw = raw[1]
         if raw is FAILED:
-            return MISSING, None
+            return MISSING, (full, None)
         if raw is None or raw.startswith(TOMBSTONE):
             self._observe("get", label, "miss", started, full)
-            return MISSING, raw
+            return MISSING, (full, raw)
         try:
             value = self._loads(raw, type)
         except CorruptValueError:
             self._run("delete", label, started, self.backend.delete, full)
             self._observe("get", label, "miss", started, full)
-            return MISSING, None
+            return MISSING, (full, None)
         self._observe("get", label, "hit", started, full)
-        return value, raw
+        return value, (full, raw)
 
-    def _index(
-        self, key: str, tags: Sequence[str], ttl: Duration | None, namespace: Namespace | None
-    ) -> None:
-        """Enter ``key`` in its tags' indexes before its value is computed.
+    def _refresh_generations(self, keys: Sequence[str], namespace: Namespace | None) -> None:
+        """Read the generations of the bumpable namespaces of ``keys`` (one round trip).
+
+        Writes and deletes call it first, so they reach the keys readers use even when
+        another process bumped a namespace since this one last read it.
+        """
+        found = {self._bumpable(key, namespace) for key in keys} - {None}
+        if not found:
+            return
+        spaces = [space for space in found if space is not None]
+        started = time.perf_counter()
+        reads = [self._generation_key(space) for space in spaces]
+        raws = self._run("get", "generations", started, self.backend.get_many, reads)
+        if raws is not FAILED:
+            for space, raw in zip(spaces, raws, strict=True):
+                self._learn_generation(space, raw)
+
+    def _index(self, seen: Seen, tags: Sequence[str], ttl: float | None) -> None:
+        """Enter the key read in ``seen`` in its tags' indexes before its value is computed.
 
         A tag invalidation that comes while the value is loading then finds the key and
         leaves a tombstone, so the loaded (now stale) value is not stored.
         """
-        full, label, default_ttl = self._key(key, namespace)
-        seconds = self._ttl(ttl, default_ttl)
+        full = seen[0]
         started = time.perf_counter()
-        ops = [Op("tag_add", self._tag_key(tag), ttl=seconds, members=(full,)) for tag in tags]
-        results = self._run("tag", label, started, self.backend.execute, ops)
+        ops = [Op("tag_add", self._tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
+        results = self._run("tag", "tags", started, self.backend.execute, ops)
         failed = (
             None
             if results is FAILED
             else next((r for r in results if isinstance(r, Exception)), None)
         )
         if failed is not None:
-            self._fault("tag", label, failed, started)
+            self._fault("tag", "tags", failed, started)
 
     def _store(
         self,
@@ -123,8 +150,7 @@ class SyncCacheMethods(CacheCore):
         ttl: Duration | None,
         *,
         namespace: Namespace | None,
-        tags: Sequence[str],
-        seen: bytes | None,
+        seen: Seen,
         read_at: float,
     ) -> bool:
         """Store a computed value unless the key changed since it was read (one round trip).
@@ -132,22 +158,23 @@ class SyncCacheMethods(CacheCore):
         ``seen`` and ``read_at`` come from the ``_alookup`` before the computation: when an
         invalidation (or another writer) changed the key since, or when a tombstone seen
         then may have expired by now, nothing is written: a value loaded before an
-        invalidation never lands after it.
+        invalidation never lands after it. The value goes to the key that was read, so a
+        namespace bumped meanwhile keeps it out of its new generation.
         """
-        full, label, default_ttl = self._key(key, namespace)
+        _, label, default_ttl = self._key(key, namespace)
+        full, expected = seen
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
         data = self._dumps(full, value)
         if self._too_late(read_at):
             self._observe("set", label, "skip", started, full)
             return False
-        ops = self._store_ops(full, data, seconds, seen, [self._tag_key(tag) for tag in tags])
+        ops = self._store_ops(full, data, seconds, expected, [])
         results = self._run("set", label, started, self.backend.execute, ops)
         if results is FAILED:
             return False
-        failed = next((r for r in results if isinstance(r, Exception)), None)
-        if failed is not None:
-            self._fault("set", label, failed, started)
+        if isinstance(results[0], Exception):
+            self._fault("set", label, results[0], started)
             return False
         stored = results[0] is True
         self._observe("set", label, "set" if stored else "skip", started, full)
@@ -183,6 +210,7 @@ class SyncCacheMethods(CacheCore):
             ValueTooLargeError: It is larger than ``max_value_size`` once serialized.
             InvalidTTLError: ``ttl`` is not a positive duration.
         """
+        self._refresh_generations((key,), namespace)
         full, label, default_ttl = self._key(key, namespace)
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
@@ -207,26 +235,6 @@ class SyncCacheMethods(CacheCore):
             return False
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
-
-    def delete(self, key: str, *, namespace: Namespace | None = None) -> bool:
-        """Remove ``key``; returns whether it existed (``False`` on a backend fault)."""
-        full, label, _ = self._key(key, namespace)
-        started = time.perf_counter()
-        removed = self._erase("delete", label, started, [full])
-        return removed > 0
-
-    def _erase(self, op: str, label: str, started: float, fulls: Sequence[str]) -> int:
-        """Invalidate ``fulls`` in one round trip; returns how many held a live value."""
-        if not fulls:
-            return 0
-        results = self._run(op, label, started, self.backend.execute, self._erase_ops(fulls))
-        if results is FAILED:
-            return 0
-        removed, failed = self._erased(results)
-        if failed is not None:
-            self._fault(op, label, failed, started)
-        self._observe(op, label, "delete", started, count=removed)
-        return removed
 
     def exists(self, key: str, *, namespace: Namespace | None = None) -> bool:
         """Whether ``key`` holds a live value (``False`` on a backend fault)."""
@@ -261,28 +269,38 @@ class SyncCacheMethods(CacheCore):
 
     def _lookup_many(
         self, keys: Sequence[str], type: Any, namespace: Namespace | None
-    ) -> tuple[dict[str, Any], dict[str, bytes | None]]:
-        """The hits, and the bytes read for every key (see ``_alookup``), in one round trip."""
-        resolved = [self._key(key, namespace) for key in keys]
-        if not resolved:
+    ) -> tuple[dict[str, Any], dict[str, Seen]]:
+        """The hits, and what was seen for every key (see ``_alookup``), in one round trip."""
+        if not keys:
             return {}, {}
+        spaces = [space for space in {self._bumpable(key, namespace) for key in keys} if space]
+        resolved = [self._key(key, namespace) for key in keys]
         label = resolved[0][1]
         started = time.perf_counter()
+        heads = [self._generation_key(space) for space in spaces]
         full_keys = [full for full, _, _ in resolved]
-        raws = self._run("get_many", label, started, self.backend.get_many, full_keys)
+        raws = self._run("get_many", label, started, self.backend.get_many, [*heads, *full_keys])
+        if raws is not FAILED and heads:
+            changed = [self._learn_generation(s, raw) for s, raw in zip(spaces, raws, strict=False)]
+            if any(changed):
+                resolved = [self._key(key, namespace) for key in keys]
+                full_keys = [full for full, _, _ in resolved]
+                raws = self._run("get_many", label, started, self.backend.get_many, full_keys)
+            else:
+                raws = raws[len(heads) :]
         if raws is FAILED:
-            return {}, dict.fromkeys(keys)
+            return {}, {key: (full, None) for key, full in zip(keys, full_keys, strict=True)}
         found: dict[str, Any] = {}
-        seen: dict[str, bytes | None] = {}
+        seen: dict[str, Seen] = {}
         corrupt: list[str] = []
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
-            seen[key] = raw
+            seen[key] = (full, raw)
             if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
                     found[key] = self._loads(raw, type)
                 except CorruptValueError:
                     corrupt.append(full)
-                    seen[key] = None
+                    seen[key] = (full, None)
         if corrupt:
             self._run("delete_many", label, started, self.backend.delete_many, corrupt)
         self._observe_many("get_many", resolved, found, keys, started)
@@ -294,7 +312,7 @@ class SyncCacheMethods(CacheCore):
         ttl: Duration | None,
         *,
         namespace: Namespace | None,
-        seen: Mapping[str, bytes | None],
+        seen: Mapping[str, Seen],
         read_at: float,
     ) -> int:
         """``_astore`` for many keys in one round trip; returns how many were stored."""
@@ -305,8 +323,9 @@ class SyncCacheMethods(CacheCore):
         label = "default"
         for key, value in mapping.items():
             full, label, default_ttl = self._key(key, namespace)
+            full, expected = seen.get(key, (full, None))
             data = self._dumps(full, value)
-            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), seen.get(key), [])
+            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), expected, [])
         if self._too_late(read_at):
             self._observe("set_many", label, "skip", started, count=len(ops))
             return 0
@@ -334,6 +353,7 @@ class SyncCacheMethods(CacheCore):
         Returns:
             Whether everything was stored (``False`` on a backend fault).
         """
+        self._refresh_generations(list(mapping), namespace)
         groups = self._group_by_ttl(mapping, ttl, namespace)
         started = time.perf_counter()
         stored = True
@@ -344,16 +364,6 @@ class SyncCacheMethods(CacheCore):
             else:
                 self._observe("set_many", label, "set", started, count=len(items))
         return stored
-
-    def delete_many(self, keys: Sequence[str], *, namespace: Namespace | None = None) -> int:
-        """Remove ``keys``; returns how many existed (0 on a backend fault)."""
-        resolved = [self._key(key, namespace) for key in keys]
-        if not resolved:
-            return 0
-        started = time.perf_counter()
-        return self._erase(
-            "delete_many", resolved[0][1], started, [full for full, _, _ in resolved]
-        )
 
     def ttl(self, key: str, *, namespace: Namespace | None = None) -> float | None:
         """Seconds ``key`` has left.
@@ -450,52 +460,6 @@ class SyncCacheMethods(CacheCore):
             return None
         self._observe("incr", label, "set", started, full)
         return int(value)
-
-    def delete_pattern(self, pattern: str, *, namespace: Namespace | None = None) -> int:
-        """Delete the keys matching a glob ``pattern`` under this cache's key prefix.
-
-        Uses SCAN and UNLINK in batches, never KEYS or FLUSHDB; a key outside the cache's
-        ``key_prefix`` (and ``namespace``, when given) is never touched.
-
-        Returns:
-            How many keys were deleted (0 on a backend fault).
-
-        Raises:
-            ConfigurationError: The pattern would match the whole database.
-        """
-        glob = self._pattern(pattern, namespace)
-        label = namespace.prefix if namespace is not None else "default"
-        started = time.perf_counter()
-        removed = self._run("delete_pattern", label, started, self.backend.delete_pattern, glob)
-        if removed is FAILED:
-            return 0
-        self._observe("delete_pattern", label, "delete", started, glob, count=int(removed))
-        return int(removed)
-
-    def invalidate_tags(self, *tags: str) -> int:
-        """Remove every entry carrying any of ``tags``, and the tags' indexes.
-
-        Returns:
-            How many entries were removed (0 on a backend fault).
-        """
-        started = time.perf_counter()
-        removed = 0
-        for tag in tags:
-            tag_key = self._tag_key(tag)
-            members = self._run(
-                "invalidate_tags", "tags", started, self.backend.tag_members, tag_key
-            )
-            if members is FAILED:
-                continue
-            ops = [*self._erase_ops(members), Op("delete", tag_key)]
-            results = self._run("invalidate_tags", "tags", started, self.backend.execute, ops)
-            if results is not FAILED:
-                count, failed = self._erased(results[:-1])
-                if failed is not None:
-                    self._fault("invalidate_tags", "tags", failed, started)
-                removed += count
-        self._observe("invalidate_tags", "tags", "delete", started, count=removed)
-        return removed
 
     def ping(self) -> float:
         """Round-trip latency to the backend in seconds.

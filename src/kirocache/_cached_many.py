@@ -17,6 +17,7 @@ from typing import Any, Concatenate, Generic, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
+from kirocache._core import Seen
 from kirocache._many_plan import Call, ManyPlan, Shape
 from kirocache._types import MISSING
 from kirocache.exceptions import ConfigurationError, SerializationError
@@ -101,7 +102,7 @@ class CachedManyFunction(_ManyBase[P, R]):
         self,
         cache: Cache,
         entries: dict[str, object],
-        seen: dict[str, bytes | None],
+        seen: dict[str, Seen],
         read_at: float,
     ) -> None:
         # One pipeline of conditional writes: an id invalidated while the function ran
@@ -157,7 +158,7 @@ class AsyncCachedManyFunction(_ManyBase[P, R]):
         self,
         cache: Cache,
         entries: dict[str, object],
-        seen: dict[str, bytes | None],
+        seen: dict[str, Seen],
         read_at: float,
     ) -> None:
         # One pipeline of conditional writes: an id invalidated while the function ran

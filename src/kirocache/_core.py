@@ -26,6 +26,14 @@ from kirocache.exceptions import (
     ConfigurationError,
     ValueTooLargeError,
 )
+from kirocache.invalidation import (
+    DEFAULT_LOG_SIZE,
+    KEYS_PER_RECORD,
+    InvalidationLog,
+    InvalidationRecord,
+    InvalidationRules,
+    Tag,
+)
 from kirocache.metrics import InMemoryMetrics, MetricsHook, Outcome
 from kirocache.serializers import Serializer, resolve_serializer
 
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
     from kirocache.keys import Namespace
 
-__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "OnError"]
+__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "OnError", "Seen"]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -47,6 +55,11 @@ DEFAULT_TOMBSTONE_TTL: Final = 60.0
 # What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
 # starts so) and a random token, so every invalidation leaves a different tombstone.
 TOMBSTONE: Final = b"\xc5\xfftomb:"
+DEP_PREFIX: Final = "kirocache:dep:"
+GEN_PREFIX: Final = "kirocache:gen:"
+
+Seen: TypeAlias = "tuple[str, bytes | None]"
+"""What a read before a computation found: the full key and its bytes (``None``: absent)."""
 _COUNTER = re.compile(rb"-?[0-9]+")
 
 
@@ -83,6 +96,7 @@ class CacheCore:
         breaker: CircuitBreaker | type[_DefaultBreaker] | None = _DefaultBreaker,
         debug: bool | None = None,
         tombstone_ttl: Duration | None = DEFAULT_TOMBSTONE_TTL,
+        invalidation_log_size: int = DEFAULT_LOG_SIZE,
     ) -> None:
         from kirocache.backends._protocol import AsyncBackend, Backend
 
@@ -130,6 +144,10 @@ class CacheCore:
             raise ConfigurationError(msg)
         self.tombstone_ttl: float | None = tomb_seconds or None
         self._namespaces: list[Namespace] = []
+        self._bumpable_known = False
+        self._generations: dict[str, int] = {}
+        self.rules = InvalidationRules()
+        self.invalidation_log = InvalidationLog(invalidation_log_size)
         for namespace in namespaces:
             self.register(namespace)
         self._fault_lock = threading.Lock()
@@ -148,6 +166,7 @@ class CacheCore:
         if namespace not in self._namespaces:
             self._namespaces.append(namespace)
             self._namespaces.sort(key=lambda ns: len(ns.prefix), reverse=True)
+            self._bumpable_known = self._bumpable_known or namespace.bumpable
 
     def _find(self, key: str) -> Namespace | None:
         for namespace in self._namespaces:
@@ -162,14 +181,87 @@ class CacheCore:
             namespace = self._find(key)
             if namespace is None:
                 return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
-            return self.key_prefix + key, namespace.prefix, namespace.ttl
-        if type(key) is not str:
-            check_key(key)  # raises; an empty key is the body of a call without arguments
-        return self.key_prefix + namespace.full_key(key), namespace.prefix, namespace.ttl
+            full = self.key_prefix + key
+        else:
+            if type(key) is not str:
+                check_key(key)  # raises; an empty key is the body of a call without arguments
+            full = self.key_prefix + namespace.full_key(key)
+        if namespace.bumpable:
+            generation = self._generations.get(namespace.prefix, 0)
+            if generation:
+                at = len(self.key_prefix) + len(namespace.prefix)
+                full = f"{full[:at]}~g{generation}:{full[at:]}"
+        return full, namespace.prefix, namespace.ttl
 
     def full_key(self, key: str, namespace: Namespace | None = None) -> str:
         """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
         return self._key(key, namespace)[0]
+
+    # -- bumpable namespaces ------------------------------------------------------------------
+
+    def _bumpable(self, key: str, namespace: Namespace | None) -> Namespace | None:
+        """The bumpable namespace ``key`` lives in, if any (its generation is in the key)."""
+        if namespace is not None:
+            return namespace if namespace.bumpable else None
+        if not self._bumpable_known:
+            return None
+        found = self._find(key)
+        return found if found is not None and found.bumpable else None
+
+    def _generation_key(self, namespace: Namespace) -> str:
+        return f"{self.key_prefix}{GEN_PREFIX}{namespace.prefix}"
+
+    def _learn_generation(self, namespace: Namespace, raw: object) -> bool:
+        """Record the generation read from the backend; whether it differed from ours."""
+        generation = int(raw) if isinstance(raw, bytes) and _COUNTER.fullmatch(raw) else 0
+        if self._generations.get(namespace.prefix, 0) == generation:
+            return False
+        self._generations[namespace.prefix] = generation
+        return True
+
+    # -- dependencies and the invalidation log ------------------------------------------------
+
+    def _node(self, target: str | Tag, namespace: Namespace | None) -> str:
+        """A dependency graph node: ``k:<full key>`` or ``t:<tag>``."""
+        if isinstance(target, Tag):
+            check_key(target.name)
+            return "t:" + target.name
+        return "k:" + self._key(target, namespace)[0]
+
+    def _dep_key(self, node: str) -> str:
+        return f"{self.key_prefix}{DEP_PREFIX}{node}"
+
+    def _record(
+        self,
+        source: str,
+        started: float,
+        *,
+        removed: int,
+        fulls: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        namespaces: Sequence[str] = (),
+        event: str | None = None,
+        rules: Sequence[str] = (),
+    ) -> InvalidationRecord:
+        """Log one invalidation (the metrics hook has it from the operation itself)."""
+        duration = time.perf_counter() - started
+        record = InvalidationRecord(
+            at=time.time(),
+            source=source,
+            event=event,
+            rules=tuple(rules),
+            keys=tuple(self._unprefix(full) for full in fulls[:KEYS_PER_RECORD]),
+            tags=tuple(tags),
+            patterns=tuple(patterns),
+            namespaces=tuple(namespaces),
+            removed=removed,
+            duration=duration,
+        )
+        self.invalidation_log.add(record)
+        if self.debug:
+            _log.debug("invalidation %s", record)
+        return record
 
     def _tag_key(self, tag: str) -> str:
         check_key(tag)

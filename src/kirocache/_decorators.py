@@ -18,6 +18,7 @@ from typing import Any, Concatenate, Generic, TypeVar, cast, overload
 from typing_extensions import ParamSpec, Self
 
 from kirocache._cache import Cache
+from kirocache._core import Seen
 from kirocache._plan import LockMode, Plan, resolve_cache
 from kirocache._types import MISSING, Duration, Missing
 from kirocache.exceptions import BackendError, ConfigurationError, SerializationError
@@ -34,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # What the read before a computation saw, and when: the bytes a conditional write of the
 # result compares with (see Cache._store). ``None`` in their place writes unconditionally.
-_Read = tuple["bytes | None", float]
+_Read = tuple[Seen, float]
 
 
 class _Flight:
@@ -177,7 +178,7 @@ class CachedFunction(_Base[P, R]):
         plan = self._plan
         tags = plan.tag_names(args, kwargs)
         if tags and read is not None:
-            cache._index(body, tags, plan.stored_ttl, plan.namespace)
+            cache._index(read[0], tags, plan.stored_ttl)
         started = time.perf_counter()
         value: R = self._func(*args, **kwargs)
         if plan.should_store(value):
@@ -191,7 +192,6 @@ class CachedFunction(_Base[P, R]):
                         stored,
                         plan.stored_ttl,
                         namespace=plan.namespace,
-                        tags=(),  # indexed before the computation
                         seen=read[0],
                         read_at=read[1],
                     )
@@ -348,7 +348,7 @@ class AsyncCachedFunction(_Base[P, R]):
         plan = self._plan
         tags = plan.tag_names(args, kwargs)
         if tags and read is not None:
-            await cache._aindex(body, tags, plan.stored_ttl, plan.namespace)
+            await cache._aindex(read[0], tags, plan.stored_ttl)
         started = time.perf_counter()
         value: R = await self._func(*args, **kwargs)
         if plan.should_store(value):
@@ -364,7 +364,6 @@ class AsyncCachedFunction(_Base[P, R]):
                         stored,
                         plan.stored_ttl,
                         namespace=plan.namespace,
-                        tags=(),  # indexed before the computation
                         seen=read[0],
                         read_at=read[1],
                     )

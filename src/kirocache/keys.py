@@ -93,6 +93,10 @@ class Namespace:
         ttl: Default TTL of the namespace's entries (seconds or ``timedelta``); ``None`` or
             ``NEVER`` for no expiry. Stored as float seconds or ``None``.
         version: An int >= 1 inserted as ``v{version}:`` after the prefix, or ``None``.
+        bumpable: Let ``cache.bump(namespace)`` invalidate the whole namespace in O(1) by
+            raising a generation kept in the backend. Reads of a bumpable namespace fetch
+            the generation with the value (one ``get_many`` instead of a ``get``, still one
+            round trip); writes and deletes first read it.
 
     Raises:
         ConfigurationError: The prefix is not a non-empty str or the version is not an int >= 1.
@@ -102,10 +106,16 @@ class Namespace:
     prefix: str
     ttl: float | None
     version: int | None
+    bumpable: bool
     _head: str = dataclasses.field(init=False, repr=False, compare=False)
 
     def __init__(
-        self, prefix: str, ttl: Duration | None = None, version: int | None = None
+        self,
+        prefix: str,
+        ttl: Duration | None = None,
+        version: int | None = None,
+        *,
+        bumpable: bool = False,
     ) -> None:
         if not _is_text(prefix):
             msg = (
@@ -118,6 +128,10 @@ class Namespace:
         object.__setattr__(self, "prefix", prefix)
         object.__setattr__(self, "ttl", ttl_seconds(ttl))
         object.__setattr__(self, "version", version)
+        if not isinstance(bumpable, bool):
+            msg = f"bumpable must be True or False, got {bumpable!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        object.__setattr__(self, "bumpable", bumpable)
         head = prefix if version is None else f"{prefix}v{version}:"
         object.__setattr__(self, "_head", head)
 

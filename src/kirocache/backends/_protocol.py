@@ -41,6 +41,7 @@ OpName: TypeAlias = Literal[
     "set_if",
     "swap",
     "tag_add",
+    "tag_members",
 ]
 
 
@@ -69,6 +70,7 @@ class Op:
       (``None`` if absent), atomically (Redis ``SET ... GET``).
     * ``tag_add``: :meth:`Backend.tag_add` as an op, so a value and its index entry can
       share one pipeline or transaction; answers ``True``.
+    * ``tag_members``: :meth:`Backend.tag_members` as an op (a sorted ``list[str]``).
     """
 
     name: OpName
@@ -81,7 +83,7 @@ class Op:
     members: tuple[str, ...] = ()
 
 
-OpResult: TypeAlias = "bytes | bool | int | float | BaseException | None"
+OpResult: TypeAlias = "bytes | bool | int | float | list[str] | BaseException | None"
 """What one pipelined op answers: the same as its method, or the exception it raised."""
 
 

@@ -657,6 +657,9 @@ class MemoryBackend:
                 held = None if entry is None else _as_value(key, entry[0])
                 self._store(key, value, size, expires_at, now)
                 return held
+            case "tag_members":
+                entry = self._live(key, now)
+                return [] if entry is None else sorted(_as_tags(key, entry[0]))
             case "tag_add":
                 wanted = _as_members(op.members)
                 if wanted:

@@ -242,6 +242,7 @@ _OP_COMMANDS: Final[Mapping[str, Callable[[Op], list[Command]]]] = {
     "set_if": lambda op: [_set_if_command(op)],
     "swap": lambda op: [_swap_command(op)],
     "tag_add": _tag_add_op,
+    "tag_members": lambda op: [("SMEMBERS", op.key)],
     "get": lambda op: [("GET", op.key)],
     "set": lambda op: [_set_command(op.key, op.value, op.ttl, nx=op.nx)],
     "delete": lambda op: [("UNLINK", op.key)],
@@ -263,6 +264,8 @@ def _op_commands(op: Op) -> list[Command]:
 
 
 def _op_result(op: Op, raw: object) -> OpResult:
+    if op.name == "tag_members":
+        return _decode_members(raw)
     if op.name in ("get", "swap"):
         return _as_bytes(raw)
     if op.name == "incr":

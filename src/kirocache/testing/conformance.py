@@ -126,6 +126,8 @@ def _conditional_ops(k: str) -> list[Op]:
         Op("tag_add", k + "tag", ttl=60, members=("x", "y")),
         Op("tag_add", k + "tag", ttl=1, members=("z",)),
         Op("tag_add", k + "tag", members=()),
+        Op("tag_members", k + "tag"),
+        Op("tag_members", k + "no-tag"),
     ]
 
 
@@ -133,7 +135,7 @@ def _check_conditional(results: Sequence[object]) -> None:
     assert results[:5] == [True, False, False, True, b"second"]
     assert results[5] == math.inf  # set_if without a ttl stores without expiry
     assert results[6:10] == [b"second", None, b"new", math.inf]
-    assert results[10:] == [True, True, True]
+    assert results[10:] == [True, True, True, ["x", "y", "z"], []]
 
 
 def _check_stats(stats: BackendStats, at_least_keys: int) -> None:
