@@ -35,6 +35,7 @@ PRIVATE_TWINS = (
     "refresh_generations",
     "cascade",
     "delete_glob",
+    "bump_generation",
 )
 
 RULES: list[tuple[str, str]] = [

@@ -31,6 +31,7 @@ from kirocache.exceptions import (
     SerializationError,
     ValueTooLargeError,
 )
+from kirocache.invalidation import InvalidationEvent, Tag
 from kirocache.keys import Namespace, code_hash, make_key
 from kirocache.metrics import InMemoryMetrics, MetricsHook
 
@@ -56,12 +57,14 @@ __all__ = [
     "InMemoryMetrics",
     "InvalidKeyError",
     "InvalidTTLError",
+    "InvalidationEvent",
     "KirocacheError",
     "MetricsHook",
     "Missing",
     "Namespace",
     "OnError",
     "SerializationError",
+    "Tag",
     "ValueTooLargeError",
     "__version__",
     "awarm",

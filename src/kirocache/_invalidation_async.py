@@ -38,21 +38,23 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        removed, erased = await self._acascade("delete", label, started, [full], [])
+        removed, erased, direct = await self._acascade("delete", label, started, [full], [])
         self._record("delete", started, removed=removed, fulls=erased)
-        return removed > 0
+        return direct > 0
 
     async def adelete_many(self, keys: Sequence[str], *, namespace: Namespace | None = None) -> int:
-        """Invalidate ``keys`` and their dependents; returns how many held a value."""
+        """Invalidate ``keys`` and their dependents; returns how many of ``keys`` held a value."""
         if not keys:
             return 0
         await self._arefresh_generations(keys, namespace)
         resolved = [self._key(key, namespace) for key in keys]
         started = time.perf_counter()
         fulls = [full for full, _, _ in resolved]
-        removed, erased = await self._acascade("delete_many", resolved[0][1], started, fulls, [])
+        removed, erased, direct = await self._acascade(
+            "delete_many", resolved[0][1], started, fulls, []
+        )
         self._record("delete", started, removed=removed, fulls=erased)
-        return removed
+        return direct
 
     async def ainvalidate_tags(self, *tags: str) -> int:
         """Invalidate every entry carrying any of ``tags`` (and their dependents).
@@ -61,7 +63,9 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             How many entries were removed (0 on a backend fault).
         """
         started = time.perf_counter()
-        removed, erased = await self._acascade("invalidate_tags", "tags", started, [], list(tags))
+        removed, erased, _ = await self._acascade(
+            "invalidate_tags", "tags", started, [], list(tags)
+        )
         self._record("tags", started, removed=removed, fulls=erased, tags=tags)
         return removed
 
@@ -118,8 +122,13 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
                 "Namespace(..., bumpable=True), or use invalidate_namespace()"
             )
             raise ConfigurationError(msg)
-        self.register(namespace)
         started = time.perf_counter()
+        generation = await self._abump_generation(namespace, started)
+        self._record("namespace", started, removed=0, namespaces=[namespace.prefix])
+        return generation
+
+    async def _abump_generation(self, namespace: Namespace, started: float) -> int:
+        self.register(namespace)
         generation = await self._arun(
             "bump", namespace.prefix, started, self.backend.aincr, self._generation_key(namespace)
         )
@@ -127,7 +136,6 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             return 0
         self._generations[namespace.prefix] = int(generation)
         self._observe("bump", namespace.prefix, "delete", started)
-        self._record("namespace", started, removed=0, namespaces=[namespace.prefix])
         return int(generation)
 
     async def ainvalidate_namespace(self, namespace: Namespace) -> int:
@@ -215,12 +223,14 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             spaces.update(dict.fromkeys(rule.namespaces))
         await self._arefresh_generations(list(keys), None)
         fulls = [self._key(key, None)[0] for key in keys]
-        removed, erased = await self._acascade("invalidate", "events", started, fulls, list(tags))
+        removed, erased, _ = await self._acascade(
+            "invalidate", "events", started, fulls, list(tags)
+        )
         for pattern in patterns:
             removed += await self._adelete_glob(pattern, None, started)
         for space in spaces:
             if space.bumpable:
-                await self.abump(space)
+                await self._abump_generation(space, started)
             else:
                 removed += await self._adelete_glob("*", space, started)
         return self._record(
@@ -237,7 +247,7 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
 
     async def _acascade(
         self, op: str, label: str, started: float, fulls: Sequence[str], tags: Sequence[str]
-    ) -> tuple[int, list[str]]:
+    ) -> tuple[int, list[str], int]:
         """Invalidate keys and tags, then their dependents, level by level, once each.
 
         Per level: one round trip reads the tags' members and dependents (when there are
@@ -245,10 +255,11 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         dependents. A node already visited is never visited again, so cycles end.
 
         Returns:
-            How many live values were removed, and every full key invalidated.
+            How many live values were removed, every full key invalidated, and how many of
+            the ``fulls`` given held a live value.
         """
         visited: set[str] = set()
-        removed, erased = 0, []
+        removed, erased, direct = 0, [], -1
         keys, tag_list = list(dict.fromkeys(fulls)), list(dict.fromkeys(tags))
         while keys or tag_list:
             visited.update("k:" + key for key in keys)
@@ -280,6 +291,7 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             if failed is not None:
                 self._fault("invalidate", label, failed, started)
             removed += count
+            direct = count if direct < 0 else direct
             erased += keys
             found += [
                 node
@@ -291,4 +303,4 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             keys = [node[2:] for node in fresh if node.startswith("k:")]
             tag_list = [node[2:] for node in fresh if node.startswith("t:")]
         self._observe(op, label, "delete", started, count=removed)
-        return removed, erased
+        return removed, erased, max(direct, 0)

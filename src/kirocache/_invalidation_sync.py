@@ -35,21 +35,21 @@ class SyncInvalidationMethods(SyncCacheMethods):
         self._refresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        removed, erased = self._cascade("delete", label, started, [full], [])
+        removed, erased, direct = self._cascade("delete", label, started, [full], [])
         self._record("delete", started, removed=removed, fulls=erased)
-        return removed > 0
+        return direct > 0
 
     def delete_many(self, keys: Sequence[str], *, namespace: Namespace | None = None) -> int:
-        """Invalidate ``keys`` and their dependents; returns how many held a value."""
+        """Invalidate ``keys`` and their dependents; returns how many of ``keys`` held a value."""
         if not keys:
             return 0
         self._refresh_generations(keys, namespace)
         resolved = [self._key(key, namespace) for key in keys]
         started = time.perf_counter()
         fulls = [full for full, _, _ in resolved]
-        removed, erased = self._cascade("delete_many", resolved[0][1], started, fulls, [])
+        removed, erased, direct = self._cascade("delete_many", resolved[0][1], started, fulls, [])
         self._record("delete", started, removed=removed, fulls=erased)
-        return removed
+        return direct
 
     def invalidate_tags(self, *tags: str) -> int:
         """Invalidate every entry carrying any of ``tags`` (and their dependents).
@@ -58,7 +58,7 @@ class SyncInvalidationMethods(SyncCacheMethods):
             How many entries were removed (0 on a backend fault).
         """
         started = time.perf_counter()
-        removed, erased = self._cascade("invalidate_tags", "tags", started, [], list(tags))
+        removed, erased, _ = self._cascade("invalidate_tags", "tags", started, [], list(tags))
         self._record("tags", started, removed=removed, fulls=erased, tags=tags)
         return removed
 
@@ -113,8 +113,13 @@ class SyncInvalidationMethods(SyncCacheMethods):
                 "Namespace(..., bumpable=True), or use invalidate_namespace()"
             )
             raise ConfigurationError(msg)
-        self.register(namespace)
         started = time.perf_counter()
+        generation = self._bump_generation(namespace, started)
+        self._record("namespace", started, removed=0, namespaces=[namespace.prefix])
+        return generation
+
+    def _bump_generation(self, namespace: Namespace, started: float) -> int:
+        self.register(namespace)
         generation = self._run(
             "bump", namespace.prefix, started, self.backend.incr, self._generation_key(namespace)
         )
@@ -122,7 +127,6 @@ class SyncInvalidationMethods(SyncCacheMethods):
             return 0
         self._generations[namespace.prefix] = int(generation)
         self._observe("bump", namespace.prefix, "delete", started)
-        self._record("namespace", started, removed=0, namespaces=[namespace.prefix])
         return int(generation)
 
     def invalidate_namespace(self, namespace: Namespace) -> int:
@@ -208,12 +212,12 @@ class SyncInvalidationMethods(SyncCacheMethods):
             spaces.update(dict.fromkeys(rule.namespaces))
         self._refresh_generations(list(keys), None)
         fulls = [self._key(key, None)[0] for key in keys]
-        removed, erased = self._cascade("invalidate", "events", started, fulls, list(tags))
+        removed, erased, _ = self._cascade("invalidate", "events", started, fulls, list(tags))
         for pattern in patterns:
             removed += self._delete_glob(pattern, None, started)
         for space in spaces:
             if space.bumpable:
-                self.bump(space)
+                self._bump_generation(space, started)
             else:
                 removed += self._delete_glob("*", space, started)
         return self._record(
@@ -230,7 +234,7 @@ class SyncInvalidationMethods(SyncCacheMethods):
 
     def _cascade(
         self, op: str, label: str, started: float, fulls: Sequence[str], tags: Sequence[str]
-    ) -> tuple[int, list[str]]:
+    ) -> tuple[int, list[str], int]:
         """Invalidate keys and tags, then their dependents, level by level, once each.
 
         Per level: one round trip reads the tags' members and dependents (when there are
@@ -238,10 +242,11 @@ class SyncInvalidationMethods(SyncCacheMethods):
         dependents. A node already visited is never visited again, so cycles end.
 
         Returns:
-            How many live values were removed, and every full key invalidated.
+            How many live values were removed, every full key invalidated, and how many of
+            the ``fulls`` given held a live value.
         """
         visited: set[str] = set()
-        removed, erased = 0, []
+        removed, erased, direct = 0, [], -1
         keys, tag_list = list(dict.fromkeys(fulls)), list(dict.fromkeys(tags))
         while keys or tag_list:
             visited.update("k:" + key for key in keys)
@@ -273,6 +278,7 @@ class SyncInvalidationMethods(SyncCacheMethods):
             if failed is not None:
                 self._fault("invalidate", label, failed, started)
             removed += count
+            direct = count if direct < 0 else direct
             erased += keys
             found += [
                 node
@@ -284,4 +290,4 @@ class SyncInvalidationMethods(SyncCacheMethods):
             keys = [node[2:] for node in fresh if node.startswith("k:")]
             tag_list = [node[2:] for node in fresh if node.startswith("t:")]
         self._observe(op, label, "delete", started, count=removed)
-        return removed, erased
+        return removed, erased, max(direct, 0)
