@@ -1,0 +1,140 @@
+"""Random sequences of sets, tags, dependencies and invalidations, checked against a model.
+
+After every step, each key of a small universe must be present in the cache exactly when
+the model says so: nothing that should be gone is still there, and nothing else was
+removed. Runs on memory, fakeredis and the real redis-server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from kirocache import Cache, Tag
+
+if TYPE_CHECKING:
+    from kirocache.testing.conformance import FullBackend
+
+KEYS = ("a1", "a2", "a3", "b1", "b2", "c1")
+TAGS = ("t1", "t2", "t3")
+FAMILIES = ("a", "b", "c")
+NODES = [*(f"k:{key}" for key in KEYS), *(f"t:{tag}" for tag in TAGS)]
+
+
+class Model:
+    """What should be cached: live keys, tag members, dependency edges."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, int] = {}
+        # keys invalidated since they were last set: they hold a tombstone (absent to reads,
+        # but a key that a pattern delete unlinks and counts)
+        self.tombstoned: set[str] = set()
+        self.members: dict[str, set[str]] = {tag: set() for tag in TAGS}
+        self.dependents: dict[str, set[str]] = {node: set() for node in NODES}
+
+    def set(self, key: str, value: int, tags: list[str]) -> None:
+        self.live[key] = value
+        self.tombstoned.discard(key)
+        for tag in tags:
+            self.members[tag].add(key)
+
+    def cascade(self, nodes: list[str]) -> None:
+        """Invalidate nodes and everything reachable from them, each once."""
+        seen: set[str] = set()
+        todo = list(nodes)
+        while todo:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if node.startswith("t:"):
+                tag = node[2:]
+                todo += [f"k:{key}" for key in self.members[tag]]
+                self.members[tag] = set()
+            else:
+                self.live.pop(node[2:], None)
+                self.tombstoned.add(node[2:])
+            todo += sorted(self.dependents[node])
+
+    def delete_family(self, family: str) -> int:
+        """Unlink a family's keys, values and tombstones; returns how many there were."""
+        gone = {key for key in [*self.live, *self.tombstoned] if key.startswith(family)}
+        for key in gone:
+            self.live.pop(key, None)
+            self.tombstoned.discard(key)
+        return len(gone)
+
+
+def node_of(name: str) -> str | Tag:
+    return Tag(name[2:]) if name.startswith("t:") else name[2:]
+
+
+class Invalidations(RuleBasedStateMachine):
+    backend: FullBackend
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = Cache(self.backend, key_prefix=f"model:{uuid.uuid4().hex}:")
+        self.model = Model()
+
+    @rule(
+        key=st.sampled_from(KEYS),
+        value=st.integers(0, 99),
+        tags=st.lists(st.sampled_from(TAGS), max_size=2, unique=True),
+    )
+    def set(self, key: str, value: int, tags: list[str]) -> None:
+        assert self.cache.set(key, value, 60, tags=tags) is True
+        self.model.set(key, value, tags)
+
+    @rule(dependent=st.sampled_from(NODES), source=st.sampled_from(NODES))
+    def depends(self, dependent: str, source: str) -> None:
+        if dependent == source:
+            return
+        assert self.cache.depends(node_of(dependent), on=node_of(source), ttl=60) is True
+        self.model.dependents[source].add(dependent)
+
+    @rule(key=st.sampled_from(KEYS))
+    def delete(self, key: str) -> None:
+        existed = key in self.model.live
+        assert self.cache.delete(key) is existed
+        self.model.cascade([f"k:{key}"])
+
+    @rule(keys=st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
+    def delete_many(self, keys: list[str]) -> None:
+        existed = sum(key in self.model.live for key in keys)
+        assert self.cache.delete_many(keys) == existed
+        self.model.cascade([f"k:{key}" for key in keys])
+
+    @rule(tags=st.lists(st.sampled_from(TAGS), min_size=1, max_size=2, unique=True))
+    def invalidate_tags(self, tags: list[str]) -> None:
+        self.cache.invalidate_tags(*tags)
+        self.model.cascade([f"t:{tag}" for tag in tags])
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def invalidate_pattern(self, family: str) -> None:
+        removed = self.cache.invalidate_pattern(f"{family}*")
+        assert removed == self.model.delete_family(family)
+
+    @invariant()
+    def cache_agrees_with_model(self) -> None:
+        found = self.cache.get_many(list(KEYS))
+        assert found == self.model.live
+
+
+@pytest.mark.parametrize("examples", [100])
+def test_invalidations_agree_with_the_model(backend: FullBackend, examples: int) -> None:
+    machine = type("Machine", (Invalidations,), {"backend": backend})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
