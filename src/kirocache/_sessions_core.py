@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
+from kirocache import _steps
+from kirocache._steps import Call, Steps
 from kirocache.exceptions import BackendError
 
 __all__ = [
@@ -149,24 +151,6 @@ def remaining(seconds: float | None) -> float | None:
 # -- one implementation, two drivers -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One I/O step of a session operation: ``target.method(*args, **kwargs)``.
-
-    The sync driver calls ``method``; the async driver awaits ``"a" + method`` on the same
-    target, which backends and ``DistributedLock`` both provide. ``scan`` answers a list.
-    """
-
-    target: Any
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-Steps: TypeAlias = Generator[Call, Any, Any]
-"""A session operation written once: it yields ``Call``s and is sent their results."""
-
-
 def _fault(call: Call, exc: BackendError) -> SessionStoreError:
     if isinstance(exc, SessionStoreError):
         return exc
@@ -175,52 +159,19 @@ def _fault(call: Call, exc: BackendError) -> SessionStoreError:
     return error
 
 
-# The drivers are the only sync/async code: every session operation is a generator of
-# `Call`s, so the two halves cannot drift. A fault is thrown back into the generator, so
-# its `finally` blocks (lock releases) still run.
-
-
 def run_sync(steps: Steps) -> Any:
-    """Drive ``steps`` with the sync backend methods.
+    """Drive a session operation with the sync backend methods.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    value: Any = None
-    error: SessionStoreError | None = None
-    while True:
-        try:
-            call = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            if call.method == "scan":
-                value = list(call.target.scan(*call.args, **call.kwargs))
-            else:
-                value = getattr(call.target, call.method)(*call.args, **call.kwargs)
-        except BackendError as exc:
-            error = _fault(call, exc)
+    return _steps.run_sync(steps, _fault)
 
 
 async def run_async(steps: Steps) -> Any:
-    """Drive ``steps`` with the async backend methods: ``run_sync``'s twin.
+    """Drive a session operation with the async backend methods: ``run_sync``'s twin.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    value: Any = None
-    error: SessionStoreError | None = None
-    while True:
-        try:
-            call = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            if call.method == "scan":
-                value = [key async for key in call.target.ascan(*call.args, **call.kwargs)]
-            else:
-                value = await getattr(call.target, "a" + call.method)(*call.args, **call.kwargs)
-        except BackendError as exc:
-            error = _fault(call, exc)
+    return await _steps.run_async(steps, _fault)
