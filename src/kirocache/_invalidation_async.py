@@ -69,35 +69,49 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         self._record("tags", started, removed=removed, fulls=erased, tags=tags)
         return removed
 
-    async def adelete_pattern(self, pattern: str, *, namespace: Namespace | None = None) -> int:
+    async def adelete_pattern(
+        self, pattern: str, *, namespace: Namespace | None = None, batch_size: int = 500
+    ) -> int:
         """Delete the keys matching a glob ``pattern`` under this cache's key prefix.
 
         Uses SCAN and UNLINK in batches, never KEYS or FLUSHDB; a key outside the cache's
-        ``key_prefix`` (and ``namespace``, when given) is never touched. Unlike a key or tag
-        invalidation it leaves no tombstones, so a value being computed meanwhile may still
-        be stored; a bumpable namespace (``bump``) has no such window.
+        ``key_prefix`` (and ``namespace``, when given) is never touched. Each SCAN reads
+        about ``batch_size`` keys and each UNLINK frees its batch off the server's main
+        thread, so other clients wait at most one batch (a million keys: see the docs'
+        invalidation design page). Unlike a key or tag invalidation it leaves no tombstones,
+        so a value being computed meanwhile may still be stored; a bumpable namespace
+        (``bump``) has no such window.
 
         Returns:
-            How many keys were deleted (0 on a backend fault).
+            How many keys were deleted (0 on a backend fault), tombstones of recent
+            invalidations included.
 
         Raises:
-            ConfigurationError: The pattern would match the whole database.
+            ConfigurationError: The pattern would match the whole database, or
+                ``batch_size`` is not an int >= 1.
         """
+        if type(batch_size) is not int or batch_size < 1:
+            msg = f"batch_size must be an int >= 1, got {batch_size!r}"
+            raise ConfigurationError(msg)
         started = time.perf_counter()
-        removed = await self._adelete_glob(pattern, namespace, started)
+        removed = await self._adelete_glob(pattern, namespace, started, batch_size)
         scope = namespace.full_key(pattern) if namespace is not None else pattern
         self._record("pattern", started, removed=removed, patterns=[scope])
         return removed
 
-    async def ainvalidate_pattern(self, pattern: str, *, namespace: Namespace | None = None) -> int:
-        """Same as :meth:`adelete_pattern`: SCAN + UNLINK in batches; returns the count."""
-        return await self.adelete_pattern(pattern, namespace=namespace)
+    async def ainvalidate_pattern(
+        self, pattern: str, *, namespace: Namespace | None = None, batch_size: int = 500
+    ) -> int:
+        """The pattern delete (SCAN + UNLINK in batches) under its invalidation name."""
+        return await self.adelete_pattern(pattern, namespace=namespace, batch_size=batch_size)
 
-    async def _adelete_glob(self, pattern: str, namespace: Namespace | None, started: float) -> int:
+    async def _adelete_glob(
+        self, pattern: str, namespace: Namespace | None, started: float, batch_size: int = 500
+    ) -> int:
         glob = self._pattern(pattern, namespace)
         label = namespace.prefix if namespace is not None else DEFAULT_LABEL
         removed = await self._arun(
-            "delete_pattern", label, started, self.backend.adelete_pattern, glob
+            "delete_pattern", label, started, self.backend.adelete_pattern, glob, batch_size
         )
         if removed is FAILED:
             return 0

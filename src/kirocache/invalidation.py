@@ -179,8 +179,8 @@ class InvalidationRules:
         >>> rules.on("user.profile.updated", keys=["user:profile:{entity_id}"],
         ...          tags=["user:{entity_id}"]).on("user.*", patterns=["search:*"])
         InvalidationRules(2 rules)
-        >>> [rule.name for rule in rules.matching("user.profile.updated")]
-        ['user.profile.updated', 'user.*']
+        >>> tuple(rule.name for rule in rules.matching("user.profile.updated"))
+        ('user.profile.updated', 'user.*')
     """
 
     def __init__(self) -> None:
