@@ -54,6 +54,17 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (not part of the default sessions)."""
-    install(session)
-    session.run("pytest", "benchmarks/", "--benchmark-only", *session.posargs)
+    """Time kirocache against its peers, then write the ratio table, its plot and the docs page.
+
+    Extra arguments go to pytest (``nox -s bench -- -k hit``); with them, only
+    benchmarks/results/ is written and docs/performance.md is left as it is.
+    """
+    session.install("-e", ".[dev,bench]")
+    results = "benchmarks/results/latest.json"
+    session.run(
+        "pytest", "benchmarks/", "--benchmark-only", f"--benchmark-json={results}", *session.posargs
+    )
+    report = ["python", "tools/bench_report.py", results]
+    if not session.posargs:
+        report += ["--docs", "docs/performance.md"]
+    session.run(*report)

@@ -24,14 +24,46 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_server import RedisServer, find_redis_server
-
 from kirocache import Cache
+from redis_server import RedisServer, find_redis_server
 
 
 def fill(client: redis.Redis, prefix: str, count: int) -> None:
     """``count`` small string keys under ``prefix`` (DEBUG POPULATE: server-side, fast)."""
     client.execute_command("DEBUG", "POPULATE", count, prefix, 64)
+
+
+def report(
+    version: str,
+    batch: int,
+    before: int,
+    removed: int,
+    left: int,
+    elapsed: float,
+    latencies: list[float],
+) -> None:
+    """Print the deletion's figures and the probe's latency percentiles."""
+    lat = sorted(latencies)
+    pct = statistics.quantiles(lat, n=1000)
+    print(f"server: redis-server {version}, batch {batch}")  # noqa: T201
+    print(f"keys before: {before:,}; removed: {removed:,}; left: {left:,}")  # noqa: T201
+    print(f"invalidate_pattern('user:*'): {elapsed:.2f} s")  # noqa: T201
+    print(  # noqa: T201
+        f"probe GETs during it: {len(lat):,}; p50 {pct[499] * 1e3:.3f} ms, "
+        f"p99 {pct[989] * 1e3:.3f} ms, p99.9 {pct[998] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms"
+    )
+
+
+def report_server(stats: dict[str, dict[str, float]], slow: list[dict[str, int]]) -> None:
+    """Print what the server itself saw: per-call cost and calls slower than 1 ms."""
+    for name in ("cmdstat_scan", "cmdstat_unlink"):
+        figures = stats.get(name, {})
+        print(  # noqa: T201
+            f"{name[8:].upper()}: {figures.get('calls', 0):,.0f} calls, "
+            f"{figures.get('usec_per_call', 0):.0f} µs per call on the server"
+        )
+    slowest = max((entry["duration"] for entry in slow), default=0)
+    print(f"server calls over 1 ms: {len(slow)}; slowest {slowest / 1000:.2f} ms")  # noqa: T201
 
 
 def main() -> int:
@@ -82,23 +114,8 @@ def main() -> int:
         cache.close()
         client.close()
 
-    lat = sorted(latencies)
-    pct = statistics.quantiles(lat, n=1000)
-    print(f"server: redis-server {version}, batch {options.batch}")  # noqa: T201
-    print(f"keys before: {total_before:,}; removed: {removed:,}; left: {survivors:,}")  # noqa: T201
-    print(f"invalidate_pattern('user:*'): {elapsed:.2f} s")  # noqa: T201
-    print(  # noqa: T201
-        f"probe GETs during it: {len(lat):,}; p50 {pct[499] * 1e3:.3f} ms, "
-        f"p99 {pct[989] * 1e3:.3f} ms, p99.9 {pct[998] * 1e3:.3f} ms, max {lat[-1] * 1e3:.3f} ms"
-    )
-    for name in ("cmdstat_scan", "cmdstat_unlink"):
-        figures = stats.get(name, {})
-        print(  # noqa: T201
-            f"{name[8:].upper()}: {figures.get('calls', 0):,} calls, "
-            f"{figures.get('usec_per_call', 0):.0f} µs per call on the server"
-        )
-    slowest = max((entry["duration"] for entry in slow), default=0)
-    print(f"server calls over 1 ms: {len(slow)}; slowest {slowest / 1000:.2f} ms")  # noqa: T201
+    report(version, options.batch, total_before, removed, survivors, elapsed, latencies)
+    report_server(stats, slow)
     assert removed == options.keys, "every matching key removed"
     assert survivors == options.others, "no key outside the pattern touched"
     return 0
