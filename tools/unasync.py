@@ -36,6 +36,7 @@ PRIVATE_TWINS = (
     "cascade",
     "delete_glob",
     "bump_generation",
+    "read_generation",
 )
 
 RULES: list[tuple[str, str]] = [

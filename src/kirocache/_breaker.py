@@ -58,6 +58,8 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._probe_started: float | None = None
         self.times_opened = 0
+        # Closed with no failure counted: the hot path reads this one attribute.
+        self.healthy = True
 
     @property
     def state(self) -> BreakerState:
@@ -68,7 +70,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go to the backend now (the hot path: closed is one check)."""
-        if self._state == "closed":
+        if self.healthy or self._state == "closed":
             return True
         with self._lock:
             now = self._clock()
@@ -85,17 +87,19 @@ class CircuitBreaker:
 
     def success(self) -> None:
         """Report a call that reached the backend and came back."""
-        if self._failures or self._state != "closed":
+        if not self.healthy:
             with self._lock:
                 self._failures = 0
                 self._state = "closed"
                 self._open_for = self._base
                 self._probe_started = None
+                self.healthy = True
 
     def failure(self) -> None:
         """Report a backend failure; may open the breaker."""
         with self._lock:
             self._failures += 1
+            self.healthy = False
             now = self._clock()
             if self._state == "half_open":
                 self._open_for = min(self._open_for * 2, self._cap)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kirocache._core import FAILED, TOMBSTONE, CacheCore, Seen
 from kirocache._types import MISSING
 from kirocache.backends._protocol import Op
-from kirocache.exceptions import BackendError, CorruptValueError, KirocacheError
+from kirocache.exceptions import CorruptValueError
 
 if TYPE_CHECKING:
     from kirocache._types import Duration
@@ -41,19 +41,15 @@ class AsyncCacheMethods(CacheCore):
         """Call the backend under the breaker; ``FAILED`` when it failed open."""
         if not self._async_ok:
             self._need_async()
-        if not self._allow(op, label, started):
+        breaker = self.breaker
+        if breaker is not None and not breaker.healthy and not self._allow(op, label, started):
             return FAILED
         try:
             result = await call(*args, **kwargs)
-        except BackendError as exc:
-            self._fault(op, label, exc, started)
-            return FAILED
-        except (KirocacheError, TypeError, AttributeError):
-            raise  # programming errors (ours or a backend's) are not faults of the store
-        except Exception as exc:  # noqa: BLE001 - any fault of a third-party backend fails open
-            self._fault(op, label, exc, started)
-            return FAILED
-        self._ok()
+        except Exception as exc:  # noqa: BLE001 - sorted by _failed: faults fail open
+            return self._failed(op, label, exc, started)
+        if self._failing or (breaker is not None and not breaker.healthy):
+            self._ok()
         return result
 
     async def aget(
@@ -83,18 +79,23 @@ class AsyncCacheMethods(CacheCore):
         """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        bumpable = self._bumpable(key, namespace)
-        if bumpable is None:
+        if namespace is not None and not namespace.bumpable:
+            bumpable = None  # the common case, without a call
+        else:
+            bumpable = self._bumpable(key, namespace)
+        breaker = self.breaker
+        if bumpable is None and self._async_ok and not self._failing and (
+            breaker is None or breaker.healthy
+        ):
+            # ``_arun``'s work, inlined for the one call every hit makes
+            try:
+                raw = await self.backend.aget(full)
+            except Exception as exc:  # noqa: BLE001 - sorted by _failed: faults fail open
+                raw = self._failed("get", label, exc, started)
+        elif bumpable is None:
             raw = await self._arun("get", label, started, self.backend.aget, full)
         else:
-            reads = [self._generation_key(bumpable), full]
-            raw = await self._arun("get", label, started, self.backend.aget_many, reads)
-            if raw is not FAILED:
-                if self._learn_generation(bumpable, raw[0]):
-                    full = self._key(key, namespace)[0]
-                    raw = await self._arun("get", label, started, self.backend.aget, full)
-                else:
-                    raw = raw[1]
+            raw, full = await self._aread_generation(key, namespace, bumpable, started)
         if raw is FAILED:
             return MISSING, (full, None)
         if raw is None or raw.startswith(TOMBSTONE):
@@ -106,8 +107,31 @@ class AsyncCacheMethods(CacheCore):
             await self._arun("delete", label, started, self.backend.adelete, full)
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, None)
-        self._observe("get", label, "hit", started, full)
+        metrics = self.metrics
+        if metrics is not None and not self.debug:  # ``_observe``, inlined for the hit
+            metrics.record("get", label, "hit", time.perf_counter() - started)
+        else:
+            self._observe("get", label, "hit", started, full)
         return value, (full, raw)
+
+    async def _aread_generation(
+        self, key: str, namespace: Namespace | None, bumpable: Namespace, started: float
+    ) -> tuple[Any, str]:
+        """Read a key of a bumpable namespace with the generation, in one round trip.
+
+        Returns:
+            The bytes (or ``FAILED``) and the full key they were read at: when the
+            generation moved, the key is read again under the new one.
+        """
+        full, label, _ = self._key(key, namespace)
+        reads = [self._generation_key(bumpable), full]
+        raws = await self._arun("get", label, started, self.backend.aget_many, reads)
+        if raws is FAILED:
+            return FAILED, full
+        if not self._learn_generation(bumpable, raws[0]):
+            return raws[1], full
+        full = self._key(key, namespace)[0]
+        return await self._arun("get", label, started, self.backend.aget, full), full
 
     async def _arefresh_generations(self, keys: Sequence[str], namespace: Namespace | None) -> None:
         """Read the generations of the bumpable namespaces of ``keys`` (one round trip).

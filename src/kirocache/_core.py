@@ -24,6 +24,7 @@ from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,
     ConfigurationError,
+    KirocacheError,
     ValueTooLargeError,
 )
 from kirocache.invalidation import (
@@ -304,7 +305,7 @@ class CacheCore:
         Raises:
             CorruptValueError: The bytes are not a valid entry for this serializer.
         """
-        if raw[:1] != b"\xc5" and _COUNTER.fullmatch(raw):
+        if not raw.startswith(b"\xc5") and _COUNTER.fullmatch(raw):
             return int(raw)
         return self.serializer.loads(raw, type)
 
@@ -401,6 +402,23 @@ class CacheCore:
             msg = "the cache backend is failing; calls are refused until it recovers"
             raise CircuitOpenError(msg)
         return False
+
+    def _failed(self, op: str, label: str, exc: Exception, started: float) -> _Failed:
+        """Sort an exception a backend call raised: a fault fails open, a bug is raised.
+
+        Returns:
+            ``FAILED``, after counting and logging the fault (see ``_fault``).
+
+        Raises:
+            Exception: ``exc`` itself when it is a programming error (ours or a backend's),
+                or ``BackendError`` when the cache has ``on_error="raise"``.
+        """
+        if not isinstance(exc, BackendError) and isinstance(
+            exc, (KirocacheError, TypeError, AttributeError)
+        ):
+            raise exc
+        self._fault(op, label, exc, started)
+        return FAILED
 
     def _fault(self, op: str, label: str, exc: Exception, started: float) -> None:
         """Count, log once per burst, and fail open or raise, for a backend failure."""

@@ -100,9 +100,11 @@ class CachedFunction(_Base[P, R]):
         return self if instance is None else self._bind_to(instance)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        plan, full = self._plan, self._args(args)
-        cache = plan.target()
-        body = plan.body(full, kwargs)
+        # The hot path of every call: kept to a few attribute reads and two calls.
+        plan = self._plan
+        full = args if self._instance is MISSING else (self._instance, *args)
+        cache = plan.cache if plan.cache is not None else plan.target()
+        body = plan.build(full, kwargs)
         entry, seen = cache._lookup(body, plan.stored_type, plan.namespace)
         if entry is MISSING:
             return self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
@@ -267,9 +269,11 @@ class AsyncCachedFunction(_Base[P, R]):
         return self if instance is None else self._bind_to(instance)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        plan, full = self._plan, self._args(args)
-        cache = plan.target()
-        body = plan.body(full, kwargs)
+        # The hot path of every call: kept to a few attribute reads and two calls.
+        plan = self._plan
+        full = args if self._instance is MISSING else (self._instance, *args)
+        cache = plan.cache if plan.cache is not None else plan.target()
+        body = plan.build(full, kwargs)
         entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace)
         if entry is MISSING:
             return await self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))

@@ -78,6 +78,10 @@ class Plan:
         self.ttl = ttl_seconds(ttl) if ttl is not None else self.namespace.ttl
         self.arguments = ArgumentKey(func)
         self.template = KeyTemplate(key, func) if key is not None else None
+        # The key body of a call, chosen once (see ``body``).
+        self.build: Callable[[tuple[Any, ...], dict[str, Any]], str] = (
+            self.arguments.build if self.template is None else self.template.build
+        )
         self.tags = [KeyTemplate(tag, func) for tag in tags]
         self.cache = cache
         if condition is not None and not callable(condition):

@@ -528,6 +528,7 @@ class ArgumentKey:
     """
 
     __slots__ = (
+        "_by_position",
         "_defaults",
         "_keywords",
         "_npos",
@@ -588,6 +589,13 @@ class ArgumentKey:
         self._simple: tuple[tuple[str, str], ...] | None = (
             None if self._varpos or self._varkw else tuple((n, lbl) for n, _, lbl in self._plan)
         )
+        # And a call passing every positional parameter by position, no keyword: build takes
+        # the components straight from ``args`` (the index of each, and its label).
+        self._by_position: tuple[tuple[int, str], ...] | None = None
+        if self._simple is not None and len(self._positional) == self._total:
+            self._by_position = tuple(
+                (self._positional.index(name), label) for name, label in self._simple
+            )
 
     def __repr__(self) -> str:
         return f"ArgumentKey({self.signature}, skipped={self.skipped!r})"
@@ -686,6 +694,13 @@ class ArgumentKey:
             TypeError: The arguments do not fit the signature.
             InvalidKeyError: An argument cannot be keyed.
         """
+        fast = self._by_position
+        if fast is not None and not kwargs and len(args) == self._npos:
+            if len(fast) == 1:
+                body = _component(args[fast[0][0]], fast[0][1])
+            else:
+                body = ":".join([_component(args[at], label) for at, label in fast])
+            return body if len(body) <= self.max_length else _limit(body, self.max_length)
         return self.render(self.bind(args, kwargs))
 
 

@@ -147,10 +147,12 @@ class InMemoryMetrics:
                 series = self._series[namespace, operation] = _Series(self._window)
             series.calls += 1
             series.counts[outcome] += count
-            series.latencies[series.next % self._window] = latency
-            series.next += 1
+            at = series.next
+            series.latencies[at % self._window] = latency
+            series.next = at + 1
             series.total += latency
-            series.max = max(series.max, latency)
+            if latency > series.max:  # noqa: PLR1730 - a branch is cheaper than max()
+                series.max = latency
 
     def stats(
         self, namespace: str | None = None, operation: str | None = None

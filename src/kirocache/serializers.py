@@ -59,6 +59,8 @@ _LOW_32: Final = 0xFFFFFFFF
 HEADER_SIZE: Final = _HEADER.size
 """Size in bytes of the header that starts every stored value (8)."""
 
+_CHECKSUM_FROM: Final = struct.Struct(">I").unpack_from
+
 FORMAT_JSON: Final = 1
 """Format id of :class:`OrjsonSerializer` entries."""
 FORMAT_RAW_BYTES: Final = 2
@@ -67,6 +69,11 @@ FORMAT_RAW_STR: Final = 3
 """Format id of :class:`RawSerializer` entries holding ``str`` (UTF-8)."""
 FORMAT_PICKLE: Final = 4
 """Format id of :class:`PickleSerializer` entries."""
+# The first four header bytes of an uncompressed, unencrypted JSON entry, and its seed.
+_JSON_HEAD: Final = bytes((_MAGIC, _VERSION, FORMAT_JSON, 0))
+_JSON_SEED: Final = FORMAT_JSON << 8
+# Under this size, copying a payload out of its entry is cheaper than a memoryview.
+_COPY_LIMIT: Final = 2048
 
 FLAG_COMPRESSED: Final = 0b01
 """Header flag: the payload is zlib-compressed (set by :class:`CompressedSerializer`)."""
@@ -338,7 +345,16 @@ class OrjsonSerializer:
             CorruptValueError: The bytes are not a valid JSON entry or do not match ``type``.
             SerializationError: ``type`` is an annotation msgspec cannot decode into.
         """
-        _, payload = _expect(data, (FORMAT_JSON,), "OrjsonSerializer")
+        if data.startswith(_JSON_HEAD):
+            # The common case, checked inline: an uncompressed JSON entry whose checksum
+            # holds; a large payload is read in place rather than copied.
+            payload: bytes | memoryview = (
+                data[HEADER_SIZE:] if len(data) < _COPY_LIMIT else memoryview(data)[HEADER_SIZE:]
+            )
+            if _XXH3_64(payload, _JSON_SEED) & _LOW_32 != _CHECKSUM_FROM(data, 4)[0]:
+                _expect(data, (FORMAT_JSON,), "OrjsonSerializer")  # raises, saying why
+        else:
+            _, payload = _expect(data, (FORMAT_JSON,), "OrjsonSerializer")
         if type is None:
             try:
                 return orjson.loads(payload)

@@ -13,6 +13,7 @@ from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, Op
 if TYPE_CHECKING:
     from kirocache.backends.memory import MemoryBackend
     from kirocache.backends.redis import RedisBackend
+    from kirocache.backends.tiered import TieredBackend
 
 __all__ = [
     "AsyncBackend",
@@ -23,6 +24,7 @@ __all__ = [
     "OpName",
     "OpResult",
     "RedisBackend",
+    "TieredBackend",
 ]
 
 
@@ -37,5 +39,9 @@ def __getattr__(name: str) -> Any:
         from kirocache.backends.redis import RedisBackend
 
         return RedisBackend
+    if name == "TieredBackend":
+        from kirocache.backends.tiered import TieredBackend
+
+        return TieredBackend
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

@@ -107,6 +107,12 @@ class MemoryBackend:
         """
         now = self._clock()
         with self._lock:
+            entry = self._data.get(key)
+            if entry is not None and entry[1] > now and type(entry[0]) is bytes:
+                # the hot path of a hit, inlined: live bytes
+                self._hits += 1
+                self._data.move_to_end(key)
+                return entry[0]
             return self._get(key, now)
 
     def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
