@@ -31,12 +31,11 @@ PRIVATE_TWINS = (
     "lookup_many",
     "store",
     "store_many",
-    "index",
     "refresh_generations",
     "cascade",
     "delete_glob",
     "bump_generation",
-    "read_generation",
+    "read_with",
 )
 
 RULES: list[tuple[str, str]] = [

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kirocache._core import FAILED, TOMBSTONE, CacheCore, Seen
+from kirocache._core import FAILED, TOMBSTONE, CacheCore, Guards, Seen
 from kirocache._types import MISSING
 from kirocache.backends._protocol import Op
 from kirocache.exceptions import CorruptValueError
@@ -69,13 +69,16 @@ class AsyncCacheMethods(CacheCore):
         value, _ = await self._alookup(key, type, namespace)
         return default if value is MISSING else value
 
-    async def _alookup(self, key: str, type: Any, namespace: Namespace | None) -> tuple[Any, Seen]:
+    async def _alookup(
+        self, key: str, type: Any, namespace: Namespace | None, tags: Sequence[str] = ()
+    ) -> tuple[Any, Seen]:
         """``(value or MISSING, what was seen)``: what a conditional write compares with.
 
-        What was seen is the full key read and its bytes: ``None`` when the key was absent
-        (or unreadable), a tombstone after an invalidation, or the entry itself on a hit.
-        A key of a bumpable namespace is read with the namespace's generation, in the same
-        round trip; when that changed, the key is read again under the new generation.
+        What was seen is the full key read, its bytes (``None`` when the key was absent or
+        unreadable, a tombstone after an invalidation, or the entry itself on a hit) and
+        the stamps of ``tags``, all read in one round trip. A key of a bumpable namespace
+        is read with the namespace's generation too; when that changed, the key is read
+        again under the new generation.
         """
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
@@ -84,54 +87,68 @@ class AsyncCacheMethods(CacheCore):
         else:
             bumpable = self._bumpable(key, namespace)
         breaker = self.breaker
-        if bumpable is None and self._async_ok and not self._failing and (
-            breaker is None or breaker.healthy
+        guards: Guards = ()
+        if (
+            bumpable is None
+            and not tags
+            and self._async_ok
+            and not self._failing
+            and (breaker is None or breaker.healthy)
         ):
             # ``_arun``'s work, inlined for the one call every hit makes
             try:
                 raw = await self.backend.aget(full)
             except Exception as exc:  # noqa: BLE001 - sorted by _failed: faults fail open
                 raw = self._failed("get", label, exc, started)
-        elif bumpable is None:
+        elif bumpable is None and not tags:
             raw = await self._arun("get", label, started, self.backend.aget, full)
         else:
-            raw, full = await self._aread_generation(key, namespace, bumpable, started)
+            raw, full, guards = await self._aread_with(key, namespace, bumpable, tags, started)
         if raw is FAILED:
-            return MISSING, (full, None)
+            return MISSING, (full, None, guards)
         if raw is None or raw.startswith(TOMBSTONE):
             self._observe("get", label, "miss", started, full)
-            return MISSING, (full, raw)
+            return MISSING, (full, raw, guards)
         try:
             value = self._loads(raw, type)
         except CorruptValueError:
             await self._arun("delete", label, started, self.backend.adelete, full)
             self._observe("get", label, "miss", started, full)
-            return MISSING, (full, None)
+            return MISSING, (full, None, guards)
         metrics = self.metrics
         if metrics is not None and not self.debug:  # ``_observe``, inlined for the hit
             metrics.record("get", label, "hit", time.perf_counter() - started)
         else:
             self._observe("get", label, "hit", started, full)
-        return value, (full, raw)
+        return value, (full, raw, guards)
 
-    async def _aread_generation(
-        self, key: str, namespace: Namespace | None, bumpable: Namespace, started: float
-    ) -> tuple[Any, str]:
-        """Read a key of a bumpable namespace with the generation, in one round trip.
+    async def _aread_with(
+        self,
+        key: str,
+        namespace: Namespace | None,
+        bumpable: Namespace | None,
+        tags: Sequence[str],
+        started: float,
+    ) -> tuple[Any, str, Guards]:
+        """Read a key with its namespace's generation and its tags' stamps, in one round trip.
 
         Returns:
-            The bytes (or ``FAILED``) and the full key they were read at: when the
-            generation moved, the key is read again under the new one.
+            The bytes (or ``FAILED``), the full key they were read at (when the generation
+            moved, the key is read again under the new one) and the stamps read.
         """
         full, label, _ = self._key(key, namespace)
-        reads = [self._generation_key(bumpable), full]
-        raws = await self._arun("get", label, started, self.backend.aget_many, reads)
+        stamps = [self._stamp_key(tag) for tag in tags] if self.tombstone_ttl else []
+        head = [self._generation_key(bumpable)] if bumpable is not None else []
+        raws = await self._arun(
+            "get", label, started, self.backend.aget_many, [*head, full, *stamps]
+        )
         if raws is FAILED:
-            return FAILED, full
-        if not self._learn_generation(bumpable, raws[0]):
-            return raws[1], full
+            return FAILED, full, ()
+        guards = tuple(zip(stamps, raws[len(head) + 1 :], strict=True))
+        if bumpable is None or not self._learn_generation(bumpable, raws[0]):
+            return raws[len(head)], full, guards
         full = self._key(key, namespace)[0]
-        return await self._arun("get", label, started, self.backend.aget, full), full
+        return await self._arun("get", label, started, self.backend.aget, full), full, guards
 
     async def _arefresh_generations(self, keys: Sequence[str], namespace: Namespace | None) -> None:
         """Read the generations of the bumpable namespaces of ``keys`` (one round trip).
@@ -150,24 +167,6 @@ class AsyncCacheMethods(CacheCore):
             for space, raw in zip(spaces, raws, strict=True):
                 self._learn_generation(space, raw)
 
-    async def _aindex(self, seen: Seen, tags: Sequence[str], ttl: float | None) -> None:
-        """Enter the key read in ``seen`` in its tags' indexes before its value is computed.
-
-        A tag invalidation that comes while the value is loading then finds the key and
-        leaves a tombstone, so the loaded (now stale) value is not stored.
-        """
-        full = seen[0]
-        started = time.perf_counter()
-        ops = [Op("tag_add", self._tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
-        results = await self._arun("tag", "tags", started, self.backend.aexecute, ops)
-        failed = (
-            None
-            if results is FAILED
-            else next((r for r in results if isinstance(r, Exception)), None)
-        )
-        if failed is not None:
-            self._fault("tag", "tags", failed, started)
-
     async def _astore(
         self,
         key: str,
@@ -177,6 +176,7 @@ class AsyncCacheMethods(CacheCore):
         namespace: Namespace | None,
         seen: Seen,
         read_at: float,
+        tags: Sequence[str] = (),
     ) -> bool:
         """Store a computed value unless the key changed since it was read (one round trip).
 
@@ -187,19 +187,21 @@ class AsyncCacheMethods(CacheCore):
         namespace bumped meanwhile keeps it out of its new generation.
         """
         _, label, default_ttl = self._key(key, namespace)
-        full, expected = seen
+        full, expected, guards = seen
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
         data = self._dumps(full, value)
         if self._too_late(read_at):
             self._observe("set", label, "skip", started, full)
             return False
-        ops = self._store_ops(full, data, seconds, expected, [])
+        ops = self._store_ops(full, data, seconds, expected, tags, guards)
         results = await self._arun("set", label, started, self.backend.aexecute, ops)
         if results is FAILED:
             return False
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            self._fault("set", label, failed, started)
         if isinstance(results[0], Exception):
-            self._fault("set", label, results[0], started)
             return False
         stored = results[0] is True
         self._observe("set", label, "set" if stored else "skip", started, full)
@@ -253,7 +255,7 @@ class AsyncCacheMethods(CacheCore):
             # An invalidated key holds a tombstone, which is absent for ``nx``.
             held = await self._arun("get", label, started, self.backend.aget, full)
             if isinstance(held, bytes) and held.startswith(TOMBSTONE):
-                ops = self._store_ops(full, data, seconds, held, [])
+                ops = self._store_ops(full, data, seconds, held)
                 results = await self._arun("set", label, started, self.backend.aexecute, ops)
                 stored = FAILED if results is FAILED else results[0]
         if stored is FAILED or isinstance(stored, Exception):
@@ -320,18 +322,18 @@ class AsyncCacheMethods(CacheCore):
             else:
                 raws = raws[len(heads) :]
         if raws is FAILED:
-            return {}, {key: (full, None) for key, full in zip(keys, full_keys, strict=True)}
+            return {}, {key: (full, None, ()) for key, full in zip(keys, full_keys, strict=True)}
         found: dict[str, Any] = {}
         seen: dict[str, Seen] = {}
         corrupt: list[str] = []
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
-            seen[key] = (full, raw)
+            seen[key] = (full, raw, ())
             if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
                     found[key] = self._loads(raw, type)
                 except CorruptValueError:
                     corrupt.append(full)
-                    seen[key] = (full, None)
+                    seen[key] = (full, None, ())
         if corrupt:
             await self._arun("delete_many", label, started, self.backend.adelete_many, corrupt)
         self._observe_many("get_many", resolved, found, keys, started)
@@ -354,9 +356,9 @@ class AsyncCacheMethods(CacheCore):
         label = "default"
         for key, value in mapping.items():
             full, label, default_ttl = self._key(key, namespace)
-            full, expected = seen.get(key, (full, None))
+            full, expected, guards = seen.get(key, (full, None, ()))
             data = self._dumps(full, value)
-            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), expected, [])
+            ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), expected, (), guards)
         if self._too_late(read_at):
             self._observe("set_many", label, "skip", started, count=len(ops))
             return 0
@@ -481,7 +483,7 @@ class AsyncCacheMethods(CacheCore):
             # An invalidated counter holds a tombstone: start it again from ``amount``.
             held = await self._arun("incr", label, started, self.backend.aget, full)
             fresh = str(amount).encode("ascii")
-            ops = self._store_ops(full, fresh, seconds, held, [])
+            ops = self._store_ops(full, fresh, seconds, held)
             if isinstance(held, bytes) and held.startswith(TOMBSTONE):
                 replaced = await self._arun("incr", label, started, self.backend.aexecute, ops)
                 if replaced is not FAILED and replaced[0] is True:

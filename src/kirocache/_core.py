@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
     from kirocache.keys import Namespace
 
-__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "OnError", "Seen"]
+__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "Guards", "OnError", "Seen"]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -59,8 +59,12 @@ TOMBSTONE: Final = b"\xc5\xfftomb:"
 DEP_PREFIX: Final = "kirocache:dep:"
 GEN_PREFIX: Final = "kirocache:gen:"
 
-Seen: TypeAlias = "tuple[str, bytes | None]"
-"""What a read before a computation found: the full key and its bytes (``None``: absent)."""
+STAMP_PREFIX: Final = "kirocache:tagstamp:"
+
+Guards: TypeAlias = "tuple[tuple[str, bytes | None], ...]"
+Seen: TypeAlias = "tuple[str, bytes | None, Guards]"
+"""What a read before a computation found: the full key, its bytes (``None``: absent), and
+the stamps of the entry's tags (``(stamp key, bytes)``), which a tag invalidation changes."""
 _COUNTER = re.compile(rb"-?[0-9]+")
 
 
@@ -346,17 +350,36 @@ class CacheCore:
         return count, error
 
     def _store_ops(
-        self, full: str, data: bytes, ttl: float | None, seen: bytes | None, tag_keys: list[str]
+        self,
+        full: str,
+        data: bytes,
+        ttl: float | None,
+        seen: bytes | None,
+        tags: Sequence[str] = (),
+        guards: Guards = (),
     ) -> list[Op]:
-        """A write that lands only if ``full`` still holds ``seen``, and its tag entries.
+        """A write that lands only if nothing changed since the read, and its tag entries.
 
-        ``seen`` is what the read before the computation found: ``None`` (absent), a
-        tombstone or the stale entry being refreshed. An invalidation in between changed
-        it, so a value computed from data older than the invalidation is never stored.
+        ``seen`` is what the read before the computation found at ``full``: ``None``
+        (absent), a tombstone or the stale entry being refreshed; ``guards`` are the
+        stamps of the entry's tags as read then. A key or tag invalidation in between
+        changed one of them, so a value computed from data older than the invalidation is
+        never stored. The tag index entries ride in the same pipeline.
         """
-        ops = [Op("set_if", full, data, ttl=ttl, expected=seen)]
-        ops += [Op("tag_add", tag_key, ttl=ttl, members=(full,)) for tag_key in tag_keys]
+        ops = [Op("set_if", full, data, ttl=ttl, expected=seen, guards=guards)]
+        ops += [Op("tag_add", self._tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
         return ops
+
+    def _stamp_key(self, tag: str) -> str:
+        """Where a tag's invalidations leave their mark (see ``Seen``)."""
+        return f"{self.key_prefix}{STAMP_PREFIX}{tag}"
+
+    def _stamp_ops(self, tags: Sequence[str]) -> list[Op]:
+        """Ops that change the stamps of ``tags``, so writes guarded by them fail."""
+        if self.tombstone_ttl is None:
+            return []
+        stamp = TOMBSTONE + os.urandom(8)
+        return [Op("swap", self._stamp_key(tag), stamp, ttl=self.tombstone_ttl) for tag in tags]
 
     def _too_late(self, read_at: float) -> bool:
         """Whether a tombstone seen (or not) at ``read_at`` may have expired since."""

@@ -105,7 +105,8 @@ class CachedFunction(_Base[P, R]):
         full = args if self._instance is MISSING else (self._instance, *args)
         cache = plan.cache if plan.cache is not None else plan.target()
         body = plan.build(full, kwargs)
-        entry, seen = cache._lookup(body, plan.stored_type, plan.namespace)
+        tags = plan.tag_names(full, kwargs) if plan.tags else ()
+        entry, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
         if entry is MISSING:
             return self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
         if not plan.enveloped:
@@ -160,7 +161,8 @@ class CachedFunction(_Base[P, R]):
         except BackendError:
             held = False
         try:
-            entry, seen = cache._lookup(body, plan.stored_type, plan.namespace)
+            tags = plan.tag_names(args, kwargs) if plan.tags else ()
+            entry, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
             return self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
@@ -179,8 +181,6 @@ class CachedFunction(_Base[P, R]):
     ) -> R:
         plan = self._plan
         tags = plan.tag_names(args, kwargs)
-        if tags and read is not None:
-            cache._index(read[0], tags, plan.stored_ttl)
         started = time.perf_counter()
         value: R = self._func(*args, **kwargs)
         if plan.should_store(value):
@@ -196,6 +196,7 @@ class CachedFunction(_Base[P, R]):
                         namespace=plan.namespace,
                         seen=read[0],
                         read_at=read[1],
+                        tags=tags,
                     )
             except SerializationError as exc:
                 raise plan.unserializable(exc) from exc
@@ -274,7 +275,8 @@ class AsyncCachedFunction(_Base[P, R]):
         full = args if self._instance is MISSING else (self._instance, *args)
         cache = plan.cache if plan.cache is not None else plan.target()
         body = plan.build(full, kwargs)
-        entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace)
+        tags = plan.tag_names(full, kwargs) if plan.tags else ()
+        entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
         if entry is MISSING:
             return await self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
         if not plan.enveloped:
@@ -332,7 +334,8 @@ class AsyncCachedFunction(_Base[P, R]):
         except BackendError:
             held = False
         try:
-            entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace)
+            tags = plan.tag_names(args, kwargs) if plan.tags else ()
+            entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
             return await self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
@@ -351,8 +354,6 @@ class AsyncCachedFunction(_Base[P, R]):
     ) -> R:
         plan = self._plan
         tags = plan.tag_names(args, kwargs)
-        if tags and read is not None:
-            await cache._aindex(read[0], tags, plan.stored_ttl)
         started = time.perf_counter()
         value: R = await self._func(*args, **kwargs)
         if plan.should_store(value):
@@ -370,6 +371,7 @@ class AsyncCachedFunction(_Base[P, R]):
                         namespace=plan.namespace,
                         seen=read[0],
                         read_at=read[1],
+                        tags=tags,
                     )
             except SerializationError as exc:
                 raise plan.unserializable(exc) from exc

@@ -269,11 +269,15 @@ class SyncInvalidationMethods(SyncCacheMethods):
             visited.update("t:" + tag for tag in tag_list)
             found: list[str] = []
             if tag_list:
-                ops = [Op("tag_members", self._tag_key(tag)) for tag in tag_list]
+                # The stamps change first, so a write guarded by them (a value loading now)
+                # fails even when its key is not in the tag's index yet.
+                stamps = self._stamp_ops(tag_list)
+                ops = [*stamps, *(Op("tag_members", self._tag_key(tag)) for tag in tag_list)]
                 ops += [Op("tag_members", self._dep_key("t:" + tag)) for tag in tag_list]
                 results = self._run(op, label, started, self.backend.execute, ops)
                 if results is FAILED:
                     break
+                results = results[len(stamps) :]
                 failed = next((r for r in results if isinstance(r, Exception)), None)
                 if failed is not None:
                     self._fault("invalidate", label, failed, started)

@@ -59,6 +59,8 @@ class Op:
         expected: What the key must hold for ``set_if`` to store: these exact bytes, or
             ``None`` for "absent".
         members: The members ``tag_add`` adds to the set at ``key``.
+        guards: More ``(key, expected)`` pairs ``set_if`` checks, like ``expected``,
+            before it writes ``key``: all must hold.
 
     The ops beyond the plain methods:
 
@@ -81,6 +83,7 @@ class Op:
     amount: int = 1
     expected: bytes | None = None
     members: tuple[str, ...] = ()
+    guards: tuple[tuple[str, bytes | None], ...] = ()
 
 
 OpResult: TypeAlias = "bytes | bool | int | float | list[str] | BaseException | None"

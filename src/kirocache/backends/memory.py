@@ -649,10 +649,11 @@ class MemoryBackend:
                 value = _as_bytes(op.value)
                 size = self._check_size(key, value)
                 expires_at = _deadline(now, op.ttl)
-                entry = self._live(key, now)
-                held = None if entry is None else _as_value(key, entry[0])
-                if held != op.expected:
-                    return False
+                for checked, expected in ((key, op.expected), *op.guards):
+                    entry = self._live(checked, now)
+                    held = None if entry is None else _as_value(checked, entry[0])
+                    if held != expected:
+                        return False
                 self._store(key, value, size, expires_at, now)
                 return True
             case "swap":

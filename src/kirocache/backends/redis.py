@@ -167,15 +167,18 @@ def _deleted(replies: object) -> bool:
     return isinstance(replies, list) and bool(replies) and _as_bool(replies[0])
 
 
-# set_if: store ARGV[1] (PX ARGV[2], "" for none) if the key holds ARGV[4] (ARGV[3] == "1")
-# or is absent (ARGV[3] == "0"). A script, so the compare and the write are one step and
-# the op can share a pipeline with others (a WATCH transaction could not).
+# set_if: store ARGV[1] (PX ARGV[2], "" for none) if every key KEYS[i] holds what ARGV
+# says: ARGV[2i+1] == "1" and its bytes ARGV[2i+2], or ARGV[2i+1] == "0" and absent. KEYS[1]
+# is the key written, the others its guards. A script, so the compare and the write are
+# one step and the op can share a pipeline with others (a WATCH transaction could not).
 _SET_IF: Final = """
-local held = redis.call('GET', KEYS[1])
-if ARGV[3] == '1' then
-  if held ~= ARGV[4] then return 0 end
-elseif held then
-  return 0
+for i, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if ARGV[2 * i + 1] == '1' then
+    if held ~= ARGV[2 * i + 2] then return 0 end
+  elseif held then
+    return 0
+  end
 end
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -210,17 +213,14 @@ return 1
 
 def _set_if_command(op: Op) -> Command:
     px = _px(op.ttl)
-    present = op.expected is not None
-    return (
-        "EVAL",
-        _SET_IF,
-        1,
-        op.key,
-        op.value,
-        b"" if px is None else px,
-        b"1" if present else b"0",
-        op.expected or b"",
-    )
+    checks = ((op.key, op.expected), *op.guards)
+    keys = [key for key, _ in checks]
+    states = [
+        part
+        for _, expected in checks
+        for part in ((b"0", b"") if expected is None else (b"1", expected))
+    ]
+    return ("EVAL", _SET_IF, len(keys), *keys, op.value, b"" if px is None else px, *states)
 
 
 def _swap_command(op: Op) -> Command:
@@ -398,6 +398,11 @@ class _LoopClients:
         # Keyed strongly: the client's connections reference their loop, so a weak key
         # would never die anyway. Entries leave when their loop shuts down or is closed.
         self._by_loop: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+
+    def current(self) -> redis.asyncio.Redis | None:
+        """The running loop's client if it has one yet: the hot path, without an await."""
+        entry = self._by_loop.get(asyncio.get_running_loop())
+        return None if entry is None else entry.client
 
     async def get(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
@@ -792,7 +797,9 @@ class RedisBackend:
     # ---- async half: its twin is the sync half above, line for line -------------------------
 
     async def _acall(self, operation: str, command: Command) -> object:
-        client = await self._async_clients.get()
+        client = self._async_clients.current()
+        if client is None:
+            client = await self._async_clients.get()
         try:
             return await client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
@@ -801,7 +808,9 @@ class RedisBackend:
     async def _apipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
-        client = await self._async_clients.get()
+        client = self._async_clients.current()
+        if client is None:
+            client = await self._async_clients.get()
         try:
             async with client.pipeline(transaction=transaction) as pipe:
                 for command in commands:

@@ -789,6 +789,31 @@ class BackendConformance:
         assert await backend.aget(k + "c") == b"third"
         assert await backend.atag_members(k + "tag") == ["x", "y", "z"]
 
+    def test_set_if_guards(self, backend: FullBackend, k: str) -> None:
+        """``set_if`` writes only when every guard key holds what it expects."""
+        backend.set(k + "g1", b"one")
+        ok = (k + "g1", b"one")
+        results = backend.execute(
+            [
+                Op("set_if", k + "v", value=b"a", guards=(ok, (k + "g2", b"two"))),
+                Op("set_if", k + "v", value=b"b", guards=(ok, (k + "g1", None))),
+                Op("set_if", k + "v", value=b"c", guards=(ok, (k + "g2", None))),
+                Op("get", k + "v"),
+            ]
+        )
+        assert results == [False, False, True, b"c"]
+
+    async def test_aset_if_guards(self, backend: FullBackend, k: str) -> None:
+        """Async: ``set_if`` writes only when every guard key holds what it expects."""
+        await backend.aset(k + "g1", b"one")
+        results = await backend.aexecute(
+            [
+                Op("set_if", k + "v", value=b"a", guards=((k + "g1", b"other"),)),
+                Op("set_if", k + "v", value=b"b", guards=((k + "g1", b"one"),)),
+            ]
+        )
+        assert results == [False, True]
+
     def test_set_if_on_a_tag_set_fails_in_its_slot(self, backend: FullBackend, k: str) -> None:
         """``set_if`` on a key holding a tag set reports an error in its slot."""
         backend.tag_add(k + "tag", ["m"], 60)
