@@ -37,6 +37,11 @@ def assert_tour(out: str, *, runs: str = "1") -> None:
     assert "asked for 1, 3, 99 -> got ['1', '3']" in out
     assert "completed exercises: 3" in out
     assert "removed 3 search results; profile still cached: True" in out
+    assert (
+        "user.profile.updated for user 7: rule 'user.profile.updated' removed 4 entries "
+        "(its learning path too: True)"
+    ) in out
+    assert "why is 'learning:path:7' gone? event 'user.profile.updated'" in out
     assert "10 reads during the outage -> {'fallback'}" in out
     assert "after recovery: 'before the outage', breaker closed" in out
     table = out.split("== Metrics per namespace and operation", 1)[1]

@@ -302,7 +302,10 @@ class AsyncCacheMethods(CacheCore):
         """The hits, and what was seen for every key (see ``_alookup``), in one round trip."""
         if not keys:
             return {}, {}
-        spaces = [space for space in {self._bumpable(key, namespace) for key in keys} if space]
+        if namespace is not None and not namespace.bumpable:
+            spaces: list[Namespace] = []  # the common case, without a call per key
+        else:
+            spaces = [s for s in {self._bumpable(key, namespace) for key in keys} if s]
         resolved = [self._key(key, namespace) for key in keys]
         label = resolved[0][1]
         started = time.perf_counter()
@@ -326,11 +329,15 @@ class AsyncCacheMethods(CacheCore):
         found: dict[str, Any] = {}
         seen: dict[str, Seen] = {}
         corrupt: list[str] = []
+        loads = self.serializer.loads
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
             seen[key] = (full, raw, ())
             if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
-                    found[key] = self._loads(raw, type)
+                    # the serializer directly, unless the entry may be a plain counter
+                    found[key] = (
+                        loads(raw, type) if raw.startswith(b"\xc5") else self._loads(raw, type)
+                    )
                 except CorruptValueError:
                     corrupt.append(full)
                     seen[key] = (full, None, ())

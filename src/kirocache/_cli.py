@@ -21,6 +21,7 @@ from kirocache._decorators import cached, invalidates
 from kirocache._global import _swap_default
 from kirocache._types import MISSING
 from kirocache.backends.memory import MemoryBackend
+from kirocache.invalidation import InvalidationEvent, Tag
 from kirocache.keys import code_hash
 from kirocache.metrics import InMemoryMetrics
 from kirocache.testing import FaultyBackend
@@ -169,6 +170,29 @@ def _tour(cache: Cache) -> None:
     print(f"removed {removed} search results; profile still cached: {still}")
 
 
+def _events(cache: Cache) -> None:
+    _step("Invalidation by event: rules, a dependency, and the log")
+    cache.rules.clear()
+    cache.rules.on(
+        "user.profile.updated",
+        keys=[presets.USER_PROFILE.key("{entity_id}")],
+        tags=["user:{user_id}"],
+    ).on("course.*.published", namespaces=[presets.SEARCH_RESULTS])
+    get_recommendations(7)
+    get_progress(7, "rust")
+    path = presets.LEARNING_PATH.key(7)
+    cache.set(path, {"next": "rust basics"})
+    cache.depends(path, on=Tag("user:7"))
+    record = cache.invalidate(InvalidationEvent("user.profile.updated", entity_id=7, user_id=7))
+    print(
+        f"user.profile.updated for user 7: rule {record.rules[0]!r} removed "
+        f"{record.removed} entries (its learning path too: {cache.get(path) is None})"
+    )
+    why = cache.invalidation_log.why(path)
+    assert why is not None
+    print(f"why is {path!r} gone? {why.source} {why.event!r}, {why.duration * 1000:.2f} ms")
+
+
 async def _async_tour(cache: Cache) -> None:
     _step("@cached on an async function: 10 concurrent tasks, then a hit")
     started = time.perf_counter()
@@ -265,6 +289,7 @@ def demo(url: str) -> int:
         cache.delete_pattern("*")
         _decorators(cache)
         _tour(cache)
+        _events(cache)
         asyncio.run(_async_tour(cache))
         _sessions(cache)
         _faults()
