@@ -1,0 +1,61 @@
+"""Run in a separate process by test_tiered: a reader whose local copies another one invalidates."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+import redis
+
+from kirocache import Cache, cached
+from kirocache.backends import TieredBackend
+
+
+def profile_function(
+    cache: Cache, raw: redis.Redis, db_key: str
+) -> Callable[[int], dict[str, int]]:
+    """A cached loader of a "profile" whose version lives at ``db_key`` (the "database")."""
+
+    @cached(prefix="profile:", cache=cache)
+    def profile(user_id: int) -> dict[str, int]:
+        raw.incr(db_key + ":calls")
+        return {"id": user_id, "version": int(raw.get(db_key) or 0)}
+
+    return profile
+
+
+def reader(url: str, channel: str, key_prefix: str, db_key: str, conn: Connection) -> None:
+    """Cache profile 7, report, then wait for the parent's invalidation to show."""
+    try:
+        _read(url, channel, key_prefix, db_key, conn)
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+        raise
+    finally:
+        conn.close()
+
+
+def _read(url: str, channel: str, key_prefix: str, db_key: str, conn: Connection) -> None:
+    backend = TieredBackend.from_url(url, channel=channel, local_ttl=60)
+    cache = Cache(backend, key_prefix=key_prefix)
+    raw = redis.Redis.from_url(url)
+    try:
+        connected = backend.wait_connected(10)
+        profile = profile_function(cache, raw, db_key)
+        # The first call computes and stores, the second copies the entry into the local
+        # layer, the third finds it there.
+        first, again, _ = profile(7), profile(7), profile(7)
+        hits = backend.stats().extra["local_hits"]
+        conn.send({"connected": connected, "first": first, "again": again, "local_hits": hits})
+        conn.recv()  # the parent changed the database and invalidated the entry
+        deadline = time.monotonic() + 10
+        latest = profile(7)
+        while latest["version"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            latest = profile(7)
+        conn.send({"latest": latest, "applied": backend.messages_applied})
+    finally:
+        cache.close()
+        raw.close()
