@@ -364,6 +364,79 @@ async def test_a_failed_leader_does_not_fail_the_waiters(cache: Cache) -> None:
     assert results.count(1) == 4
 
 
+class _LateReader:
+    """A backend whose first ``get`` reads the store, then answers only when released.
+
+    That reader misses, and its miss arrives after another caller computed and stored the
+    value: the window in which a stampede guard that only knows flights in progress would
+    let the function run a second time.
+    """
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self.inner = inner
+        self.read = threading.Event()
+        self.release = threading.Event()
+        self.hold = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> bytes | None:
+        raw = self.inner.get(key)
+        if self.hold:
+            self.hold = False
+            self.read.set()
+            assert self.release.wait(10)
+        return raw
+
+    async def aget(self, key: str) -> bytes | None:
+        raw = self.inner.get(key)
+        if self.hold:
+            self.hold = False
+            self.read.set()
+            assert await asyncio.to_thread(self.release.wait, 10)
+        return raw
+
+
+def test_a_miss_read_before_the_store_does_not_run_the_function_again() -> None:
+    backend = _LateReader(MemoryBackend())
+    cache = Cache(backend)  # type: ignore[arg-type]
+    calls: list[int] = []
+
+    @cached(prefix="late:", cache=cache)
+    def load(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    late: list[int] = []
+    reader = threading.Thread(target=lambda: late.append(load(3)))
+    reader.start()
+    assert backend.read.wait(10)  # the late reader has read its miss...
+    assert load(3) == 30  # ...then another caller computes and stores
+    backend.release.set()  # ...then the late reader's miss arrives
+    reader.join(10)
+    assert late == [30]
+    assert calls == [3]
+
+
+async def test_async_a_miss_read_before_the_store_does_not_run_the_function_again() -> None:
+    backend = _LateReader(MemoryBackend())
+    cache = Cache(backend)  # type: ignore[arg-type]
+    calls: list[int] = []
+
+    @cached(prefix="late:", cache=cache)
+    async def load(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    late = asyncio.create_task(load(3))
+    assert await asyncio.to_thread(backend.read.wait, 10)
+    assert await load(3) == 30
+    backend.release.set()
+    assert await late == 30
+    assert calls == [3]
+
+
 # -- faults and errors --------------------------------------------------------------------
 
 

@@ -88,10 +88,10 @@ class CachedManyFunction(_ManyBase[P, R]):
         if not call.ids:
             return cast("R", plan.empty())
         cache = plan.target()
+        read_at = time.perf_counter()  # before the read: the conservative end of a window
         values, seen = cache._lookup_many(call.unique(), plan.value_type, plan.namespace)
         missing = call.missing(values)
         if missing:
-            read_at = time.perf_counter()
             passed, call_args, call_kwargs = call.call_for(missing)
             computed = call.computed(missing, passed, self._func(*call_args, **call_kwargs))
             self._store(cache, call.storable(computed), seen, read_at)
@@ -144,10 +144,10 @@ class AsyncCachedManyFunction(_ManyBase[P, R]):
         if not call.ids:
             return cast("R", plan.empty())
         cache = plan.target()
+        read_at = time.perf_counter()  # before the read: the conservative end of a window
         values, seen = await cache._alookup_many(call.unique(), plan.value_type, plan.namespace)
         missing = call.missing(values)
         if missing:
-            read_at = time.perf_counter()
             passed, call_args, call_kwargs = call.call_for(missing)
             computed = call.computed(missing, passed, await self._func(*call_args, **call_kwargs))
             await self._store(cache, call.storable(computed), seen, read_at)

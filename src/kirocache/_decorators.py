@@ -12,6 +12,7 @@ import functools
 import inspect
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, Generic, TypeVar, cast, overload
 
@@ -36,6 +37,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # What the read before a computation saw, and when: the bytes a conditional write of the
 # result compares with (see Cache._store). ``None`` in their place writes unconditionally.
 _Read = tuple[Seen, float]
+# How long a finished computation is remembered for callers whose read came before it.
+_LANDED_FOR = 5.0
 
 
 class _Flight:
@@ -57,7 +60,29 @@ class _Base(Generic[P, R]):
         self._func: Callable[..., Any] = getattr(func, "__func__", func)
         self._plan = plan
         self._instance: Any = MISSING
+        # When each key's last computation finished, for a few seconds (see _land).
+        self._landed: OrderedDict[tuple[object, ...], float] = OrderedDict()
+        self._landed_lock = threading.Lock()
         functools.update_wrapper(cast("Callable[..., Any]", self), self._func)
+
+    def _land(self, slot: tuple[object, ...]) -> None:
+        """Note that a computation of ``slot`` just finished (see ``_landed_after``)."""
+        now = time.perf_counter()
+        with self._landed_lock:
+            landed = self._landed
+            landed.pop(slot, None)
+            landed[slot] = now
+            while landed and next(iter(landed.values())) < now - _LANDED_FOR:
+                del landed[next(iter(landed))]
+
+    def _landed_after(self, slot: tuple[object, ...], read_at: float) -> bool:
+        """Whether a computation of ``slot`` finished after a read at ``read_at``.
+
+        A caller whose miss was read just before another caller stored the value, and who
+        arrives once that flight has ended, would otherwise call the function again.
+        """
+        landed = self._landed.get(slot)
+        return landed is not None and landed >= read_at
 
     def _args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return args if self._instance is MISSING else (self._instance, *args)
@@ -106,16 +131,17 @@ class CachedFunction(_Base[P, R]):
         cache = plan.cache if plan.cache is not None else plan.target()
         body = plan.build(full, kwargs)
         tags = plan.tag_names(full, kwargs) if plan.tags else ()
+        read_at = time.perf_counter()  # before the read: the conservative end of a window
         entry, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
         if entry is MISSING:
-            return self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
+            return self._compute(cache, body, full, kwargs, (seen, read_at))
         if not plan.enveloped:
             return cast("R", entry)
         state = plan.freshness(entry)
         if state != "fresh":
             if state == "stale" and cache.metrics is not None:
                 cache.metrics.record("get", plan.namespace.prefix, "stale", 0.0)
-            self._refresh_later(cache, body, full, kwargs, (seen, time.perf_counter()))
+            self._refresh_later(cache, body, full, kwargs, (seen, read_at))
         return cast("R", entry[2])
 
     def _compute(
@@ -136,6 +162,13 @@ class CachedFunction(_Base[P, R]):
                 return cast("R", flight.value)
             return self._run(cache, body, args, kwargs, read)
         try:
+            if self._landed_after(slot, read[1]):
+                reread_at = time.perf_counter()
+                entry, seen = self._reread(cache, body, args, kwargs)
+                if entry is not MISSING:
+                    flight.value, flight.ok = entry, True
+                    return cast("R", entry)
+                read = (seen, reread_at)
             if self._plan.lock == "distributed":
                 flight.value = self._run_locked(cache, body, args, kwargs)
             else:
@@ -145,7 +178,19 @@ class CachedFunction(_Base[P, R]):
         finally:
             with self._guard:
                 del self._flights[slot]
+            self._land(slot)
             flight.event.set()
+
+    def _reread(
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Seen]:
+        """Read the key again: ``(value or MISSING, what was seen)``."""
+        plan = self._plan
+        tags = plan.tag_names(args, kwargs) if plan.tags else ()
+        entry, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
+        if entry is not MISSING and plan.enveloped:
+            entry = entry[2]
+        return entry, seen
 
     def _run_locked(
         self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -162,10 +207,11 @@ class CachedFunction(_Base[P, R]):
             held = False
         try:
             tags = plan.tag_names(args, kwargs) if plan.tags else ()
+            read_at = time.perf_counter()
             entry, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
-            return self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
+            return self._run(cache, body, args, kwargs, (seen, read_at))
         finally:
             if held:
                 with contextlib.suppress(BackendError):  # the lock expires by itself
@@ -276,16 +322,17 @@ class AsyncCachedFunction(_Base[P, R]):
         cache = plan.cache if plan.cache is not None else plan.target()
         body = plan.build(full, kwargs)
         tags = plan.tag_names(full, kwargs) if plan.tags else ()
+        read_at = time.perf_counter()  # before the read: the conservative end of a window
         entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
         if entry is MISSING:
-            return await self._compute(cache, body, full, kwargs, (seen, time.perf_counter()))
+            return await self._compute(cache, body, full, kwargs, (seen, read_at))
         if not plan.enveloped:
             return cast("R", entry)
         state = plan.freshness(entry)
         if state != "fresh":
             if state == "stale" and cache.metrics is not None:
                 cache.metrics.record("get", plan.namespace.prefix, "stale", 0.0)
-            self._refresh_later(cache, body, full, kwargs, (seen, time.perf_counter()))
+            self._refresh_later(cache, body, full, kwargs, (seen, read_at))
         return cast("R", entry[2])
 
     async def _compute(
@@ -307,18 +354,37 @@ class AsyncCachedFunction(_Base[P, R]):
                 return await self._run(cache, body, args, kwargs, read)
         flight = self._flights[slot] = loop.create_future()
         try:
-            if self._plan.lock == "distributed":
+            value: Any = MISSING
+            if self._landed_after(slot, read[1]):
+                reread_at = time.perf_counter()
+                value, seen = await self._reread(cache, body, args, kwargs)
+                read = (seen, reread_at)
+            if value is not MISSING:
+                pass
+            elif self._plan.lock == "distributed":
                 value = await self._run_locked(cache, body, args, kwargs)
             else:
                 value = await self._run(cache, body, args, kwargs, read)
             flight.set_result(value)
-            return value
+            return cast("R", value)
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved here, so an unawaited failure is not logged
             raise
         finally:
             del self._flights[slot]
+            self._land(slot)
+
+    async def _reread(
+        self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Seen]:
+        """Read the key again: ``(value or MISSING, what was seen)``."""
+        plan = self._plan
+        tags = plan.tag_names(args, kwargs) if plan.tags else ()
+        entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
+        if entry is not MISSING and plan.enveloped:
+            entry = entry[2]
+        return entry, seen
 
     async def _run_locked(
         self, cache: Cache, body: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -335,10 +401,11 @@ class AsyncCachedFunction(_Base[P, R]):
             held = False
         try:
             tags = plan.tag_names(args, kwargs) if plan.tags else ()
+            read_at = time.perf_counter()
             entry, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
             if entry is not MISSING:
                 return cast("R", entry[2] if plan.enveloped else entry)
-            return await self._run(cache, body, args, kwargs, (seen, time.perf_counter()))
+            return await self._run(cache, body, args, kwargs, (seen, read_at))
         finally:
             if held:
                 with contextlib.suppress(BackendError):  # the lock expires by itself
