@@ -36,13 +36,17 @@ PRIVATE_TWINS = (
     "delete_glob",
     "bump_generation",
     "read_with",
+    "drop_corrupt",
+    "purge",
+    "tombstoned",
 )
 
 RULES: list[tuple[str, str]] = [
     (r"async def _a(\w+)", r"def _\1"),
     (r"async def a(\w+)", r"def \1"),
     (r"await ", ""),
-    (rf"self\._a({'|'.join(PRIVATE_TWINS)})\(", r"self._\1("),
+    (r"async for ", "for "),
+    (rf"self\._a({'|'.join(PRIVATE_TWINS)})\b", r"self._\1"),
     (r"self\.a([a-z]\w*)\(", r"self.\1("),
     (r"self\.backend\.a(\w+)", r"self.backend.\1"),
     (r"_need_async", "_need_sync"),

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kirocache._core import FAILED, TOMBSTONE, CacheCore, Guards, Seen
+from kirocache._core import FAILED, TOMBSTONE, UNREAD, CacheCore, Guards, Seen
 from kirocache._types import MISSING
 from kirocache.backends._protocol import Op
 from kirocache.exceptions import CorruptValueError
@@ -105,22 +105,32 @@ class AsyncCacheMethods(CacheCore):
         else:
             raw, full, guards = await self._aread_with(key, namespace, bumpable, tags, started)
         if raw is FAILED:
-            return MISSING, (full, None, guards)
+            return MISSING, (full, UNREAD, guards)
         if raw is None or raw.startswith(TOMBSTONE):
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, raw, guards)
         try:
             value = self._loads(raw, type)
         except CorruptValueError:
-            await self._arun("delete", label, started, self.backend.adelete, full)
             self._observe("get", label, "miss", started, full)
-            return MISSING, (full, None, guards)
+            return MISSING, (full, await self._adrop_corrupt(full, raw, label, started), guards)
         metrics = self.metrics
         if metrics is not None and not self.debug:  # ``_observe``, inlined for the hit
             metrics.record("get", label, "hit", time.perf_counter() - started)
         else:
             self._observe("get", label, "hit", started, full)
         return value, (full, raw, guards)
+
+    async def _adrop_corrupt(self, full: str, raw: bytes, label: str, started: float) -> Any:
+        """Delete a corrupt entry if it is still there; returns what the key now holds.
+
+        A compare-and-delete, so a tombstone written since the read is kept: ``None``
+        when the entry was deleted, else the corrupt bytes (a write expecting them fails).
+        """
+        deleted = await self._arun(
+            "delete", label, started, self.backend.adelete_if_equals, full, raw
+        )
+        return None if deleted is True else raw
 
     async def _aread_with(
         self,
@@ -136,7 +146,8 @@ class AsyncCacheMethods(CacheCore):
             The bytes (or ``FAILED``), the full key they were read at (when the generation
             moved, the key is read again under the new one) and the stamps read.
         """
-        full, label, _ = self._key(key, namespace)
+        used = dict(self._generations)
+        full, label, _ = self._key(key, namespace, used)
         stamps = [self._stamp_key(tag) for tag in tags] if self.tombstone_ttl else []
         head = [self._generation_key(bumpable)] if bumpable is not None else []
         raws = await self._arun(
@@ -145,9 +156,13 @@ class AsyncCacheMethods(CacheCore):
         if raws is FAILED:
             return FAILED, full, ()
         guards = tuple(zip(stamps, raws[len(head) + 1 :], strict=True))
-        if bumpable is None or not self._learn_generation(bumpable, raws[0]):
-            return raws[len(head)], full, guards
-        full = self._key(key, namespace)[0]
+        if bumpable is None:
+            return raws[0], full, guards
+        generation = self._learn_generation(bumpable, raws[0])
+        if generation == used.get(bumpable.prefix, 0):
+            return raws[1], full, guards
+        # the key was built for another generation than the one just read: read it again
+        full = self._key(key, namespace, {**used, bumpable.prefix: generation})[0]
         return await self._arun("get", label, started, self.backend.aget, full), full, guards
 
     async def _arefresh_generations(self, keys: Sequence[str], namespace: Namespace | None) -> None:
@@ -191,19 +206,14 @@ class AsyncCacheMethods(CacheCore):
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()
         data = self._dumps(full, value)
-        if self._too_late(read_at):
+        if expected == UNREAD or self._too_late(read_at):
             self._observe("set", label, "skip", started, full)
             return False
         ops = self._store_ops(full, data, seconds, expected, tags, guards)
         results = await self._arun("set", label, started, self.backend.aexecute, ops)
-        if results is FAILED:
+        if results is FAILED or self._slot_failure("set", label, results, started):
             return False
-        failed = next((r for r in results if isinstance(r, Exception)), None)
-        if failed is not None:
-            self._fault("set", label, failed, started)
-        if isinstance(results[0], Exception):
-            return False
-        stored = results[0] is True
+        stored = results[-1] is True
         self._observe("set", label, "set" if stored else "skip", started, full)
         return stored
 
@@ -243,10 +253,12 @@ class AsyncCacheMethods(CacheCore):
         started = time.perf_counter()
         data = self._dumps(full, value)
         if tags:
-            ops = [Op("set", full, data, ttl=seconds, nx=nx)]
-            ops += [Op("tag_add", self._tag_key(t), ttl=seconds, members=(full,)) for t in tags]
+            ops = [Op("tag_add", self._tag_key(t), ttl=seconds, members=(full,)) for t in tags]
+            ops.append(Op("set", full, data, ttl=seconds, nx=nx))
             results = await self._arun("set", label, started, self.backend.aexecute, ops)
-            stored = FAILED if results is FAILED else results[0]
+            if results is not FAILED and self._slot_failure("set", label, results[:-1], started):
+                results = FAILED
+            stored = FAILED if results is FAILED else results[-1]
         else:
             stored = await self._arun(
                 "set", label, started, self.backend.aset, full, data, seconds, nx=nx
@@ -260,13 +272,14 @@ class AsyncCacheMethods(CacheCore):
                 stored = FAILED if results is FAILED else results[0]
         if stored is FAILED or isinstance(stored, Exception):
             if isinstance(stored, Exception):
-                self._fault("set", label, stored, started)
+                self._failed("set", label, stored, started)
             return False
         self._observe("set", label, "set" if stored else "skip", started, full)
         return bool(stored)
 
     async def aexists(self, key: str, *, namespace: Namespace | None = None) -> bool:
         """Whether ``key`` holds a live value (``False`` on a backend fault)."""
+        await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
         if self.tombstone_ttl is None:
@@ -306,7 +319,8 @@ class AsyncCacheMethods(CacheCore):
             spaces: list[Namespace] = []  # the common case, without a call per key
         else:
             spaces = [s for s in {self._bumpable(key, namespace) for key in keys} if s]
-        resolved = [self._key(key, namespace) for key in keys]
+        used = dict(self._generations)
+        resolved = [self._key(key, namespace, used) for key in keys]
         label = resolved[0][1]
         started = time.perf_counter()
         heads = [self._generation_key(space) for space in spaces]
@@ -315,9 +329,10 @@ class AsyncCacheMethods(CacheCore):
             "get_many", label, started, self.backend.aget_many, [*heads, *full_keys]
         )
         if raws is not FAILED and heads:
-            changed = [self._learn_generation(s, raw) for s, raw in zip(spaces, raws, strict=False)]
-            if any(changed):
-                resolved = [self._key(key, namespace) for key in keys]
+            read = {s.prefix: self._learn_generation(s, raw) for s, raw in zip(spaces, raws)}  # noqa: B905 - raws is longer
+            if any(read[prefix] != used.get(prefix, 0) for prefix in read):
+                # keys built for other generations than the ones just read: read again
+                resolved = [self._key(key, namespace, {**used, **read}) for key in keys]
                 full_keys = [full for full, _, _ in resolved]
                 raws = await self._arun(
                     "get_many", label, started, self.backend.aget_many, full_keys
@@ -325,7 +340,7 @@ class AsyncCacheMethods(CacheCore):
             else:
                 raws = raws[len(heads) :]
         if raws is FAILED:
-            return {}, {key: (full, None, ()) for key, full in zip(keys, full_keys, strict=True)}
+            return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
         found: dict[str, Any] = {}
         seen: dict[str, Seen] = {}
         corrupt: list[str] = []
@@ -339,10 +354,11 @@ class AsyncCacheMethods(CacheCore):
                         loads(raw, type) if raw.startswith(b"\xc5") else self._loads(raw, type)
                     )
                 except CorruptValueError:
-                    corrupt.append(full)
-                    seen[key] = (full, None, ())
-        if corrupt:
-            await self._arun("delete_many", label, started, self.backend.adelete_many, corrupt)
+                    corrupt.append(key)
+        for key in corrupt:
+            full, raw, _ = seen[key]
+            assert raw is not None
+            seen[key] = (full, await self._adrop_corrupt(full, raw, label, started), ())
         self._observe_many("get_many", resolved, found, keys, started)
         return found, seen
 
@@ -363,7 +379,9 @@ class AsyncCacheMethods(CacheCore):
         label = "default"
         for key, value in mapping.items():
             full, label, default_ttl = self._key(key, namespace)
-            full, expected, guards = seen.get(key, (full, None, ()))
+            full, expected, guards = seen.get(key, (full, UNREAD, ()))
+            if expected == UNREAD:
+                continue
             data = self._dumps(full, value)
             ops += self._store_ops(full, data, self._ttl(ttl, default_ttl), expected, (), guards)
         if self._too_late(read_at):
@@ -372,9 +390,7 @@ class AsyncCacheMethods(CacheCore):
         results = await self._arun("set_many", label, started, self.backend.aexecute, ops)
         if results is FAILED:
             return 0
-        failed = next((r for r in results if isinstance(r, Exception)), None)
-        if failed is not None:
-            self._fault("set_many", label, failed, started)
+        self._slot_failure("set_many", label, results, started)
         stored = sum(1 for r in results if r is True)
         self._observe("set_many", label, "set", started, count=stored)
         if stored < len(results):
@@ -413,6 +429,7 @@ class AsyncCacheMethods(CacheCore):
         Returns:
             ``None`` if absent (or on a backend fault), ``math.inf`` if it never expires.
         """
+        await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
         if self.tombstone_ttl is None:
@@ -434,10 +451,14 @@ class AsyncCacheMethods(CacheCore):
 
     async def aexpire(self, key: str, ttl: Duration, *, namespace: Namespace | None = None) -> bool:
         """Give ``key`` a new TTL (``NEVER`` removes it); returns whether the key existed."""
+        await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         seconds = self._ttl(ttl, None)
         started = time.perf_counter()
-        if seconds is None:
+        done: Any = False
+        if await self._atombstoned(full, label, started):
+            pass  # an invalidated key is absent
+        elif seconds is None:
             done = await self._arun("persist", label, started, self.backend.apersist, full)
         else:
             done = await self._arun("expire", label, started, self.backend.aexpire, full, seconds)
@@ -448,13 +469,25 @@ class AsyncCacheMethods(CacheCore):
 
     async def apersist(self, key: str, *, namespace: Namespace | None = None) -> bool:
         """Remove the TTL of ``key``; returns whether it had one."""
+        await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        done = await self._arun("persist", label, started, self.backend.apersist, full)
+        done: Any = False
+        if not await self._atombstoned(full, label, started):
+            done = await self._arun("persist", label, started, self.backend.apersist, full)
         if done is FAILED:
             return False
         self._observe("persist", label, "set" if done else "miss", started, full)
         return bool(done)
+
+    async def _atombstoned(self, full: str, label: str, started: float) -> bool:
+        """Whether ``full`` holds a tombstone: an invalidated key, absent to every method."""
+        if self.tombstone_ttl is None:
+            return False
+        ops = [Op("get", full)]
+        results = await self._arun("get", label, started, self.backend.aexecute, ops)
+        held = None if results is FAILED else results[0]
+        return isinstance(held, bytes) and held.startswith(TOMBSTONE)
 
     async def aincr(
         self,
@@ -475,6 +508,7 @@ class AsyncCacheMethods(CacheCore):
         if isinstance(amount, bool) or not isinstance(amount, int):
             msg = f"amount must be an int, not {amount!r}"
             raise TypeError(msg)
+        await self._arefresh_generations((key,), namespace)
         full, label, default_ttl = self._key(key, namespace)
         seconds = self._ttl(ttl, default_ttl)
         started = time.perf_counter()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
     from kirocache.keys import Namespace
 
-__all__ = ["FAILED", "TOMBSTONE", "CacheCore", "Guards", "OnError", "Seen"]
+__all__ = ["FAILED", "TOMBSTONE", "UNREAD", "CacheCore", "Guards", "OnError", "Seen"]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -56,13 +56,18 @@ DEFAULT_TOMBSTONE_TTL: Final = 60.0
 # What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
 # starts so) and a random token, so every invalidation leaves a different tombstone.
 TOMBSTONE: Final = b"\xc5\xfftomb:"
+INTERNAL_PREFIX: Final = "kirocache:"
 DEP_PREFIX: Final = "kirocache:dep:"
+_GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
 GEN_PREFIX: Final = "kirocache:gen:"
 
 STAMP_PREFIX: Final = "kirocache:tagstamp:"
 
 Guards: TypeAlias = "tuple[tuple[str, bytes | None], ...]"
 Seen: TypeAlias = "tuple[str, bytes | None, Guards]"
+UNREAD: Final = b""
+"""The bytes of a ``Seen`` whose read failed: nothing computed after it is stored (a real
+entry is never empty: values carry a header, counters at least one digit)."""
 """What a read before a computation found: the full key, its bytes (``None``: absent), and
 the stamps of the entry's tags (``(stamp key, bytes)``), which a tag invalidation changes."""
 _COUNTER = re.compile(rb"-?[0-9]+")
@@ -179,8 +184,18 @@ class CacheCore:
                 return namespace
         return None
 
-    def _key(self, key: str, namespace: Namespace | None) -> tuple[str, str, float | None]:
-        """The backend key, the metrics label and the default TTL of a caller's key."""
+    def _key(
+        self,
+        key: str,
+        namespace: Namespace | None,
+        generations: Mapping[str, int] | None = None,
+    ) -> tuple[str, str, float | None]:
+        """The backend key, the metrics label and the default TTL of a caller's key.
+
+        A key of a bumpable namespace carries the namespace's generation: from
+        ``generations`` when given (a read builds its keys from the generations it is
+        checking), else the last one this cache learned.
+        """
         if namespace is None:
             check_key(key)
             namespace = self._find(key)
@@ -192,7 +207,8 @@ class CacheCore:
                 check_key(key)  # raises; an empty key is the body of a call without arguments
             full = self.key_prefix + namespace.full_key(key)
         if namespace.bumpable:
-            generation = self._generations.get(namespace.prefix, 0)
+            known = self._generations if generations is None else generations
+            generation = known.get(namespace.prefix, 0)
             if generation:
                 at = len(self.key_prefix) + len(namespace.prefix)
                 full = f"{full[:at]}~g{generation}:{full[at:]}"
@@ -205,9 +221,17 @@ class CacheCore:
     # -- bumpable namespaces ------------------------------------------------------------------
 
     def _bumpable(self, key: str, namespace: Namespace | None) -> Namespace | None:
-        """The bumpable namespace ``key`` lives in, if any (its generation is in the key)."""
+        """The bumpable namespace ``key`` lives in, if any (its generation is in the key).
+
+        A bumpable namespace met here is registered, so plain keys under its prefix get its
+        generation too.
+        """
         if namespace is not None:
-            return namespace if namespace.bumpable else None
+            if not namespace.bumpable:
+                return None
+            if namespace not in self._namespaces:
+                self.register(namespace)
+            return namespace
         if not self._bumpable_known:
             return None
         found = self._find(key)
@@ -216,13 +240,15 @@ class CacheCore:
     def _generation_key(self, namespace: Namespace) -> str:
         return f"{self.key_prefix}{GEN_PREFIX}{namespace.prefix}"
 
-    def _learn_generation(self, namespace: Namespace, raw: object) -> bool:
-        """Record the generation read from the backend; whether it differed from ours."""
+    def _learn_generation(self, namespace: Namespace, raw: object) -> int:
+        """Parse a generation read from the backend and remember it; returns it.
+
+        What is remembered is only a hint for building the next keys: every read checks
+        the generation it used against the one it read, and reads again when they differ.
+        """
         generation = int(raw) if isinstance(raw, bytes) and _COUNTER.fullmatch(raw) else 0
-        if self._generations.get(namespace.prefix, 0) == generation:
-            return False
         self._generations[namespace.prefix] = generation
-        return True
+        return generation
 
     # -- dependencies and the invalidation log ------------------------------------------------
 
@@ -273,7 +299,10 @@ class CacheCore:
         return f"{self.key_prefix}{TAG_PREFIX}{tag}"
 
     def _pattern(self, pattern: str, namespace: Namespace | None) -> str:
-        """A glob restricted to this cache's key prefix (and the namespace, if given)."""
+        """A glob restricted to this cache's key prefix (and the namespace, if given).
+
+        In a bumpable namespace the glob matches the keys of its current generation.
+        """
         check_key(pattern)
         scope = self.key_prefix + (namespace.full_key("") if namespace is not None else "")
         if not scope and pattern.strip("*") == "":
@@ -282,10 +311,24 @@ class CacheCore:
                 "a key_prefix or use a narrower pattern"
             )
             raise ConfigurationError(msg)
-        return escape_glob(scope) + pattern
+        glob = escape_glob(scope) + pattern
+        space = namespace if namespace is not None else self._find(pattern)
+        generation = self._generations.get(space.prefix, 0) if space is not None else 0
+        if space is not None and space.bumpable and generation:
+            if namespace is not None:
+                head = escape_glob(self.key_prefix + space.prefix)
+                return f"{head}~g{generation}:{glob[len(head) :]}"
+            at = len(escape_glob(self.key_prefix)) + len(escape_glob(space.prefix))
+            return f"{glob[:at]}~g{generation}:{glob[at:]}"
+        return glob
+
+    def _internal(self, full: str) -> bool:
+        """Whether a backend key is one of the cache's own (indexes, stamps, generations)."""
+        return full.startswith(self.key_prefix + INTERNAL_PREFIX)
 
     def _unprefix(self, full: str) -> str:
-        return full[len(self.key_prefix) :]
+        """A backend key as the caller names it: no key prefix, no generation marker."""
+        return _GENERATION_MARK.sub("", full[len(self.key_prefix) :], count=1)
 
     @staticmethod
     def _ttl(ttl: Duration | None, default: float | None) -> float | None:
@@ -364,10 +407,13 @@ class CacheCore:
         (absent), a tombstone or the stale entry being refreshed; ``guards`` are the
         stamps of the entry's tags as read then. A key or tag invalidation in between
         changed one of them, so a value computed from data older than the invalidation is
-        never stored. The tag index entries ride in the same pipeline.
+        never stored. The tag index entries ride in the same pipeline, before the write;
+        the write's answer is the last slot.
         """
-        ops = [Op("set_if", full, data, ttl=ttl, expected=seen, guards=guards)]
-        ops += [Op("tag_add", self._tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
+        # The index entries go first: a tag invalidation that reads the index between them
+        # and the write has already changed the stamp the write checks.
+        ops = [Op("tag_add", self._tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
+        ops.append(Op("set_if", full, data, ttl=ttl, expected=seen, guards=guards))
         return ops
 
     def _stamp_key(self, tag: str) -> str:
@@ -442,6 +488,19 @@ class CacheCore:
             raise exc
         self._fault(op, label, exc, started)
         return FAILED
+
+    def _slot_failure(self, op: str, label: str, results: Sequence[object], started: float) -> bool:
+        """Sort the errors a pipeline left in its slots, as ``_failed`` does; any?
+
+        Raises:
+            Exception: A programming error in a slot (a value too large for the backend,
+                say), which is the caller's to see, not a fault of the store.
+        """
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is None:
+            return False
+        self._failed(op, label, failed, started)
+        return True
 
     def _fault(self, op: str, label: str, exc: Exception, started: float) -> None:
         """Count, log once per burst, and fail open or raise, for a backend failure."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from kirocache._cache_async import AsyncCacheMethods
 from kirocache._core import DEFAULT_LABEL, FAILED
+from kirocache.backends._glob import escape_glob
 from kirocache.backends._protocol import Op
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import InvalidationEvent, InvalidationRecord, Tag
@@ -93,8 +94,10 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         if type(batch_size) is not int or batch_size < 1:
             msg = f"batch_size must be an int >= 1, got {batch_size!r}"
             raise ConfigurationError(msg)
+        await self._arefresh_generations((pattern,), namespace)
         started = time.perf_counter()
-        removed = await self._adelete_glob(pattern, namespace, started, batch_size)
+        glob = self._pattern(pattern, namespace)
+        removed = await self._adelete_glob(glob, namespace, started, batch_size)
         scope = namespace.full_key(pattern) if namespace is not None else pattern
         self._record("pattern", started, removed=removed, patterns=[scope])
         return removed
@@ -106,17 +109,34 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         return await self.adelete_pattern(pattern, namespace=namespace, batch_size=batch_size)
 
     async def _adelete_glob(
-        self, pattern: str, namespace: Namespace | None, started: float, batch_size: int = 500
+        self, glob: str, namespace: Namespace | None, started: float, batch_size: int = 500
     ) -> int:
-        glob = self._pattern(pattern, namespace)
+        """Delete the keys matching ``glob`` (see ``_pattern``), page by page."""
         label = namespace.prefix if namespace is not None else DEFAULT_LABEL
-        removed = await self._arun(
-            "delete_pattern", label, started, self.backend.adelete_pattern, glob, batch_size
-        )
+        removed = await self._arun("delete_pattern", label, started, self._apurge, glob, batch_size)
         if removed is FAILED:
             return 0
         self._observe("delete_pattern", label, "delete", started, glob, count=int(removed))
         return int(removed)
+
+    async def _apurge(self, glob: str, batch_size: int) -> int:
+        """SCAN ``glob`` and UNLINK each page; the cache's own keys are skipped.
+
+        Indexes, stamps and namespace generations live under the key prefix too, and a
+        pattern must not reach them (a generation deleted would bring old entries back),
+        unless it clears the whole cache (``*`` with no namespace).
+        """
+        everything = glob == escape_glob(self.key_prefix) + "*"
+        removed, page = 0, []
+        async for full in self.backend.ascan(glob, batch_size):
+            if everything or not self._internal(full):
+                page.append(full)
+            if len(page) >= batch_size:
+                removed += await self.backend.adelete_many(page)
+                page = []
+        if page:
+            removed += await self.backend.adelete_many(page)
+        return removed
 
     async def abump(self, namespace: Namespace) -> int:
         """Invalidate every entry of a bumpable ``namespace`` in O(1): raise its generation.
@@ -162,7 +182,7 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             await self.abump(namespace)
             return 0
         started = time.perf_counter()
-        removed = await self._adelete_glob("*", namespace, started)
+        removed = await self._adelete_glob(self._pattern("*", namespace), namespace, started)
         self._record("namespace", started, removed=removed, namespaces=[namespace.prefix])
         return removed
 
@@ -187,6 +207,8 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         Raises:
             ConfigurationError: ``dependent`` and ``on`` are the same.
         """
+        keys = [target for target in (dependent, on) if isinstance(target, str)]
+        await self._arefresh_generations(keys, namespace)
         node, source = self._node(dependent, namespace), self._node(on, namespace)
         if node == source:
             msg = f"{dependent!r} cannot depend on itself"
@@ -235,18 +257,23 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             tags.update(dict.fromkeys(rule_tags))
             patterns.update(dict.fromkeys(rule_patterns))
             spaces.update(dict.fromkeys(rule.namespaces))
-        await self._arefresh_generations(list(keys), None)
+        await self._arefresh_generations([*keys, *patterns], None)
+        # Everything is resolved and checked before the first change, so a bad key or
+        # pattern leaves nothing half done.
         fulls = [self._key(key, None)[0] for key in keys]
+        globs = [self._pattern(pattern, None) for pattern in patterns]
+        for tag in tags:
+            self._tag_key(tag)
         removed, erased, _ = await self._acascade(
             "invalidate", "events", started, fulls, list(tags)
         )
-        for pattern in patterns:
-            removed += await self._adelete_glob(pattern, None, started)
+        for glob in globs:
+            removed += await self._adelete_glob(glob, None, started)
         for space in spaces:
             if space.bumpable:
                 await self._abump_generation(space, started)
             else:
-                removed += await self._adelete_glob("*", space, started)
+                removed += await self._adelete_glob(self._pattern("*", space), space, started)
         return self._record(
             source,
             started,

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Final
 
+from kirocache.backends._glob import escape_glob
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 from kirocache.keys import Namespace
 
@@ -155,10 +156,12 @@ class Rule:
             InvalidKeyError: A template reads a field the event does not have.
         """
         fields = event.fields()
+        # In a pattern an event's values are literal text, never globs of their own.
+        literal = {name: escape_glob(str(value)) for name, value in fields.items()}
 
-        def fill(templates: tuple[str, ...]) -> list[str]:
+        def fill(templates: tuple[str, ...], values: Mapping[str, object] = fields) -> list[str]:
             try:
-                return [template.format_map(fields) for template in templates]
+                return [template.format_map(values) for template in templates]
             except KeyError as exc:
                 field = exc.args[0]
                 template = next(t for t in templates if field in _fields_of(t, self.name))
@@ -168,7 +171,7 @@ class Rule:
                 )
                 raise InvalidKeyError(msg) from None
 
-        return fill(self.keys), fill(self.tags), fill(self.patterns)
+        return fill(self.keys), fill(self.tags), fill(self.patterns, literal)
 
 
 class InvalidationRules:
