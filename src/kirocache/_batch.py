@@ -232,7 +232,11 @@ class Batch:
     def delete(
         self, key: str, *, namespace: Namespace | None = None, label: str | None = None
     ) -> Self:
-        """Invalidate ``key`` (as ``Cache.delete``); its slot: whether it held a value."""
+        """Invalidate ``key``; its slot: whether it held a value.
+
+        Like ``Cache.delete`` it leaves a tombstone, but it does not follow the key's
+        dependencies or write to the invalidation log (a batch is one round trip).
+        """
         full, metric_label, _ = self.cache._key(key, namespace)
         ops = tuple(self.cache._erase_ops([full]))
         return self._add(_Step("delete", ops, (metric_label,), (key,)), label)
