@@ -455,9 +455,9 @@ class AsyncCacheMethods(CacheCore):
         full, label, _ = self._key(key, namespace)
         seconds = self._ttl(ttl, None)
         started = time.perf_counter()
-        done: Any = False
-        if await self._atombstoned(full, label, started):
-            pass  # an invalidated key is absent
+        done: Any = await self._atombstoned(full, label, started)
+        if done is not None:
+            pass  # the key is invalidated (False: absent) or the backend failed (FAILED)
         elif seconds is None:
             done = await self._arun("persist", label, started, self.backend.apersist, full)
         else:
@@ -472,22 +472,25 @@ class AsyncCacheMethods(CacheCore):
         await self._arefresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        done: Any = False
-        if not await self._atombstoned(full, label, started):
+        done: Any = await self._atombstoned(full, label, started)
+        if done is None:
             done = await self._arun("persist", label, started, self.backend.apersist, full)
         if done is FAILED:
             return False
         self._observe("persist", label, "set" if done else "miss", started, full)
         return bool(done)
 
-    async def _atombstoned(self, full: str, label: str, started: float) -> bool:
-        """Whether ``full`` holds a tombstone: an invalidated key, absent to every method."""
+    async def _atombstoned(self, full: str, label: str, started: float) -> Any:
+        """``False`` if ``full`` holds a tombstone (an invalidated key, absent to every
+        method), ``FAILED`` if the backend failed, else ``None``: go on."""
         if self.tombstone_ttl is None:
-            return False
+            return None
         ops = [Op("get", full)]
         results = await self._arun("get", label, started, self.backend.aexecute, ops)
-        held = None if results is FAILED else results[0]
-        return isinstance(held, bytes) and held.startswith(TOMBSTONE)
+        if results is FAILED:
+            return FAILED
+        held = results[0]
+        return False if isinstance(held, bytes) and held.startswith(TOMBSTONE) else None
 
     async def aincr(
         self,

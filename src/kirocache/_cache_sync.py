@@ -442,9 +442,9 @@ class SyncCacheMethods(CacheCore):
         full, label, _ = self._key(key, namespace)
         seconds = self._ttl(ttl, None)
         started = time.perf_counter()
-        done: Any = False
-        if self._tombstoned(full, label, started):
-            pass  # an invalidated key is absent
+        done: Any = self._tombstoned(full, label, started)
+        if done is not None:
+            pass  # the key is invalidated (False: absent) or the backend failed (FAILED)
         elif seconds is None:
             done = self._run("persist", label, started, self.backend.persist, full)
         else:
@@ -459,22 +459,25 @@ class SyncCacheMethods(CacheCore):
         self._refresh_generations((key,), namespace)
         full, label, _ = self._key(key, namespace)
         started = time.perf_counter()
-        done: Any = False
-        if not self._tombstoned(full, label, started):
+        done: Any = self._tombstoned(full, label, started)
+        if done is None:
             done = self._run("persist", label, started, self.backend.persist, full)
         if done is FAILED:
             return False
         self._observe("persist", label, "set" if done else "miss", started, full)
         return bool(done)
 
-    def _tombstoned(self, full: str, label: str, started: float) -> bool:
-        """Whether ``full`` holds a tombstone: an invalidated key, absent to every method."""
+    def _tombstoned(self, full: str, label: str, started: float) -> Any:
+        """``False`` if ``full`` holds a tombstone (an invalidated key, absent to every
+        method), ``FAILED`` if the backend failed, else ``None``: go on."""
         if self.tombstone_ttl is None:
-            return False
+            return None
         ops = [Op("get", full)]
         results = self._run("get", label, started, self.backend.execute, ops)
-        held = None if results is FAILED else results[0]
-        return isinstance(held, bytes) and held.startswith(TOMBSTONE)
+        if results is FAILED:
+            return FAILED
+        held = results[0]
+        return False if isinstance(held, bytes) and held.startswith(TOMBSTONE) else None
 
     def incr(
         self,
