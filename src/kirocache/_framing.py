@@ -1,0 +1,117 @@
+"""The 8-byte header that starts every stored value: format ids, flags, frame and unframe.
+
+`frame`, `unframe` and the constants are documented and imported from `kirocache.serializers`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+import xxhash
+
+from kirocache.exceptions import CorruptValueError, SerializationError
+
+# The header: magic, header version, format id, flags, checksum (big-endian).
+_HEADER: Final = struct.Struct(">BBBBI")
+_PACK: Final = _HEADER.pack
+_UNPACK_FROM: Final = _HEADER.unpack_from
+_XXH3_64: Final = xxhash.xxh3_64_intdigest
+_MAGIC: Final = 0xC5
+_VERSION: Final = 1
+_LOW_32: Final = 0xFFFFFFFF
+
+HEADER_SIZE: Final = _HEADER.size
+"""Size in bytes of the header that starts every stored value (8)."""
+
+_CHECKSUM_FROM: Final = struct.Struct(">I").unpack_from
+
+FORMAT_JSON: Final = 1
+"""Format id of :class:`OrjsonSerializer` entries."""
+FORMAT_RAW_BYTES: Final = 2
+"""Format id of :class:`RawSerializer` entries holding ``bytes``."""
+FORMAT_RAW_STR: Final = 3
+"""Format id of :class:`RawSerializer` entries holding ``str`` (UTF-8)."""
+FORMAT_PICKLE: Final = 4
+"""Format id of :class:`PickleSerializer` entries."""
+
+FLAG_COMPRESSED: Final = 0b01
+"""Header flag: the payload is zlib-compressed (set by :class:`CompressedSerializer`)."""
+FLAG_ENCRYPTED: Final = 0b10
+"""Header flag: the payload is AES-GCM encrypted (set by :class:`EncryptedSerializer`)."""
+
+
+def frame(format_id: int, payload: bytes, flags: int = 0) -> bytes:
+    """Prefix a payload with the 8-byte kirocache header.
+
+    The header is the magic byte ``0xC5`` (not ASCII, so neither a counter written by
+    ``INCR`` nor foreign JSON can pass for an entry), the header version (1), the format id,
+    the flags (bit 0 compressed, bit 1 encrypted, the rest reserved) and a 4-byte checksum:
+    the low 32 bits of xxh3_64 of the payload, seeded with the format id and flags so that a
+    change to any byte of the entry, header included, is detected.
+
+    Args:
+        format_id: The payload's format: 1 JSON, 2 raw bytes, 3 raw str, 4 signed pickle;
+            5 to 127 are reserved for kirocache, 128 to 255 are free for third parties.
+        payload: The serialized value.
+        flags: Header flags (:data:`FLAG_COMPRESSED`, :data:`FLAG_ENCRYPTED`).
+
+    Returns:
+        The header followed by the payload.
+
+    Raises:
+        SerializationError: The format id or the flags do not fit in one byte.
+    """
+    try:
+        checksum = _XXH3_64(payload, (format_id << 8) | flags) & _LOW_32
+        header = _PACK(_MAGIC, _VERSION, format_id, flags, checksum)
+    except (struct.error, OverflowError, TypeError) as exc:
+        msg = f"format id {format_id!r} and flags {flags!r} must each be an int from 0 to 255"
+        raise SerializationError(msg) from exc
+    return header + payload
+
+
+def unframe(data: bytes) -> tuple[int, int, bytes]:
+    """Check the header of a stored value and split it.
+
+    Args:
+        data: Bytes read from a backend.
+
+    Returns:
+        ``(format_id, flags, payload)``.
+
+    Raises:
+        CorruptValueError: The bytes are shorter than a header, do not start with the magic
+            byte, have an unknown header version, or fail the checksum.
+    """
+    if len(data) < HEADER_SIZE:
+        msg = f"not a kirocache entry: {len(data)} bytes, under the {HEADER_SIZE}-byte header"
+        raise CorruptValueError(msg)
+    magic, version, format_id, flags, checksum = _UNPACK_FROM(data)
+    if magic != _MAGIC:
+        msg = f"not a kirocache entry: first byte is {magic:#04x}, expected {_MAGIC:#04x}"
+        raise CorruptValueError(msg)
+    if version != _VERSION:
+        msg = f"unknown kirocache header version {version} (this version reads {_VERSION})"
+        raise CorruptValueError(msg)
+    payload = data[HEADER_SIZE:]
+    if _XXH3_64(payload, (format_id << 8) | flags) & _LOW_32 != checksum:
+        msg = "kirocache entry failed its checksum: the stored bytes are corrupt"
+        raise CorruptValueError(msg)
+    return format_id, flags, payload
+
+
+def _expect(data: bytes, formats: tuple[int, ...], owner: str) -> tuple[int, bytes]:
+    """Unframe ``data`` and check it is an uncompressed, unencrypted entry of ``formats``."""
+    format_id, flags, payload = unframe(data)
+    if format_id not in formats:
+        expected = " or ".join(map(str, formats))
+        msg = f"{owner} cannot read an entry of format {format_id} (it reads format {expected})"
+        raise CorruptValueError(msg)
+    if flags:
+        wrapper = "CompressedSerializer" if flags & FLAG_COMPRESSED else "EncryptedSerializer"
+        if flags & ~(FLAG_COMPRESSED | FLAG_ENCRYPTED):
+            wrapper = "a newer kirocache"
+        msg = f"{owner} cannot read an entry with flags {flags:#04x}: it needs {wrapper}"
+        raise CorruptValueError(msg)
+    return format_id, payload
