@@ -481,8 +481,12 @@ class AsyncCacheMethods(CacheCore):
         return bool(done)
 
     async def _atombstoned(self, full: str, label: str, started: float) -> Any:
-        """``False`` if ``full`` holds a tombstone (an invalidated key, absent to every
-        method), ``FAILED`` if the backend failed, else ``None``: go on."""
+        """Check ``full`` for a tombstone before acting on the key.
+
+        Returns:
+            ``False`` if it holds one (an invalidated key is absent to every method),
+            ``FAILED`` if the backend failed, else ``None``: go on.
+        """
         if self.tombstone_ttl is None:
             return None
         ops = [Op("get", full)]

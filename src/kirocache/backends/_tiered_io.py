@@ -1,0 +1,270 @@
+"""TieredBackend's I/O: reads that fill the local layer, writes announced on the channel."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, cast
+
+from kirocache.backends._protocol import Op, OpResult
+from kirocache.backends._redis_commands import Command, as_bytes, decode_ttl, plan
+from kirocache.backends._tiered_messages import encode_flush, encode_keys, encode_pattern
+from kirocache.exceptions import BackendError
+
+if TYPE_CHECKING:
+    from kirocache.backends._tiered_local import Local
+    from kirocache.backends.redis import RedisBackend
+
+__all__ = ["TieredIO"]
+
+# The public module's logger, which is the name applications configure.
+_log = logging.getLogger("kirocache.backends.tiered")
+
+# Ops that change what a key holds. tag_add is not among them: tag sets are never copied
+# into the local layer, so no process holds a copy to drop.
+_WRITES: Final = frozenset({"set", "delete", "expire", "incr", "persist", "set_if", "swap"})
+
+
+# ---- pure helpers: what a read asks for, and what a write announces (no I/O) -----------------
+
+
+def _read_ops(key: str) -> list[Op]:
+    # The value and its TTL, so a local copy never outlives the remote entry.
+    return [Op("get", key), Op("ttl", key)]
+
+
+def _mget_commands(keys: Sequence[str]) -> list[Command]:
+    # The values and their TTLs, so a local copy never outlives the remote entry.
+    return [("MGET", *keys), *(("PTTL", key) for key in keys)]
+
+
+def _mget_replies(raw: Sequence[object]) -> tuple[list[bytes | None], list[float | None]]:
+    return [as_bytes(v) for v in cast("list[object]", raw[0])], [decode_ttl(t) for t in raw[1:]]
+
+
+def _merge(
+    keys: Sequence[str], found: Sequence[bytes | None], fetched: Mapping[str, bytes | None]
+) -> list[bytes | None]:
+    return [fetched[k] if v is None else v for k, v in zip(keys, found, strict=True)]
+
+
+def _missing(keys: Sequence[str], found: Sequence[bytes | None]) -> list[str]:
+    return list(dict.fromkeys(k for k, v in zip(keys, found, strict=True) if v is None))
+
+
+def _changed_keys(ops: Iterable[Op]) -> list[str]:
+    return [op.key for op in ops if op.name in _WRITES]
+
+
+def _check_announced(replies: Sequence[object]) -> None:
+    # Only a pipeline without MULTI gets here with a failed PUBLISH (in a MULTI it aborts
+    # the writes too): the writes landed, and other processes learn of them by local_ttl.
+    failed = next((r for r in replies if isinstance(r, BaseException)), None)
+    if failed is not None:
+        _log.warning(
+            "a write could not be announced (%s); other processes may serve their local "
+            "copies of its keys until local_ttl runs out",
+            f"{type(failed).__name__}: {failed}"[:300],
+        )
+
+
+def _raise_failed(results: Sequence[OpResult]) -> None:
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+# ---- reads and writes through both tiers ----------------------------------------------------
+
+
+class TieredIO:
+    """Reads and writes through both tiers, keeping the local layer in step with Redis.
+
+    A read serves the local copy, else fetches from Redis and copies what it found. A write
+    runs on Redis in one pipeline with the PUBLISH of the keys it changes, then drops this
+    process's copies of them. Reads go through :meth:`run` too, and publish nothing.
+    """
+
+    def __init__(self, remote: RedisBackend, local: Local, channel: str, sender: str) -> None:
+        self._remote = remote
+        self._local = local
+        self._channel = channel
+        self._sender = sender
+
+    def _announce(self, keys: Sequence[str]) -> list[Command]:
+        return [("PUBLISH", self._channel, data) for data in encode_keys(self._sender, keys)]
+
+    # ---- sync half: its twin is the async half below, line for line ------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The local copy of ``key``, else Redis's value (then copied locally)."""
+        held = self._local.memory.get(key)
+        if held is not None:
+            return held
+        with self._local.filling([key]) as copies:
+            value, left = self.run("get", _read_ops(key), transaction=False)
+            copies.extend(self._local.copies([key], [value], [left]))
+        return cast("bytes | None", value)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Local copies where held, the rest from Redis in one MGET (then copied locally)."""
+        found = self._local.memory.get_many(keys)
+        missing = _missing(keys, found)
+        if not missing:
+            return found
+        with self._local.filling(missing) as copies:
+            raw = self._remote._pipe(
+                "get_many", _mget_commands(missing), transaction=False, strict=True
+            )
+            values, lefts = _mget_replies(raw)
+            copies.extend(self._local.copies(missing, values, lefts))
+        return _merge(keys, found, dict(zip(missing, values, strict=True)))
+
+    def send(
+        self, operation: str, ops: Sequence[Op], *, transaction: bool = True
+    ) -> list[OpResult]:
+        """Run ``ops`` and the PUBLISH of the keys they change in one pipeline."""
+        commands, answers = plan(ops)
+        if not commands:
+            return []
+        changed = _changed_keys(ops)
+        try:
+            raw = self._remote._pipe(
+                operation,
+                [*commands, *self._announce(changed)],
+                transaction=transaction,
+                strict=False,
+            )
+        finally:
+            # Even when the call failed: the write may have landed.
+            if changed:
+                self._local.drop(changed)
+        _check_announced(raw[len(commands) :])
+        return [self._remote._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
+
+    def run(self, operation: str, ops: Sequence[Op], *, transaction: bool = True) -> list[OpResult]:
+        """:meth:`send`, raising the first op's error instead of returning it."""
+        results = self.send(operation, ops, transaction=transaction)
+        _raise_failed(results)
+        return results
+
+    def delete_pattern(self, pattern: str, batch_size: int) -> int:
+        """Delete the keys matching ``pattern`` in Redis, then announce the pattern."""
+        message = ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
+        try:
+            deleted = self._remote.delete_pattern(pattern, batch_size)
+        except BackendError:
+            with contextlib.suppress(BackendError):  # some keys may be gone: say so if we can
+                self._remote._call("delete_pattern", message)
+            raise
+        finally:
+            self._local.drop_matching(pattern)
+        if deleted:
+            self._remote._call("delete_pattern", message)
+        return deleted
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value``, and announce it; returns whether it did."""
+        try:
+            deleted = self._remote.delete_if_equals(key, value)
+        finally:
+            self._local.drop([key])
+        if deleted:
+            for command in self._announce([key]):
+                self._remote._call("delete_if_equals", command)
+        return deleted
+
+    def clear_local(self) -> None:
+        """Empty the local layer and tell every other backend on the channel to."""
+        self._local.clear()
+        self._remote._call("clear_local", ("PUBLISH", self._channel, encode_flush(self._sender)))
+
+    # ---- async half: its twin is the sync half above, line for line -------------------------
+
+    async def aget(self, key: str) -> bytes | None:
+        """Async :meth:`get`."""
+        held = self._local.memory.get(key)
+        if held is not None:
+            return held
+        with self._local.filling([key]) as copies:
+            value, left = await self.arun("get", _read_ops(key), transaction=False)
+            copies.extend(self._local.copies([key], [value], [left]))
+        return cast("bytes | None", value)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async :meth:`get_many`."""
+        found = self._local.memory.get_many(keys)
+        missing = _missing(keys, found)
+        if not missing:
+            return found
+        with self._local.filling(missing) as copies:
+            raw = await self._remote._apipe(
+                "get_many", _mget_commands(missing), transaction=False, strict=True
+            )
+            values, lefts = _mget_replies(raw)
+            copies.extend(self._local.copies(missing, values, lefts))
+        return _merge(keys, found, dict(zip(missing, values, strict=True)))
+
+    async def asend(
+        self, operation: str, ops: Sequence[Op], *, transaction: bool = True
+    ) -> list[OpResult]:
+        """Async :meth:`send`."""
+        commands, answers = plan(ops)
+        if not commands:
+            return []
+        changed = _changed_keys(ops)
+        try:
+            raw = await self._remote._apipe(
+                operation,
+                [*commands, *self._announce(changed)],
+                transaction=transaction,
+                strict=False,
+            )
+        finally:
+            # Even when the call failed: the write may have landed.
+            if changed:
+                self._local.drop(changed)
+        _check_announced(raw[len(commands) :])
+        return [self._remote._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
+
+    async def arun(
+        self, operation: str, ops: Sequence[Op], *, transaction: bool = True
+    ) -> list[OpResult]:
+        """Async :meth:`run`."""
+        results = await self.asend(operation, ops, transaction=transaction)
+        _raise_failed(results)
+        return results
+
+    async def adelete_pattern(self, pattern: str, batch_size: int) -> int:
+        """Async :meth:`delete_pattern`."""
+        message = ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
+        try:
+            deleted = await self._remote.adelete_pattern(pattern, batch_size)
+        except BackendError:
+            with contextlib.suppress(BackendError):  # some keys may be gone: say so if we can
+                await self._remote._acall("delete_pattern", message)
+            raise
+        finally:
+            self._local.drop_matching(pattern)
+        if deleted:
+            await self._remote._acall("delete_pattern", message)
+        return deleted
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async :meth:`delete_if_equals`."""
+        try:
+            deleted = await self._remote.adelete_if_equals(key, value)
+        finally:
+            self._local.drop([key])
+        if deleted:
+            for command in self._announce([key]):
+                await self._remote._acall("delete_if_equals", command)
+        return deleted
+
+    async def aclear_local(self) -> None:
+        """Async :meth:`clear_local`."""
+        self._local.clear()
+        await self._remote._acall(
+            "clear_local", ("PUBLISH", self._channel, encode_flush(self._sender))
+        )
