@@ -198,3 +198,15 @@ def test_expire_and_persist_see_an_invalidated_key_as_absent() -> None:
     assert cache.expire("k", 3600) is False
     assert cache.persist("k") is False
     assert cache.ttl("k") is None
+
+
+def test_an_entry_indexed_during_a_tag_invalidation_stays_indexed() -> None:
+    backend = Hooked()
+    cache, other = Cache(backend), Cache(backend)
+    cache.set("item:1", "v1", 600, tags=["team"])
+    # after the invalidation read the index, another caller stores a tagged entry
+    backend.after["execute:tag_members"] = lambda: other.set("item:2", "v1", 600, tags=["team"])
+    assert cache.invalidate_tags("team") == 1
+    assert cache.get("item:2") == "v1"
+    assert cache.invalidate_tags("team") == 1  # the new entry was still in the index
+    assert cache.get("item:2") is None

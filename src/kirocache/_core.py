@@ -19,7 +19,7 @@ from kirocache._breaker import CircuitBreaker
 from kirocache._config import settings_from_env
 from kirocache._types import check_key, to_seconds, ttl_seconds
 from kirocache.backends._glob import escape_glob
-from kirocache.backends._protocol import Op
+from kirocache.backends._protocol import TOMBSTONE_PREFIX, Op
 from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,
@@ -55,7 +55,7 @@ DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_TOMBSTONE_TTL: Final = 60.0
 # What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
 # starts so) and a random token, so every invalidation leaves a different tombstone.
-TOMBSTONE: Final = b"\xc5\xfftomb:"
+TOMBSTONE: Final = TOMBSTONE_PREFIX
 INTERNAL_PREFIX: Final = "kirocache:"
 DEP_PREFIX: Final = "kirocache:dep:"
 _GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")

@@ -306,6 +306,7 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
             visited.update("k:" + key for key in keys)
             visited.update("t:" + tag for tag in tag_list)
             found: list[str] = []
+            lists: list[list[str]] = [[] for _ in tag_list]
             if tag_list:
                 # The stamps change first, so a write guarded by them (a value loading now)
                 # fails even when its key is not in the tag's index yet.
@@ -327,7 +328,12 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
                 visited.update("k:" + key for key in keys)
                 found = [node for dependents in lists[len(tag_list) :] for node in dependents]
             ops = self._erase_ops(keys)
-            ops += [Op("delete", self._tag_key(tag)) for tag in tag_list]
+            # Only the members read leave the index: an entry added since (a value stored
+            # under the new stamp) stays, so the next invalidation of the tag finds it.
+            ops += [
+                Op("tag_remove", self._tag_key(tag), members=tuple(read))
+                for tag, read in zip(tag_list, lists, strict=False)
+            ]
             ops += [Op("tag_members", self._dep_key("k:" + key)) for key in keys]
             results = await self._arun(op, label, started, self.backend.aexecute, ops)
             if results is FAILED:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from kirocache._core import DEP_PREFIX, TAG_PREFIX, TOMBSTONE
+from kirocache._core import DEP_PREFIX, TAG_PREFIX
 from kirocache._steps import Call, Steps, run_async, run_sync
 from kirocache._types import to_seconds
 from kirocache.backends._glob import escape_glob
@@ -170,31 +170,31 @@ class Cleanup:
         )
 
     def _prune(self, index: str, nodes: bool) -> Steps:
-        """Remove the members of one index whose key is gone; returns how many."""
+        """Remove the members of one index whose key is gone; returns how many.
+
+        Each chunk is one ``tag_prune``: the check and the removal are one atomic step, so
+        a key stored again meanwhile keeps its entry.
+        """
         backend = self.cache.backend
         members: list[str] = yield Call(backend, "tag_members", (index,))
-        dead: list[str] = []
+        removed = 0
         for at in range(0, len(members), _CHUNK):
-            chunk = members[at : at + _CHUNK]
-            results = yield Call(backend, "execute", ([self._probe(m, nodes) for m in chunk],))
-            dead += [
-                member
-                for member, found in zip(chunk, results, strict=True)
-                if found is None or found is False or _is_tombstone(found)
-            ]
-        if not dead:
-            return 0
-        removed: int = yield Call(backend, "tag_remove", (index, dead))
+            chunk = tuple(members[at : at + _CHUNK])
+            probes = tuple(self._probe(member, nodes) for member in chunk)
+            op = Op("tag_prune", index, members=chunk, probes=probes)
+            [result] = yield Call(backend, "execute", ([op],))
+            if isinstance(result, BackendError):
+                raise result
+            removed += int(result)
         return removed
 
-    def _probe(self, member: str, nodes: bool) -> Op:
-        """The op whose answer tells whether an index entry is still alive."""
+    def _probe(self, member: str, nodes: bool) -> str:
+        """The key whose presence keeps an index entry alive."""
         if not nodes:
-            return Op("get", member)  # a tag set lists full keys
+            return member  # a tag set lists full keys
         if member.startswith("t:"):
-            # a tag is alive while its set exists
-            return Op("exists", self.cache._tag_key(member[2:]))
-        return Op("get", member[2:])
+            return self.cache._tag_key(member[2:])  # a tag is alive while its set exists
+        return member[2:]
 
     # -- periodic: a thread ----------------------------------------------------------------
 
@@ -274,7 +274,3 @@ class Cleanup:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.astop()
-
-
-def _is_tombstone(found: object) -> bool:
-    return isinstance(found, bytes) and found.startswith(TOMBSTONE)

@@ -25,9 +25,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["AsyncBackend", "Backend", "BackendStats", "Op", "OpName", "OpResult"]
+__all__ = [
+    "TOMBSTONE_PREFIX",
+    "AsyncBackend",
+    "Backend",
+    "BackendStats",
+    "Op",
+    "OpName",
+    "OpResult",
+]
 
 OpName: TypeAlias = Literal[
     "get",
@@ -42,7 +50,13 @@ OpName: TypeAlias = Literal[
     "swap",
     "tag_add",
     "tag_members",
+    "tag_remove",
+    "tag_prune",
 ]
+
+TOMBSTONE_PREFIX: Final = b"\xc5\xfftomb:"
+"""How an invalidated key's value starts (the ``Cache`` writes such tombstones with
+``swap``); ``tag_prune`` counts a key holding one as gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,7 @@ class Op:
         members: The members ``tag_add`` adds to the set at ``key``.
         guards: More ``(key, expected)`` pairs ``set_if`` checks, like ``expected``,
             before it writes ``key``: all must hold.
+        probes: The keys ``tag_prune`` checks, one per member.
 
     The ops beyond the plain methods:
 
@@ -73,6 +88,11 @@ class Op:
     * ``tag_add``: :meth:`Backend.tag_add` as an op, so a value and its index entry can
       share one pipeline or transaction; answers ``True``.
     * ``tag_members``: :meth:`Backend.tag_members` as an op (a sorted ``list[str]``).
+    * ``tag_remove``: :meth:`Backend.tag_remove` as an op (how many were in the set).
+    * ``tag_prune``: remove each of ``members`` from the set at ``key`` whose probe (the
+      key at the same place in ``probes``) is gone: absent, or holding a tombstone
+      (:data:`TOMBSTONE_PREFIX`). One atomic step, so a probe key stored again meanwhile
+      keeps its member. Answers how many were removed.
     """
 
     name: OpName
@@ -84,6 +104,7 @@ class Op:
     expected: bytes | None = None
     members: tuple[str, ...] = ()
     guards: tuple[tuple[str, bytes | None], ...] = ()
+    probes: tuple[str, ...] = ()
 
 
 OpResult: TypeAlias = "bytes | bool | int | float | list[str] | BaseException | None"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from kirocache._types import ttl_seconds
-from kirocache.backends._protocol import BackendStats, Op, OpResult
+from kirocache.backends._protocol import TOMBSTONE_PREFIX, BackendStats, Op, OpResult
 from kirocache.exceptions import BackendError, ConfigurationError
 
 __all__ = [
@@ -225,6 +225,36 @@ def _swap_command(op: Op) -> Command:
     return ("EVAL", _SWAP, 1, op.key, op.value, b"" if px is None else px)
 
 
+# tag_prune: SREM each ARGV[i] from KEYS[1] whose probe KEYS[i + 1] is gone (absent, or a
+# string starting with the tombstone prefix); answers how many were removed.
+_TAG_PRUNE: Final = """
+local removed = 0
+for i, member in ipairs(ARGV) do
+  local probe = KEYS[i + 1]
+  local kind = redis.call('TYPE', probe)['ok']
+  local gone = kind == 'none'
+  if kind == 'string' then
+    gone = string.sub(redis.call('GET', probe), 1, PREFIX_LENGTH) == 'PREFIX'
+  end
+  if gone then
+    removed = removed + redis.call('SREM', KEYS[1], member)
+  end
+end
+return removed
+""".replace("PREFIX_LENGTH", str(len(TOMBSTONE_PREFIX))).replace(
+    "PREFIX", "".join(f"\\{byte}" for byte in TOMBSTONE_PREFIX)
+)
+
+
+def _tag_prune_op(op: Op) -> list[Command]:
+    if len(op.probes) != len(op.members):
+        msg = "tag_prune needs one probe key per member"
+        raise ConfigurationError(msg)
+    if not op.members:
+        return [("ECHO", b"0")]
+    return [("EVAL", _TAG_PRUNE, 1 + len(op.probes), op.key, *op.probes, *op.members)]
+
+
 def _tag_add_op(op: Op) -> list[Command]:
     unique = unique_members(op.members)
     if not unique:
@@ -238,6 +268,10 @@ _OP_COMMANDS: Final[Mapping[str, Callable[[Op], list[Command]]]] = {
     "swap": lambda op: [_swap_command(op)],
     "tag_add": _tag_add_op,
     "tag_members": lambda op: [("SMEMBERS", op.key)],
+    "tag_remove": lambda op: (
+        [("SREM", op.key, *unique_members(op.members))] if op.members else [("ECHO", b"0")]
+    ),
+    "tag_prune": _tag_prune_op,
     "get": lambda op: [("GET", op.key)],
     "set": lambda op: [set_command(op.key, op.value, op.ttl, nx=op.nx)],
     "delete": lambda op: [("UNLINK", op.key)],
@@ -264,7 +298,7 @@ def op_result(op: Op, raw: object) -> OpResult:
         return decode_members(raw)
     if op.name in ("get", "swap"):
         return as_bytes(raw)
-    if op.name == "incr":
+    if op.name in ("incr", "tag_remove", "tag_prune"):
         return as_int(raw)
     if op.name == "ttl":
         return decode_ttl(raw)

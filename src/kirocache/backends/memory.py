@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Final, get_args
 
 from kirocache.backends._glob import glob_to_regex
-from kirocache.backends._protocol import BackendStats, Op, OpName, OpResult
+from kirocache.backends._protocol import TOMBSTONE_PREFIX, BackendStats, Op, OpName, OpResult
 from kirocache.exceptions import (
     BackendError,
     ConfigurationError,
@@ -664,6 +664,20 @@ class MemoryBackend:
                 held = None if entry is None else _as_value(key, entry[0])
                 self._store(key, value, size, expires_at, now)
                 return held
+            case "tag_remove":
+                return self._tag_remove(key, _as_members(op.members), now)
+            case "tag_prune":
+                if len(op.probes) != len(op.members):
+                    msg = "tag_prune needs one probe key per member"
+                    raise ConfigurationError(msg)
+                dead: _Tags = set()
+                for member, probe in zip(op.members, op.probes, strict=True):
+                    probed = self._live(probe, now)
+                    if probed is None or (
+                        isinstance(probed[0], bytes) and probed[0].startswith(TOMBSTONE_PREFIX)
+                    ):
+                        dead.add(member)
+                return self._tag_remove(key, dead, now) if dead else 0
             case "tag_members":
                 entry = self._live(key, now)
                 return [] if entry is None else sorted(_as_tags(key, entry[0]))

@@ -39,7 +39,7 @@ from typing import Protocol
 import pytest
 
 from kirocache.backends._glob import escape_glob
-from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, Op
+from kirocache.backends._protocol import TOMBSTONE_PREFIX, AsyncBackend, Backend, BackendStats, Op
 from kirocache.exceptions import BackendError
 
 __all__ = ["BackendConformance", "FullBackend"]
@@ -813,6 +813,41 @@ class BackendConformance:
             ]
         )
         assert results == [False, True]
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_tag_remove_and_prune(self, backend: FullBackend, k: str, transaction: bool) -> None:
+        """``tag_remove`` removes members; ``tag_prune`` those whose probe key is gone."""
+        backend.set(k + "live", b"v")
+        backend.set(k + "invalidated", TOMBSTONE_PREFIX + b"token")
+        backend.tag_add(k + "other-tag", ["x"], 60)
+        backend.tag_add(k + "tag", ["live", "invalidated", "absent", "tagged", "x", "y"], 60)
+        probes = ("live", "invalidated", "absent", "other-tag")
+        results = backend.execute(
+            [
+                Op("tag_remove", k + "tag", members=("x", "nope")),
+                Op(
+                    "tag_prune",
+                    k + "tag",
+                    members=("live", "invalidated", "absent", "tagged"),
+                    probes=tuple(k + probe for probe in probes),
+                ),
+                Op("tag_prune", k + "tag"),
+                Op("tag_remove", k + "tag"),
+            ],
+            transaction=transaction,
+        )
+        assert results == [1, 2, 0, 0]
+        assert backend.tag_members(k + "tag") == ["live", "tagged", "y"]
+
+    async def test_atag_prune(self, backend: FullBackend, k: str) -> None:
+        """Async: ``tag_prune`` removes the members whose probe key is gone."""
+        await backend.atag_add(k + "tag", ["a", "b"], 60)
+        await backend.aset(k + "a", b"v")
+        results = await backend.aexecute(
+            [Op("tag_prune", k + "tag", members=("a", "b"), probes=(k + "a", k + "b"))]
+        )
+        assert results == [1]
+        assert await backend.atag_members(k + "tag") == ["a"]
 
     def test_set_if_on_a_tag_set_fails_in_its_slot(self, backend: FullBackend, k: str) -> None:
         """``set_if`` on a key holding a tag set reports an error in its slot."""
