@@ -245,3 +245,40 @@ def test_batch_memory_sync(benchmark: BenchmarkFixture, stack: ExitStack, lib: s
     assert step(cache, value) == [value] * HALF
     label(benchmark, "batch-100/memory/sync/small", lib)
     benchmark(step, cache, value)
+
+
+# ---- 1,000 sets: one round trip, not 1,000 ---------------------------------------------------
+
+THOUSAND = {f"bench:thousand:{i}": {"id": i, "name": f"user {i}"} for i in range(1_000)}
+
+
+def thousand_in_a_batch(cache: Cache) -> None:
+    batch = cache.batch()
+    for key, value in THOUSAND.items():
+        batch.set(key, value, ttl=TTL)
+    batch.execute()
+
+
+def thousand_one_by_one(cache: Cache) -> None:
+    for key, value in THOUSAND.items():
+        cache.set(key, value, ttl=TTL)
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+@pytest.mark.parametrize("lib", [KIROCACHE, ONE_BY_ONE])
+def test_batch_1000_sets(
+    benchmark: BenchmarkFixture,
+    stack: ExitStack,
+    redis_url: str,
+    flushed: None,
+    backend: str,
+    lib: str,
+) -> None:
+    """A batch of 1,000 sets against the same sets sent one by one (issue: one round trip)."""
+    url = redis_url if backend == "redis" else MEMORY_URL
+    cache = stack.enter_context(kirocache_cache(url, KIROCACHE))
+    run = functools.partial(thousand_in_a_batch if lib == KIROCACHE else thousand_one_by_one, cache)
+    run()
+    assert cache.get_many(list(THOUSAND)[:3]) == {k: THOUSAND[k] for k in list(THOUSAND)[:3]}
+    label(benchmark, f"batch-1000-sets/{backend}/sync", lib)
+    benchmark(run)

@@ -72,6 +72,7 @@ TARGETS = [
     Target("get-many-100/*", "kirocache one by one", 0.1, "≥ 10x faster"),
     Target("batch-100/redis/*", "redis-py", 1.3, "≤ 1.3x (pipeline)"),
     Target("batch-100/redis/*", "kirocache one by one", 0.1, "≥ 10x faster"),
+    Target("batch-1000-sets/redis/*", "kirocache one by one", 0.1, "≥ 10x faster"),
     Target("stampede/*", "one call", 1.5, "≤ 1.5x one call"),
 ]
 ROUND_TRIPS_TARGET = 2
@@ -161,7 +162,7 @@ def compare(rows: list[Row]) -> list[Comparison]:
     return found
 
 
-_KINDS = ["hit", "miss-store", "get-many-100", "batch-100", "stampede"]
+_KINDS = ["hit", "miss-store", "get-many-100", "batch-100", "batch-1000-sets", "stampede"]
 
 
 def _case_order(case: str) -> tuple[Any, ...]:
