@@ -310,7 +310,7 @@ def summary(data: dict[str, Any], stat: str, *, image: str | None = None) -> str
         "",
         (
             "Behaviour measured in the same run. The suite asserts it, so CI keeps it: two "
-            "round trips for a miss (three at most with a tag), one call per stampede."
+            "round trips for a miss, with a tag or without, and one call per stampede."
         ),
         "",
         *behaviour_table(rows),

@@ -110,7 +110,12 @@ class AsyncCacheMethods(CacheCore):
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, raw, guards)
         try:
-            value = self._loads(raw, type)
+            # the serializer directly, unless the entry may be a plain counter
+            value = (
+                self.serializer.loads(raw, type)
+                if raw.startswith(b"\xc5")
+                else self._loads(raw, type)
+            )
         except CorruptValueError:
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, await self._adrop_corrupt(full, raw, label, started), guards)
