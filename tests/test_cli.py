@@ -46,10 +46,13 @@ def assert_tour(out: str, *, runs: str = "1") -> None:
     assert "after recovery: 'before the outage', breaker closed" in out
     table = out.split("== Metrics per namespace and operation", 1)[1]
     assert re.search(r"^user:profile:\s+get\s+7\s+3\s+4\s+43%", table, re.MULTILINE)
-    # 50 callers read the cold key; how many read it before the one call stored it is timing
-    stampede = re.search(r"^metrics:\s+get\s+50\s+(\d+)\s+(\d+)\s", table, re.MULTILINE)
+    # 50 callers read the cold key; how many read it before the one call stored it is timing,
+    # and a caller whose miss was read just before the store reads once more
+    stampede = re.search(r"^metrics:\s+get\s+(\d+)\s+(\d+)\s+(\d+)\s", table, re.MULTILINE)
     assert stampede
-    assert int(stampede[1]) + int(stampede[2]) == 50
+    calls, hits, misses = int(stampede[1]), int(stampede[2]), int(stampede[3])
+    assert 50 <= calls <= 100
+    assert hits + misses == calls
 
 
 @pytest.fixture(autouse=True)
