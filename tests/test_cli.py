@@ -23,8 +23,6 @@ def assert_tour(out: str, *, runs: str = "1") -> None:
     assert "user 42 live sessions: ['phone', 'tablet']; the first one is gone: True" in out
     assert "revoke_all(42) revoked 2; stats: SessionStats(live_sessions=1, users=1" in out
     assert re.search(r"^status: (healthy|degraded); breaker: closed$", out, re.MULTILINE)
-    # the cold-key stampede's readers mostly missed: the health check flags the namespace
-    assert re.search(r"hit rate \d+% in metrics:: below 80%", out)
     assert "next get_profile(42): function ran 1 time(s), name 'Ada Lovelace'" in out
     assert "invalidate_tags('user:42') removed 3 entries; user 7 still cached: True" in out
     assert re.search(
@@ -53,6 +51,9 @@ def assert_tour(out: str, *, runs: str = "1") -> None:
     calls, hits, misses = int(stampede[1]), int(stampede[2]), int(stampede[3])
     assert 50 <= calls <= 100
     assert hits + misses == calls
+    # when most of those readers missed, the health check flags the namespace's hit rate
+    flagged = re.search(r"hit rate \d+% in metrics:: below 80%", out) is not None
+    assert flagged == (hits < 0.8 * calls)
 
 
 @pytest.fixture(autouse=True)
