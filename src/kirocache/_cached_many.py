@@ -38,7 +38,7 @@ S = TypeVar("S")
 class _ManyBase(Generic[P, R]):
     """What both wrappers share: the plan, binding to instances, ``cache_keys``.
 
-    Close to ``_decorators._Base`` by design: that one also carries ``cache_key``, one key
+    Close to ``_cached_base._Base`` by design: that one also carries ``cache_key``, one key
     per call, which means nothing for a bulk function.
     """
 

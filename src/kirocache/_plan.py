@@ -1,7 +1,7 @@
 """The I/O-free core of ``@cached``: keys, TTLs, freshness and what to store.
 
-``_decorators.py`` holds the sync and async shells; every decision they make is a method
-of ``Plan`` so the two cannot drift.
+``_cached_sync.py`` and ``_cached_async.py`` hold the sync and async shells; every
+decision they make is a method of ``Plan`` so the two cannot drift.
 """
 
 from __future__ import annotations
