@@ -110,12 +110,7 @@ class AsyncCacheMethods(CacheCore):
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, raw, guards)
         try:
-            # the serializer directly, unless the entry may be a plain counter
-            value = (
-                self.serializer.loads(raw, type)
-                if raw.startswith(b"\xc5")
-                else self._loads(raw, type)
-            )
+            value = self._loads(raw, type)
         except CorruptValueError:
             self._observe("get", label, "miss", started, full)
             return MISSING, (full, await self._adrop_corrupt(full, raw, label, started), guards)
@@ -151,7 +146,10 @@ class AsyncCacheMethods(CacheCore):
             The bytes (or ``FAILED``), the full key they were read at (when the generation
             moved, the key is read again under the new one) and the stamps read.
         """
-        used = dict(self._generations)
+        # the one generation this read checks (a plain dict, not a copy of all of them)
+        used = (
+            {} if bumpable is None else {bumpable.prefix: self._generations.get(bumpable.prefix, 0)}
+        )
         full, label, _ = self._key(key, namespace, used)
         stamps = [self._stamp_key(tag) for tag in tags] if self.tombstone_ttl else []
         head = [self._generation_key(bumpable)] if bumpable is not None else []
@@ -349,15 +347,11 @@ class AsyncCacheMethods(CacheCore):
         found: dict[str, Any] = {}
         seen: dict[str, Seen] = {}
         corrupt: list[str] = []
-        loads = self.serializer.loads
         for key, full, raw in zip(keys, full_keys, raws, strict=True):
             seen[key] = (full, raw, ())
             if raw is not None and not raw.startswith(TOMBSTONE):
                 try:
-                    # the serializer directly, unless the entry may be a plain counter
-                    found[key] = (
-                        loads(raw, type) if raw.startswith(b"\xc5") else self._loads(raw, type)
-                    )
+                    found[key] = self._loads(raw, type)
                 except CorruptValueError:
                     corrupt.append(key)
         for key in corrupt:
@@ -487,6 +481,9 @@ class AsyncCacheMethods(CacheCore):
 
     async def _atombstoned(self, full: str, label: str, started: float) -> Any:
         """Check ``full`` for a tombstone before acting on the key.
+
+        The read is a pipelined ``get``, which leaves a tag set's WRONGTYPE in its slot
+        rather than raising: ``expire`` and ``persist`` work on tag sets too.
 
         Returns:
             ``False`` if it holds one (an invalidated key is absent to every method),

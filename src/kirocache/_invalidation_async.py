@@ -220,12 +220,9 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
         started = time.perf_counter()
         op = Op("tag_add", self._dep_key(source), ttl=seconds, members=(node,))
         results = await self._arun("depends", "dependencies", started, self.backend.aexecute, [op])
-        if results is FAILED:
-            return False
-        if isinstance(results[0], Exception):
-            self._fault("depends", "dependencies", results[0], started)
-            return False
-        return True
+        return results is not FAILED and not self._slot_failure(
+            "depends", "dependencies", results, started
+        )
 
     async def ainvalidate(
         self, event: InvalidationEvent, *, source: str = "event"
@@ -316,10 +313,8 @@ class AsyncInvalidationMethods(AsyncCacheMethods):
                 results = await self._arun(op, label, started, self.backend.aexecute, ops)
                 if results is FAILED:
                     break
+                self._slot_failure(op, label, results, started)  # stamps included
                 results = results[len(stamps) :]
-                failed = next((r for r in results if isinstance(r, Exception)), None)
-                if failed is not None:
-                    self._fault("invalidate", label, failed, started)
                 lists = [r if isinstance(r, list) else [] for r in results]
                 members = [
                     member for found_members in lists[: len(tag_list)] for member in found_members
