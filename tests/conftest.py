@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from kirocache._config import ENV_CACHE_DEBUG, ENV_REDIS_DB, ENV_REDIS_PASSWORD, ENV_REDIS_URL
 from redis_server import BlackholeServer, RedisServer, find_redis_server
@@ -15,6 +16,25 @@ from redis_server import BlackholeServer, RedisServer, find_redis_server
 if TYPE_CHECKING:
     from kirocache import Cache
     from kirocache.testing.conformance import FullBackend
+
+# Hypothesis: a quick profile for the inner loop, a thorough and repeatable one for CI.
+# HYPOTHESIS_PROFILE picks one by name; CI=true picks "ci".
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+HYPOTHESIS_EXAMPLES: int = settings().max_examples
+"""How many examples a hypothesis test runs under the loaded profile."""
 
 REQUIRE_REDIS = "KIROCACHE_REQUIRE_REDIS"
 REDIS_ENV = (ENV_REDIS_URL, ENV_REDIS_PASSWORD, ENV_REDIS_DB, ENV_CACHE_DEBUG)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from conftest import HYPOTHESIS_EXAMPLES
 from kirocache import Cache, Tag
 
 if TYPE_CHECKING:
@@ -126,13 +126,12 @@ class Invalidations(RuleBasedStateMachine):
         assert found == self.model.live
 
 
-@pytest.mark.parametrize("examples", [100])
-def test_invalidations_agree_with_the_model(backend: FullBackend, examples: int) -> None:
+def test_invalidations_agree_with_the_model(backend: FullBackend) -> None:
     machine = type("Machine", (Invalidations,), {"backend": backend})
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=examples,
+            max_examples=HYPOTHESIS_EXAMPLES,
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -9,6 +9,7 @@ from kirocache._batch import Batch, BatchResult, batch
 from kirocache._breaker import BreakerState, CircuitBreaker
 from kirocache._cache import Cache
 from kirocache._cached_many import AsyncCachedManyFunction, CachedManyFunction, cached_many
+from kirocache._clock import Clock
 from kirocache._core import OnError
 from kirocache._decorators import (
     AsyncCachedFunction,
@@ -51,6 +52,7 @@ __all__ = [
     "CachedManyFunction",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Clock",
     "ConfigurationError",
     "CorruptValueError",
     "Duration",

@@ -39,6 +39,7 @@ _CACHE_OPTIONS = frozenset(
         "debug",
         "tombstone_ttl",
         "invalidation_log_size",
+        "clock",
     }
 )
 _MEMORY_OPTIONS = {"max_entries": int, "max_bytes": int}
@@ -78,6 +79,9 @@ class Cache(SyncInvalidationMethods, AsyncInvalidationMethods):
             computation slower than this is not stored either. ``None`` turns tombstones
             off (plain deletes, and the race they close is open again).
         invalidation_log_size: How many records ``invalidation_log`` keeps.
+        clock: Where the cache reads the time (a ``Clock``; the system clock by default):
+            the default breaker's open time, stale-while-revalidate stamps, invalidation
+            records. ``kirocache.testing.ManualClock`` moves time by hand in tests.
 
     Raises:
         ConfigurationError: An option is invalid or the backend is not a backend.

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from kirocache._breaker import CircuitBreaker
+from kirocache._clock import SYSTEM_CLOCK, Clock
 from kirocache._config import settings_from_env
 from kirocache._types import check_key, to_seconds, ttl_seconds
 from kirocache.backends._glob import escape_glob
@@ -92,7 +93,7 @@ class _DefaultBreaker:
 class CacheCore:
     """Configuration and pure decisions shared by the sync and async halves of ``Cache``."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - validates every option in one place
         self,
         backend: Backend | AsyncBackend,
         *,
@@ -107,6 +108,7 @@ class CacheCore:
         debug: bool | None = None,
         tombstone_ttl: Duration | None = DEFAULT_TOMBSTONE_TTL,
         invalidation_log_size: int = DEFAULT_LOG_SIZE,
+        clock: Clock | None = None,
     ) -> None:
         from kirocache.backends._protocol import AsyncBackend, Backend
 
@@ -142,8 +144,14 @@ class CacheCore:
         self.default_ttl = ttl_seconds(default_ttl)
         self.on_error: OnError = on_error
         self.max_value_size = max_value_size
+        if clock is None:
+            clock = SYSTEM_CLOCK
+        elif not isinstance(clock, Clock):
+            msg = f"clock must have time() and monotonic() methods, not {clock!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        self.clock: Clock = clock
         self.breaker: CircuitBreaker | None = (
-            CircuitBreaker() if breaker is _DefaultBreaker else breaker  # type: ignore[assignment]
+            CircuitBreaker(clock=clock.monotonic) if breaker is _DefaultBreaker else breaker  # type: ignore[assignment]
         )
         self.debug = settings_from_env().debug if debug is None else debug
         tomb_seconds = (
@@ -278,7 +286,7 @@ class CacheCore:
         """Log one invalidation (the metrics hook has it from the operation itself)."""
         duration = time.perf_counter() - started
         record = InvalidationRecord(
-            at=time.time(),
+            at=self.clock.time(),
             source=source,
             event=event,
             rules=tuple(rules),

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from kirocache import _steps
-from kirocache._steps import Call, Steps
+from kirocache.backends import _steps
+from kirocache.backends._steps import Call, Steps
 from kirocache.exceptions import BackendError
 
 __all__ = [
@@ -159,19 +159,19 @@ def _fault(call: Call, exc: BackendError) -> SessionStoreError:
     return error
 
 
-def run_sync(steps: Steps) -> Any:
+def run_sync(steps: Steps[Any]) -> Any:
     """Drive a session operation with the sync backend methods.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    return _steps.run_sync(steps, _fault)
+    return _steps.run_steps(steps, _fault)
 
 
-async def run_async(steps: Steps) -> Any:
+async def run_async(steps: Steps[Any]) -> Any:
     """Drive a session operation with the async backend methods: ``run_sync``'s twin.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    return await _steps.run_async(steps, _fault)
+    return await _steps.arun_steps(steps, _fault)

@@ -30,13 +30,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._core import DEP_PREFIX, TAG_PREFIX
-from kirocache._steps import Call, Steps, run_async, run_sync
 from kirocache._types import to_seconds
 from kirocache.backends._glob import escape_glob
 from kirocache.backends._protocol import Op
+from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
 from kirocache.exceptions import BackendError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -121,11 +121,11 @@ class Cleanup:
 
     def run_once(self) -> CleanupReport:
         """Clean now, with the sync backend methods; returns what was done."""
-        return self._finish(run_sync(self._steps()))
+        return self._finish(run_steps(self._steps()))
 
     async def arun_once(self) -> CleanupReport:
         """Clean now, with the async backend methods; returns what was done."""
-        return self._finish(await run_async(self._steps()))
+        return self._finish(await arun_steps(self._steps()))
 
     def _finish(self, report: CleanupReport) -> CleanupReport:
         self.runs += 1
@@ -138,7 +138,7 @@ class Cleanup:
                 _log.exception("cleanup report callback failed")
         return report
 
-    def _steps(self) -> Steps:
+    def _steps(self) -> Steps[Any]:
         started = time.perf_counter()
         backend = self.cache.backend
         counts = {"expired": 0, "checked": 0, "tags": 0, "deps": 0, "errors": 0}
@@ -169,7 +169,7 @@ class Cleanup:
             duration=time.perf_counter() - started,
         )
 
-    def _prune(self, index: str, nodes: bool) -> Steps:
+    def _prune(self, index: str, nodes: bool) -> Steps[Any]:
         """Remove the members of one index whose key is gone; returns how many.
 
         Each chunk is one ``tag_prune``: the check and the removal are one atomic step, so

@@ -177,7 +177,7 @@ class SessionStore:
 
     # -- the operations, written once as generators of backend calls -----------------------
 
-    def _read(self, session_id: str) -> Steps:
+    def _read(self, session_id: str) -> Steps[Any]:
         """The live session and its remaining TTL, or ``(None, None)``."""
         if not valid_id(session_id):
             return None, None
@@ -194,7 +194,7 @@ class SessionStore:
             return None, None
         return self._loads(session_id, raw), remaining(left)
 
-    def _create(self, user_id: str, data: dict[str, Any]) -> Steps:
+    def _create(self, user_id: str, data: dict[str, Any]) -> Steps[Any]:
         lock = None
         if self.max_sessions_per_user is not None:
             lock = DistributedLock(
@@ -237,7 +237,7 @@ class SessionStore:
 
     def _update(
         self, session_id: str, data: dict[str, Any], activity: dict[str, Any] | None
-    ) -> Steps:
+    ) -> Steps[Any]:
         info, left = yield from self._read(session_id)
         if info is None:
             return False
@@ -264,7 +264,7 @@ class SessionStore:
         yield Call(self._backend, "set", (self._key(f"id:{session_id}"), self._dumps(info), ttl))
         return True
 
-    def _revoke(self, session_id: str, user_id: str, created_at: float) -> Steps:
+    def _revoke(self, session_id: str, user_id: str, created_at: float) -> Steps[Any]:
         """Tombstone and delete one session, unindex it; returns whether it was live."""
         key, tomb = self._key(f"id:{session_id}"), self._key(f"revoked:{session_id}")
         ops = [Op("delete", key), Op("set", tomb, b"1", ttl=self.ttl + self._skew)]
@@ -281,13 +281,13 @@ class SessionStore:
             _log.debug("revoked session %s of user %r", mask(session_id), user_id)
         return bool(existed)
 
-    def _revoke_one(self, session_id: str) -> Steps:
+    def _revoke_one(self, session_id: str) -> Steps[Any]:
         info, _ = yield from self._read(session_id)
         if info is None:
             return False
         return (yield from self._revoke(session_id, info.user_id, info.created_at))
 
-    def _revoke_all(self, user_id: str) -> Steps:
+    def _revoke_all(self, user_id: str) -> Steps[Any]:
         # Every entry is revoked, live or not: one whose creation is in flight gets its
         # tombstone first, so its record is dead on arrival.
         entries = yield Call(self._backend, "tag_members", (self._index(user_id),))
@@ -298,12 +298,12 @@ class SessionStore:
                 count += yield from self._revoke(parsed[1], user_id, parsed[0] / 1000)
         return count
 
-    def _live(self, user_id: str, *, prune: bool) -> Steps:
+    def _live(self, user_id: str, *, prune: bool) -> Steps[Any]:
         """The user's live sessions, oldest first; with ``prune``, dead entries are dropped."""
         sessions, _ = yield from self._scan_user(user_id, prune=prune)
         return sessions
 
-    def _scan_user(self, user_id: str, *, prune: bool) -> Steps:
+    def _scan_user(self, user_id: str, *, prune: bool) -> Steps[Any]:
         """``(live sessions, expired entries dropped)`` of one user's index."""
         index = self._index(user_id)
         entries = yield Call(self._backend, "tag_members", (index,))
@@ -348,12 +348,12 @@ class SessionStore:
         live.sort(key=lambda info: (info.created_at, info.session_id))
         return live, dropped
 
-    def _users(self) -> Steps:
+    def _users(self) -> Steps[Any]:
         head = self._index("")
         keys = yield Call(self._backend, "scan", (escape_glob(head) + "*",))
         return sorted({key[len(head) :] for key in keys})
 
-    def _sweep(self, *, prune: bool) -> Steps:
+    def _sweep(self, *, prune: bool) -> Steps[Any]:
         users = yield from self._users()
         live = expired = with_sessions = 0
         for user_id in users:
@@ -363,11 +363,11 @@ class SessionStore:
             with_sessions += bool(sessions)
         return live, with_sessions, expired
 
-    def _cleanup(self) -> Steps:
+    def _cleanup(self) -> Steps[Any]:
         _, _, expired = yield from self._sweep(prune=True)
         return expired
 
-    def _stats(self) -> Steps:
+    def _stats(self) -> Steps[Any]:
         live, users, _ = yield from self._sweep(prune=False)
         names = ("created", "expired", "revoked")
         raws = yield Call(
@@ -376,7 +376,7 @@ class SessionStore:
         created, expired, revoked = (int(raw) if raw is not None else 0 for raw in raws)
         return SessionStats(live, users, created, expired, revoked)
 
-    def _get(self, session_id: str) -> Steps:
+    def _get(self, session_id: str) -> Steps[Any]:
         info, _ = yield from self._read(session_id)
         return None if info is None else info.data
 

@@ -2,15 +2,24 @@
 
 Write your own by satisfying :class:`Backend` and :class:`AsyncBackend` (no import of
 kirocache needed) and run :mod:`kirocache.testing.conformance` against it.
+
+Work over a backend that takes several round trips is written once as a generator of
+:class:`Call` steps and driven by :func:`run_steps` (sync) or :func:`arun_steps` (async);
+:class:`DistributedLock` is a lock any backend can hold. Durations are float seconds
+(:func:`to_seconds`, :func:`ttl_seconds`) and patterns Redis globs (:func:`escape_glob`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kirocache._types import to_seconds, ttl_seconds
+from kirocache.backends._glob import escape_glob
 from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, Op, OpName, OpResult
+from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
 
 if TYPE_CHECKING:
+    from kirocache._lock import DistributedLock
     from kirocache.backends.memory import MemoryBackend
     from kirocache.backends.redis import RedisBackend
     from kirocache.backends.tiered import TieredBackend
@@ -19,18 +28,30 @@ __all__ = [
     "AsyncBackend",
     "Backend",
     "BackendStats",
+    "Call",
+    "DistributedLock",
     "MemoryBackend",
     "Op",
     "OpName",
     "OpResult",
     "RedisBackend",
+    "Steps",
     "TieredBackend",
+    "arun_steps",
+    "escape_glob",
+    "run_steps",
+    "to_seconds",
+    "ttl_seconds",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # The concrete backends load on first use, so `import kirocache` stays cheap and a
     # memory-only application never imports redis-py.
+    if name == "DistributedLock":
+        from kirocache._lock import DistributedLock
+
+        return DistributedLock
     if name == "MemoryBackend":
         from kirocache.backends.memory import MemoryBackend
 

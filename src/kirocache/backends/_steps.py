@@ -1,21 +1,24 @@
-"""Sync/async drivers for I/O written once, as a generator of ``Call`` steps.
+"""The one sync/async mechanism: I/O written once, as a generator of ``Call`` steps.
 
-The session store and the cleanup task describe their work as generators that yield
-``Call``s and are sent the results; ``run_sync`` calls the sync methods and ``run_async``
-awaits the ``a``-prefixed twins, so the two halves cannot drift. A backend fault is thrown
-back into the generator (wrapped by ``fault`` when given), so its ``finally`` blocks (lock
-releases) and ``except`` blocks still run.
+Work that takes several round trips (a session's create, a cleanup run, the cache's
+invalidations) is a generator that yields ``Call``s and is sent their results;
+``run_steps`` calls the sync methods and ``arun_steps`` awaits the ``a``-prefixed twins,
+so the two halves cannot drift. A backend fault is thrown back into the generator
+(translated by ``fault`` when given), so its ``finally`` blocks (lock releases) and
+``except`` blocks still run. The generator is tested by sending it results, with no server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from kirocache.exceptions import BackendError
 
-__all__ = ["Call", "Fault", "Steps", "run_async", "run_sync"]
+__all__ = ["Call", "Fault", "Steps", "arun_steps", "run_steps"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,12 @@ class Call:
 
     The sync driver calls ``method``; the async driver awaits ``"a" + method`` on the same
     target, which backends and ``DistributedLock`` both provide. ``scan`` answers a list.
+
+    Attributes:
+        target: The object called (a backend, a lock).
+        method: The sync method's name.
+        args: Positional arguments.
+        kwargs: Keyword arguments.
     """
 
     target: Any
@@ -32,8 +41,8 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-Steps: TypeAlias = Generator[Call, Any, Any]
-"""Work written once: it yields ``Call``s and is sent their results."""
+Steps: TypeAlias = Generator[Call, Any, T]
+"""Work written once: it yields ``Call``s, is sent their results and returns a ``T``."""
 
 Fault: TypeAlias = Callable[[Call, BackendError], BackendError]
 """Turns a backend fault of one call into the error thrown back into the steps."""
@@ -43,8 +52,15 @@ def _same(_: Call, exc: BackendError) -> BackendError:
     return exc
 
 
-def run_sync(steps: Steps, fault: Fault = _same) -> Any:
+def run_steps(steps: Steps[T], fault: Fault = _same) -> T:
     """Drive ``steps`` with the sync methods; returns what the generator returns.
+
+    Args:
+        steps: The generator.
+        fault: Translates a ``BackendError`` before it is thrown into the generator.
+
+    Returns:
+        The generator's return value.
 
     Raises:
         BackendError: A backend call failed and the steps did not handle it.
@@ -55,7 +71,7 @@ def run_sync(steps: Steps, fault: Fault = _same) -> Any:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return stop.value  # type: ignore[no-any-return]
         value, error = None, None
         try:
             if call.method == "scan":
@@ -66,8 +82,15 @@ def run_sync(steps: Steps, fault: Fault = _same) -> Any:
             error = fault(call, exc)
 
 
-async def run_async(steps: Steps, fault: Fault = _same) -> Any:
-    """Drive ``steps`` with the async methods: ``run_sync``'s twin.
+async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
+    """Drive ``steps`` with the async methods: ``run_steps``'s twin.
+
+    Args:
+        steps: The generator.
+        fault: Translates a ``BackendError`` before it is thrown into the generator.
+
+    Returns:
+        The generator's return value.
 
     Raises:
         BackendError: A backend call failed and the steps did not handle it.
@@ -78,7 +101,7 @@ async def run_async(steps: Steps, fault: Fault = _same) -> Any:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return stop.value  # type: ignore[no-any-return]
         value, error = None, None
         try:
             if call.method == "scan":
