@@ -1,12 +1,13 @@
-"""The 8-byte header that starts every stored value: format ids, flags, frame and unframe.
+"""The 8-byte header that starts every stored value, and the ``Serializer`` protocol over it.
 
-`frame`, `unframe` and the constants are documented and imported from `kirocache.serializers`.
+`frame`, `unframe`, the constants and `Serializer` are documented and imported from
+`kirocache.serializers`.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import xxhash
 
@@ -115,3 +116,42 @@ def _expect(data: bytes, formats: tuple[int, ...], owner: str) -> tuple[int, byt
         msg = f"{owner} cannot read an entry with flags {flags:#04x}: it needs {wrapper}"
         raise CorruptValueError(msg)
     return format_id, payload
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into framed bytes and back; satisfied without importing kirocache.
+
+    A serializer's ``dumps`` output must be a frame (see :func:`frame`), so the cache and the
+    wrapping serializers can tell kirocache entries from foreign or corrupt bytes. Format ids
+    1 to 127 belong to kirocache; third-party serializers use 128 to 255.
+    """
+
+    def dumps(self, value: object) -> bytes:
+        """Serialize a value into a frame.
+
+        Args:
+            value: The value to store.
+
+        Returns:
+            The framed bytes.
+
+        Raises:
+            SerializationError: The value cannot be serialized; the message names its type.
+        """
+        ...
+
+    def loads(self, data: bytes, type: Any = None) -> Any:
+        """Turn a frame back into a value.
+
+        Args:
+            data: Bytes produced by ``dumps``.
+            type: A type annotation the result must be an instance of, or ``None``.
+
+        Returns:
+            The value.
+
+        Raises:
+            CorruptValueError: The bytes are not a valid entry of this serializer.
+        """
+        ...

@@ -18,7 +18,7 @@ from kirocache.exceptions import ConfigurationError, CorruptValueError, Serializ
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from kirocache.serializers import Serializer
+    from kirocache._framing import Serializer
 
 _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16

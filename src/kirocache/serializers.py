@@ -10,7 +10,7 @@ pickle), 5 to 127 are reserved for it, and 128 to 255 are free for third-party s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Final
 
 from kirocache._formats import OrjsonSerializer, PickleSerializer, RawSerializer
 from kirocache._framing import (
@@ -21,6 +21,7 @@ from kirocache._framing import (
     FORMAT_RAW_BYTES,
     FORMAT_RAW_STR,
     HEADER_SIZE,
+    Serializer,
     frame,
     unframe,
 )
@@ -47,10 +48,11 @@ __all__ = [
 ]
 
 
-# The serializers and the framing functions are written in private modules but documented and
-# imported from here, so they name this module as theirs (as httpx does): reprs and pickles see
-# kirocache.serializers, as before the split.
+# The serializers, their protocol and the framing functions are written in private modules but
+# documented and imported from here, so they name this module as theirs (as httpx does): reprs
+# and pickles see kirocache.serializers.
 for _public in (
+    Serializer,
     OrjsonSerializer,
     RawSerializer,
     PickleSerializer,
@@ -61,45 +63,6 @@ for _public in (
 ):
     _public.__module__ = __name__
 del _public
-
-
-@runtime_checkable
-class Serializer(Protocol):
-    """Turns values into framed bytes and back; satisfied without importing kirocache.
-
-    A serializer's ``dumps`` output must be a frame (see :func:`frame`), so the cache and the
-    wrapping serializers can tell kirocache entries from foreign or corrupt bytes. Format ids
-    1 to 127 belong to kirocache; third-party serializers use 128 to 255.
-    """
-
-    def dumps(self, value: object) -> bytes:
-        """Serialize a value into a frame.
-
-        Args:
-            value: The value to store.
-
-        Returns:
-            The framed bytes.
-
-        Raises:
-            SerializationError: The value cannot be serialized; the message names its type.
-        """
-        ...
-
-    def loads(self, data: bytes, type: Any = None) -> Any:
-        """Turn a frame back into a value.
-
-        Args:
-            data: Bytes produced by ``dumps``.
-            type: A type annotation the result must be an instance of, or ``None``.
-
-        Returns:
-            The value.
-
-        Raises:
-            CorruptValueError: The bytes are not a valid entry of this serializer.
-        """
-        ...
 
 
 _NAMED: Final[dict[str, Callable[[], Serializer]]] = {
