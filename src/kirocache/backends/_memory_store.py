@@ -147,6 +147,13 @@ class MemoryStore:
         self._remove(key, entry[0])
         return True
 
+    def _delete_if(self, key: str, expected: bytes, now: float) -> bool:
+        entry = self._live(key, now)
+        if entry is None or as_value(key, entry[0]) != expected:
+            return False
+        self._remove(key, entry[0])
+        return True
+
     def _ttl(self, key: str, now: float) -> float | None:
         entry = self._live(key, now)
         if entry is None:
@@ -230,6 +237,8 @@ class MemoryStore:
                 return True
             case "delete":
                 return self._delete(key, now)
+            case "delete_if":
+                return self._delete_if(key, as_bytes(op.expected), now)
             case "exists":
                 return self._live(key, now) is not None
             case "expire":

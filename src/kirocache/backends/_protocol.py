@@ -1,24 +1,31 @@
 r"""The backend protocols: bytes in, bytes out, durations in float seconds.
 
-A backend is any object with these methods; it need not import kirocache. ``Backend`` is
-the sync half and ``AsyncBackend`` the async half (the same names with an ``a`` prefix), so
-one object can serve both, as ``MemoryBackend`` and ``RedisBackend`` do. Backends raise
-:class:`~kirocache.exceptions.BackendError` for faults of the store (connection, timeout,
-read-only replica, out of memory); the ``Cache`` above them decides whether to fail open.
+A backend is any object with a handful of methods -- ``get``, ``get_many``, ``execute``,
+``scan``, ``ping``, ``stats`` and ``close`` -- and it need not import kirocache to have
+them. Everything else a cache does to a key is an :class:`Op` that ``execute`` runs, so a
+new backend interprets one small language instead of writing twenty methods.
+``Backend`` is the sync half and ``AsyncBackend`` the async half (the same names with an
+``a`` prefix); a backend may have one half or both. The convenience methods the engine
+calls (``set``, ``delete``, ``tag_add``, ...) are derived from these by
+:func:`kirocache.backends.with_conveniences` for a backend that lacks them.
+
+Backends raise :class:`~kirocache.exceptions.BackendError` for faults of the store
+(connection, timeout, read-only replica, out of memory, a command refused); the ``Cache``
+above them decides whether to fail open.
 
 Key conventions every backend follows (the conformance suite checks them):
 
-* ``ttl`` arguments are float seconds > 0, or ``None`` for no expiry.
-* ``ttl(key)`` answers ``None`` for an absent key, ``math.inf`` for a key without expiry,
-  and the remaining seconds otherwise.
-* ``scan``/``delete_pattern`` take Redis glob patterns (``*``, ``?``, ``[abc]``, ``[^a]``,
-  ``\\`` escapes) and never use KEYS or FLUSHDB.
+* ``ttl`` values are float seconds > 0, or ``None`` for no expiry.
+* a key's remaining TTL (the ``ttl`` op) is ``None`` for an absent key, ``math.inf`` for
+  a key without expiry, and the remaining seconds otherwise.
+* ``scan`` takes Redis glob patterns (``*``, ``?``, ``[abc]``, ``[^a]``, ``\\`` escapes)
+  and never uses KEYS or FLUSHDB.
 * counters written by ``incr`` are stored as ASCII decimal integers.
-* a tag set (``tag_add``) is a key like any other: ``delete``, ``delete_many``,
-  ``delete_pattern``, ``exists``, ``ttl``, ``expire``, ``persist`` and ``scan`` see it, and
-  ``stats().keys`` counts it. Its TTL only grows: ``tag_add`` gives a new set ``ttl`` and
-  extends an existing set's TTL to at least ``ttl`` (``None``: the set never expires).
-  Reading a tag set with ``get`` raises ``BackendError``, as Redis's WRONGTYPE does.
+* a tag set (``tag_add``) is a key like any other: ``delete``, ``exists``, ``ttl``,
+  ``expire``, ``persist`` and ``scan`` see it, and ``stats().keys`` counts it. Its TTL
+  only grows: ``tag_add`` gives a new set ``ttl`` and extends an existing set's TTL to at
+  least ``ttl`` (``None``: the set never expires). Reading a tag set with ``get`` raises
+  ``BackendError`` (as Redis's WRONGTYPE does); ``get_many`` answers ``None`` for it.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ OpName: TypeAlias = Literal[
     "get",
     "set",
     "delete",
+    "delete_if",
     "exists",
     "expire",
     "incr",
@@ -61,38 +69,67 @@ TOMBSTONE_PREFIX: Final = b"\xc5\xfftomb:"
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One operation of a pipeline (see ``Backend.execute``).
+    """One operation for ``execute``: a kind, a key, and the fields that kind reads.
+
+    Every op kind and its answer (the value in its slot of ``execute``'s list; a failing
+    op's slot holds its exception instead, usually a ``BackendError``):
+
+    ============  ===========================================  ==========================
+    kind          what it does                                 answer
+    ============  ===========================================  ==========================
+    get           read ``key`` (a tag set: fails)              ``bytes`` or ``None``
+    set           store ``value`` for ``ttl``, replacing any   ``bool``: stored
+                  TTL; with ``nx`` only if absent
+    delete        remove ``key`` (a value or a tag set)        ``bool``: it existed
+    delete_if     remove ``key`` only if it holds exactly      ``bool``: it removed it
+                  ``expected``, atomically (a lock's release,
+                  a corrupt entry's compare-and-delete)
+    exists        look without reading                         ``bool``
+    expire        give an existing key the TTL ``ttl``         ``bool``: the key existed
+    persist       remove the TTL of ``key``                    ``bool``: a TTL was removed
+    incr          add ``amount`` to the integer at ``key``     ``int``: the new value
+                  (0 if absent); ``ttl`` applies on create
+                  only; fails on a non-integer or overflow
+    ttl           the remaining time to live                   ``None`` absent, ``inf``
+                                                               no expiry, else seconds
+    set_if        store ``value`` (with ``ttl``) only if       ``bool``: stored
+                  ``key`` holds exactly ``expected``
+                  (``None``: absent) and every ``guards``
+                  pair holds too, atomically
+    swap          store ``value`` (with ``ttl``), atomically   ``bytes`` held before, or
+                  answering what was there (``SET ... GET``)   ``None``
+    tag_add       add ``members`` to the tag set at ``key``;   ``True``
+                  its TTL becomes at least ``ttl`` (``None``:
+                  no expiry); no members: nothing happens
+    tag_members   the members of the tag set at ``key``        sorted ``list[str]``,
+                                                               ``[]`` if absent
+    tag_remove    remove ``members``; an emptied set is        ``int``: how many were in
+                  deleted                                      the set
+    tag_prune     remove each of ``members`` whose probe       ``int``: how many were
+                  (the key at its place in ``probes``) is      removed
+                  gone: absent, or holding a tombstone
+                  (:data:`TOMBSTONE_PREFIX`), atomically, so a
+                  probe stored again meanwhile keeps its member
+    ============  ===========================================  ==========================
+
+    ``set_if`` is the compare-and-set a computed value is written with, so a value loaded
+    before an invalidation cannot land after it; ``swap`` writes tombstones. A tag op on a
+    key holding a value, and a value op on a tag set, fail in their slot.
 
     Attributes:
-        name: The operation.
+        name: The op kind.
         key: The full key it works on.
-        value: The bytes to store (``set``).
-        ttl: Seconds to live (``set``, ``expire``, ``incr`` when it creates the key).
+        value: The bytes to store (``set``, ``set_if``, ``swap``).
+        ttl: Seconds to live (``set``, ``set_if``, ``swap``, ``expire``, ``tag_add``, and
+            ``incr`` when it creates the key).
         nx: Only store when the key is absent (``set``).
         amount: The increment (``incr``).
-        expected: What the key must hold for ``set_if`` to store: these exact bytes, or
-            ``None`` for "absent".
-        members: The members ``tag_add`` adds to the set at ``key``.
+        expected: What the key must hold: these exact bytes, or ``None`` for "absent"
+            (``set_if``); the bytes it must hold to be removed (``delete_if``).
+        members: The tag set's members the op adds, removes or prunes.
         guards: More ``(key, expected)`` pairs ``set_if`` checks, like ``expected``,
             before it writes ``key``: all must hold.
         probes: The keys ``tag_prune`` checks, one per member.
-
-    The ops beyond the plain methods:
-
-    * ``set_if``: store ``value`` (with ``ttl``) only if the key holds exactly
-      ``expected`` (``None``: only if absent), atomically; answers whether it stored. It is
-      the compare-and-set a computed value is written with, so a value loaded before an
-      invalidation cannot land after it.
-    * ``swap``: store ``value`` (with ``ttl``) and answer what the key held before
-      (``None`` if absent), atomically (Redis ``SET ... GET``).
-    * ``tag_add``: :meth:`Backend.tag_add` as an op, so a value and its index entry can
-      share one pipeline or transaction; answers ``True``.
-    * ``tag_members``: :meth:`Backend.tag_members` as an op (a sorted ``list[str]``).
-    * ``tag_remove``: :meth:`Backend.tag_remove` as an op (how many were in the set).
-    * ``tag_prune``: remove each of ``members`` from the set at ``key`` whose probe (the
-      key at the same place in ``probes``) is gone: absent, or holding a tombstone
-      (:data:`TOMBSTONE_PREFIX`). One atomic step, so a probe key stored again meanwhile
-      keeps its member. Answers how many were removed.
     """
 
     name: OpName
@@ -151,93 +188,31 @@ class BackendStats:
 
 @runtime_checkable
 class Backend(Protocol):
-    """The sync half of a backend. Every method may raise ``BackendError``."""
+    """The sync half of a backend: seven methods. Every method may raise ``BackendError``."""
 
     def get(self, key: str) -> bytes | None:
-        """Return the bytes stored at ``key``, or ``None``."""
-        ...
-
-    def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
-        """Store ``value``; with ``nx`` only if absent. Returns whether it was stored."""
-        ...
-
-    def delete(self, key: str) -> bool:
-        """Remove ``key``; returns whether it existed."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        """Whether ``key`` holds a live value."""
+        """Return the bytes stored at ``key``, or ``None``; a tag set raises ``BackendError``."""
         ...
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values for ``keys`` in order, ``None`` where absent (one round trip)."""
-        ...
-
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
-        """Store every item with the same TTL (one round trip)."""
-        ...
-
-    def delete_many(self, keys: Sequence[str]) -> int:
-        """Remove ``keys``; returns how many existed (one round trip)."""
-        ...
-
-    def ttl(self, key: str) -> float | None:
-        """Seconds left: ``None`` if absent, ``math.inf`` if it never expires."""
-        ...
-
-    def expire(self, key: str, ttl: float) -> bool:
-        """Set a new TTL on an existing key; returns whether the key existed."""
-        ...
-
-    def persist(self, key: str) -> bool:
-        """Remove the TTL of ``key``; returns whether a TTL was removed."""
-        ...
-
-    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        """Add ``amount`` to the integer at ``key`` (0 if absent); ``ttl`` applies on create."""
-        ...
-
-    def scan(self, pattern: str, count: int = 500) -> Iterator[str]:
-        """Yield keys matching the glob ``pattern``, ``count`` per server call."""
-        ...
-
-    def delete_pattern(self, pattern: str, batch_size: int = 500) -> int:
-        """Delete keys matching ``pattern`` in batches (SCAN + UNLINK); returns the count."""
-        ...
-
-    def tag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
-        """Add ``members`` to the set at ``key``; it then lives at least ``ttl`` seconds.
-
-        A new set gets ``ttl``; an existing set's TTL is never shortened, and ``None``
-        makes the set never expire. No members: nothing happens. Raises ``BackendError``
-        when ``key`` holds a value that is not a tag set.
-        """
-        ...
-
-    def tag_members(self, key: str) -> list[str]:
-        """The members of the set at ``key``, sorted; ``[]`` if absent."""
-        ...
-
-    def tag_remove(self, key: str, members: Sequence[str]) -> int:
-        """Remove ``members`` from the set at ``key``; returns how many were in it.
-
-        A set left empty is deleted, as Redis deletes empty sets.
-        """
-        ...
-
-    def delete_if_equals(self, key: str, value: bytes) -> bool:
-        """Delete ``key`` only if it holds ``value``, atomically; returns whether it did.
-
-        This is a lock's release: a holder whose lock expired and was taken by another
-        holder (another value) leaves that lock alone.
-        """
+        """Values for ``keys`` in order, ``None`` where absent or a tag set (one round trip)."""
         ...
 
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
-        """Run ``ops`` in one round trip; with ``transaction`` atomically.
+        """Run ``ops`` in order, in one round trip where the store allows; answer each.
 
-        Without a transaction a failing op puts its exception in its slot and the others
-        still run.
+        Each op's answer (see :class:`Op`) sits in its slot; a failing op puts its
+        exception in its slot and the others still run. With ``transaction`` the ops run
+        atomically (no other client sees a state between them); nothing is rolled back.
+        An unknown op kind raises ``ConfigurationError`` before any op runs.
+        """
+        ...
+
+    def scan(self, pattern: str, count: int = 500) -> Iterator[str]:
+        """Yield live keys matching the glob ``pattern``, about ``count`` per store call.
+
+        As with Redis SCAN, keys present for the whole scan are yielded once; keys written
+        during it may or may not be.
         """
         ...
 
@@ -262,74 +237,16 @@ class AsyncBackend(Protocol):
         """Async ``get``."""
         ...
 
-    async def aset(
-        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
-    ) -> bool:
-        """Async ``set``."""
-        ...
-
-    async def adelete(self, key: str) -> bool:
-        """Async ``delete``."""
-        ...
-
-    async def aexists(self, key: str) -> bool:
-        """Async ``exists``."""
-        ...
-
     async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Async ``get_many``."""
         ...
 
-    async def aset_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
-        """Async ``set_many``."""
-        ...
-
-    async def adelete_many(self, keys: Sequence[str]) -> int:
-        """Async ``delete_many``."""
-        ...
-
-    async def attl(self, key: str) -> float | None:
-        """Async ``ttl``."""
-        ...
-
-    async def aexpire(self, key: str, ttl: float) -> bool:
-        """Async ``expire``."""
-        ...
-
-    async def apersist(self, key: str) -> bool:
-        """Async ``persist``."""
-        ...
-
-    async def aincr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        """Async ``incr``."""
+    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        """Async ``execute``."""
         ...
 
     def ascan(self, pattern: str, count: int = 500) -> AsyncIterator[str]:
         """Async ``scan``: an async iterator of matching keys."""
-        ...
-
-    async def adelete_pattern(self, pattern: str, batch_size: int = 500) -> int:
-        """Async ``delete_pattern``."""
-        ...
-
-    async def atag_add(self, key: str, members: Sequence[str], ttl: float | None) -> None:
-        """Async ``tag_add``."""
-        ...
-
-    async def atag_members(self, key: str) -> list[str]:
-        """Async ``tag_members``."""
-        ...
-
-    async def atag_remove(self, key: str, members: Sequence[str]) -> int:
-        """Async ``tag_remove``."""
-        ...
-
-    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
-        """Async ``delete_if_equals``."""
-        ...
-
-    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
-        """Async ``execute``."""
         ...
 
     async def aping(self) -> float:

@@ -206,6 +206,15 @@ return 1
 """
 
 
+# delete_if: UNLINK KEYS[1] only if it holds ARGV[1]; GET fails on a tag set (WRONGTYPE).
+_DELETE_IF: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('UNLINK', KEYS[1])
+end
+return 0
+"""
+
+
 def _set_if_command(op: Op) -> Command:
     px = to_px(op.ttl)
     checks = ((op.key, op.expected), *op.guards)
@@ -246,6 +255,13 @@ return removed
 )
 
 
+def _expected_bytes(op: Op) -> bytes:
+    if not isinstance(op.expected, (bytes, bytearray, memoryview)):
+        msg = f"delete_if needs the expected value as bytes, got {type(op.expected).__name__}"
+        raise ConfigurationError(msg)
+    return bytes(op.expected)
+
+
 def _tag_prune_op(op: Op) -> list[Command]:
     if len(op.probes) != len(op.members):
         msg = "tag_prune needs one probe key per member"
@@ -275,6 +291,7 @@ _OP_COMMANDS: Final[Mapping[str, Callable[[Op], list[Command]]]] = {
     "get": lambda op: [("GET", op.key)],
     "set": lambda op: [set_command(op.key, op.value, op.ttl, nx=op.nx)],
     "delete": lambda op: [("UNLINK", op.key)],
+    "delete_if": lambda op: [("EVAL", _DELETE_IF, 1, op.key, _expected_bytes(op))],
     "exists": lambda op: [("EXISTS", op.key)],
     "expire": lambda op: expire_commands(op.key, math.inf if op.ttl is None else op.ttl),
     "incr": lambda op: incr_commands(op.key, op.amount, op.ttl),

@@ -23,7 +23,9 @@ _log = logging.getLogger("kirocache.backends.tiered")
 
 # Ops that change what a key holds. tag_add is not among them: tag sets are never copied
 # into the local layer, so no process holds a copy to drop.
-_WRITES: Final = frozenset({"set", "delete", "expire", "incr", "persist", "set_if", "swap"})
+_WRITES: Final = frozenset(
+    {"set", "delete", "delete_if", "expire", "incr", "persist", "set_if", "swap"}
+)
 
 
 # ---- pure helpers: what a read asks for, and what a write announces (no I/O) -----------------

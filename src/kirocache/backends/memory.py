@@ -13,7 +13,6 @@ from kirocache.backends._memory_values import (
     as_bytes,
     as_members,
     as_tags,
-    as_value,
     deadline,
 )
 from kirocache.backends._protocol import BackendStats, Op, OpName, OpResult
@@ -275,11 +274,7 @@ class MemoryBackend(MemoryStore):
         expected = as_bytes(value)
         now = self._clock()
         with self._lock:
-            entry = self._live(key, now)
-            if entry is None or as_value(key, entry[0]) != expected:
-                return False
-            self._remove(key, entry[0])
-            return True
+            return self._delete_if(key, expected, now)
 
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Run ``ops`` in order; with ``transaction`` under one lock hold, so atomically.

@@ -38,6 +38,7 @@ from typing import Protocol
 
 import pytest
 
+from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._glob import escape_glob
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, AsyncBackend, Backend, BackendStats, Op
 from kirocache.exceptions import BackendError
@@ -68,8 +69,8 @@ _GLOBS: tuple[tuple[str, set[str]], ...] = (
 )
 
 
-class FullBackend(Backend, AsyncBackend, Protocol):
-    """A backend serving both sync and async code, as the suite's ``backend`` fixture must."""
+class FullBackend(ConvenientBackend, AsyncConvenientBackend, Protocol):
+    """A backend serving both sync and async code, with the convenience methods."""
 
 
 def _ops_with_failure(k: str) -> list[Op]:
@@ -749,6 +750,27 @@ class BackendConformance:
         assert await backend.adelete_if_equals(k + "lock", b"token-1") is True
         assert await backend.aexists(k + "lock") is False
         assert await backend.adelete_if_equals(k + "lock", b"token-1") is False
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_delete_if_op(self, backend: FullBackend, k: str, transaction: bool) -> None:
+        """The ``delete_if`` op removes the key only when it holds exactly ``expected``."""
+        backend.set(k + "lock", b"token-1")
+        backend.tag_add(k + "tag", ["m"], 60)
+        results = backend.execute(
+            [
+                Op("delete_if", k + "lock", expected=b"token-2"),
+                Op("delete_if", k + "lock", expected=b"token-"),
+                Op("delete_if", k + "absent", expected=b"token-1"),
+                Op("exists", k + "lock"),
+                Op("delete_if", k + "lock", expected=b"token-1"),
+                Op("exists", k + "lock"),
+                Op("delete_if", k + "tag", expected=b"m"),
+            ],
+            transaction=transaction,
+        )
+        assert results[:6] == [False, False, False, True, True, False]
+        assert isinstance(results[6], BackendError)
+        assert backend.tag_members(k + "tag") == ["m"]
 
     # -- execute ---------------------------------------------------------------------------
 
