@@ -2,11 +2,11 @@
 
 ``ConvenientBackend`` is ``Backend`` plus one method per common op (``set``, ``delete``,
 ``tag_add``, ...) and the batch helpers (``set_many``, ``delete_many``,
-``delete_pattern``); ``AsyncConvenientBackend`` is its async half. The built-in backends
-have these methods natively; :func:`kirocache.backends.with_conveniences` derives them
-from ``execute`` and ``scan`` for a backend that only has the small protocol. Each
-method answers what its op answers (see :class:`~kirocache.backends.Op`) and raises the
-op's error instead of returning it.
+``delete_pattern``); ``AsyncConvenientBackend`` is its async half, and ``FullBackend``
+both. The built-in backends have these methods natively;
+:func:`kirocache.backends.with_conveniences` derives them from ``execute`` and ``scan``
+for a backend that only has the small protocol. Each method answers what its op answers
+(see :class:`~kirocache.backends.Op`) and raises the op's error instead of returning it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from kirocache.backends._protocol import AsyncBackend, Backend
 
-__all__ = ["AsyncConvenientBackend", "ConvenientBackend"]
+__all__ = ["AsyncConvenientBackend", "ConvenientBackend", "FullBackend"]
 
 
 @runtime_checkable
@@ -153,3 +153,8 @@ class AsyncConvenientBackend(AsyncBackend, Protocol):
     async def adelete_if_equals(self, key: str, value: bytes) -> bool:
         """Async ``delete_if_equals``."""
         ...
+
+
+@runtime_checkable
+class FullBackend(ConvenientBackend, AsyncConvenientBackend, Protocol):
+    """Both halves with the convenience methods, as every built-in backend has them."""

@@ -34,11 +34,10 @@ import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Protocol
 
 import pytest
 
-from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
+from kirocache.backends._conveniences import FullBackend
 from kirocache.backends._glob import escape_glob
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, AsyncBackend, Backend, BackendStats, Op
 from kirocache.exceptions import BackendError
@@ -67,10 +66,6 @@ _GLOBS: tuple[tuple[str, set[str]], ...] = (
     ("c\\\\", {"c\\"}),
     ("nothing*", set()),
 )
-
-
-class FullBackend(ConvenientBackend, AsyncConvenientBackend, Protocol):
-    """A backend serving both sync and async code, with the convenience methods."""
 
 
 def _ops_with_failure(k: str) -> list[Op]:
