@@ -204,7 +204,8 @@ class Backend(Protocol):
         Each op's answer (see :class:`Op`) sits in its slot; a failing op puts its
         exception in its slot and the others still run. With ``transaction`` the ops run
         atomically (no other client sees a state between them); nothing is rolled back.
-        An unknown op kind raises ``ConfigurationError`` before any op runs.
+        An unknown op kind raises ``ValueError`` (kirocache's backends raise
+        ``ConfigurationError``, a ``ValueError``) before any op runs.
         """
         ...
 

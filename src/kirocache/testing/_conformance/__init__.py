@@ -1,0 +1,1 @@
+"""The backend conformance suite, in two halves (see :mod:`kirocache.testing.conformance`)."""

@@ -1,0 +1,101 @@
+"""Backends with only the small protocol pass their half of the suite and serve ``Cache``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kirocache import Cache, cached
+from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
+from kirocache.backends._derive import AsyncConveniences, Conveniences, with_conveniences
+from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats
+from kirocache.exceptions import BackendError, ConfigurationError
+from kirocache.testing.conformance import AsyncBackendConformance, SyncBackendConformance
+
+from .dict_backend import AsyncDictBackend, DictBackend
+
+SMALL_PROTOCOL = {"get", "get_many", "execute", "scan", "ping", "stats", "close"}
+
+
+def dict_backend() -> DictBackend:
+    return DictBackend(error=BackendError, stats=BackendStats)
+
+
+class TestDictBackend(SyncBackendConformance):
+    """The sync half, conveniences included (derived from the dict's ``execute``)."""
+
+    @pytest.fixture
+    def backend(self) -> DictBackend:
+        return dict_backend()
+
+
+class TestAsyncDictBackend(AsyncBackendConformance):
+    """The async half, on an async-only backend."""
+
+    @pytest.fixture
+    def backend(self) -> AsyncDictBackend:
+        return AsyncDictBackend(error=BackendError, stats=BackendStats)
+
+
+def test_the_dict_backend_has_the_small_protocol_only() -> None:
+    backend = dict_backend()
+    assert {name for name in dir(backend) if not name.startswith("_")} == SMALL_PROTOCOL
+    assert isinstance(backend, Backend)
+    assert not isinstance(backend, (AsyncBackend, ConvenientBackend))
+
+
+def test_with_conveniences_wraps_only_the_halves_a_backend_has() -> None:
+    full = with_conveniences(dict_backend())
+    assert type(full) is Conveniences
+    assert isinstance(full, ConvenientBackend)
+    assert not isinstance(full, (AsyncBackend, AsyncConvenientBackend))
+    assert repr(full).startswith("Conveniences(<")
+    afull = with_conveniences(AsyncDictBackend(error=BackendError, stats=BackendStats))
+    assert type(afull) is AsyncConveniences
+    assert isinstance(afull, AsyncConvenientBackend)
+    assert not isinstance(afull, (Backend, ConvenientBackend))
+
+
+def test_with_conveniences_refuses_what_is_no_backend() -> None:
+    with pytest.raises(ConfigurationError, match="not a kirocache backend"):
+        with_conveniences(object())  # type: ignore[call-overload]
+
+
+def test_serves_cache_and_cached() -> None:
+    cache = Cache(with_conveniences(dict_backend()), key_prefix="app:")
+    calls: list[int] = []
+
+    @cached(prefix="user:", ttl=60, cache=cache, tags=["user:{user_id}"])
+    def profile(user_id: int) -> dict[str, Any]:
+        calls.append(user_id)
+        return {"id": user_id, "calls": len(calls)}
+
+    assert profile(1) == {"id": 1, "calls": 1}
+    assert profile(1) == {"id": 1, "calls": 1}
+    assert cache.invalidate_tags("user:1") >= 1
+    assert profile(1) == {"id": 1, "calls": 2}
+    assert profile.invalidate(1) is True
+    assert profile(1) == {"id": 1, "calls": 3}
+    cache.set("plain", [1, 2], ttl=30)
+    assert cache.get("plain") == [1, 2]
+    assert cache.incr("hits") == 1
+    assert cache.delete_pattern("*") >= 2
+    assert cache.stats().backend == "dict"
+    assert calls == [1, 1, 1]
+
+
+async def test_serves_cache_async() -> None:
+    cache = Cache(with_conveniences(AsyncDictBackend(error=BackendError, stats=BackendStats)))
+    calls: list[int] = []
+
+    @cached(prefix="user:", ttl=60, cache=cache)
+    async def profile(user_id: int) -> dict[str, Any]:
+        calls.append(user_id)
+        return {"id": user_id}
+
+    assert await profile(2) == {"id": 2}
+    assert await profile(2) == {"id": 2}
+    assert await profile.invalidate(2) is True
+    assert await profile(2) == {"id": 2}
+    assert calls == [2, 2]
