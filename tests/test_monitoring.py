@@ -1,4 +1,4 @@
-"""Health checks and alerts: lifecycle on a controllable clock, real Redis memory, faults."""
+"""Health checks and alerts: one threshold table, lifecycle on a controllable clock, faults."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from typing import Any
 import pytest
 import redis
 
-from kirocache import Cache
-from kirocache._breaker import CircuitBreaker
-from kirocache.backends.memory import MemoryBackend
+from kirocache import Cache, CircuitBreaker
+from kirocache._ring.health import judge
+from kirocache.backends import MemoryBackend
 from kirocache.metrics import InMemoryMetrics, MultiMetrics
 from kirocache.monitoring import (
     DEFAULT_RULES,
+    THRESHOLDS,
     Alert,
     HealthChecker,
+    HealthReport,
     LoggingAlertHandler,
     Monitor,
+    NamespaceHealth,
+    Threshold,
 )
 from kirocache.testing import FaultyBackend
 from redis_server import RedisServer
@@ -295,3 +299,78 @@ async def test_amonitor_and_alert(cache: Cache, metrics: InMemoryMetrics) -> Non
     [alert] = await monitor.amonitor_and_alert()
     assert alert.rule == "hit_rate"
     assert await monitor.amonitor_and_alert() == []
+
+
+# -- one threshold table -------------------------------------------------------------------
+
+
+def figures(metric: str, value: float) -> HealthReport:
+    """A healthy report, but for ``metric``, which reads ``value``."""
+    report = HealthReport(
+        status="healthy",
+        checked_at=0.0,
+        ping_latency=0.001,
+        backend=None,
+        memory_ratio=None,
+        namespaces=(),
+        breaker="closed",
+        errors_since_last_check=0,
+        min_reads=20,
+    )
+    if metric == "hit_rate":
+        return dataclasses.replace(report, namespaces=(NamespaceHealth(NS, 20, value, None, 0),))
+    if metric == "latency_p95":
+        return dataclasses.replace(report, namespaces=(NamespaceHealth(NS, 0, None, value, 0),))
+    if metric == "memory":
+        return dataclasses.replace(report, memory_ratio=value)
+    if metric == "connection_errors":
+        return dataclasses.replace(report, errors_since_last_check=int(value))
+    if metric == "circuit_breaker_open":
+        return dataclasses.replace(report, breaker="open" if value > 0 else "closed")
+    assert metric == "backend_unreachable"
+    return dataclasses.replace(report, ping_latency=None if value > 0 else 0.001)
+
+
+@pytest.mark.parametrize("row", THRESHOLDS, ids=lambda row: row.metric)
+def test_health_and_alerts_agree_on_every_threshold(cache: Cache, row: Threshold) -> None:
+    # Counts and flags move in whole steps; ratios and seconds just past the limit.
+    step = 0.001 if row.metric in ("hit_rate", "latency_p95", "memory") else 1
+    past = row.limit + step if row.comparison == "above" else row.limit - step
+    report = figures(row.metric, past)
+    [issue] = judge(report).issues
+    [alert] = Monitor(cache).evaluate(report)
+    assert issue.severity == alert.severity == row.severity
+    assert (alert.rule, alert.threshold) == (row.metric, row.limit)
+    at_the_limit = figures(row.metric, row.limit)
+    assert judge(at_the_limit).issues == ()
+    assert Monitor(cache).evaluate(at_the_limit) == []
+
+
+def test_defaults_of_checker_and_rules_are_the_table(cache: Cache) -> None:
+    assert HealthChecker(cache).thresholds == THRESHOLDS
+    assert [(r.name, r.severity, r.threshold, r.above) for r in DEFAULT_RULES] == [
+        (row.metric, row.severity, row.limit, row.comparison == "above") for row in THRESHOLDS
+    ]
+    assert {row.metric: row.limit for row in THRESHOLDS} == {
+        "hit_rate": 0.8,
+        "latency_p95": 0.1,
+        "memory": 0.8,
+        "connection_errors": 0,
+        "circuit_breaker_open": 0,
+        "backend_unreachable": 0,
+    }
+    loose = HealthChecker(cache, latency_p95_threshold=0.5).thresholds
+    assert [row.limit for row in loose if row.metric == "latency_p95"] == [0.5]
+
+
+def test_a_slow_namespace_is_the_same_severity_in_the_check_and_the_alert(
+    cache: Cache, metrics: InMemoryMetrics
+) -> None:
+    for _ in range(20):
+        metrics.record("get", NS, "hit", 0.25)
+    monitor = Monitor(cache)
+    [alert] = monitor.monitor_and_alert()
+    assert monitor.last_report is not None
+    [issue] = monitor.last_report.issues
+    assert (issue.kind, issue.severity) == ("latency", "high")
+    assert (alert.rule, alert.severity) == ("latency_p95", "high")

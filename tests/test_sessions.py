@@ -9,23 +9,23 @@ import os
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from kirocache import Cache, Namespace
-from kirocache.backends import Op
+from kirocache.backends import MemoryBackend, Op
 from kirocache.exceptions import BackendError
 from kirocache.serializers import EncryptedSerializer
 from kirocache.sessions import SessionStore, SessionStoreError
-from kirocache.testing import FaultyBackend
+from kirocache.testing import FaultyBackend, ManualClock
 
 if TYPE_CHECKING:
     from kirocache.testing.conformance import FullBackend
 
 TTL = 0.3
-# Past a session's ttl plus the store's clock-skew allowance (capped at the ttl).
-GONE = 2 * TTL + 0.25
+REAL_TTL = 0.5
 
 
 def store(backend: FullBackend, **options: object) -> SessionStore:
@@ -100,66 +100,137 @@ async def test_revoke_all_async(backend: FullBackend) -> None:
 def test_a_touch_that_raced_a_revoke_does_not_bring_the_session_back(backend: FullBackend) -> None:
     sessions = store(backend)
     sid = sessions.create("ada", {"k": 1})
-    raw = backend.get(sessions._key(f"id:{sid}"))
+    raw = backend.get(sessions._steps.key(f"id:{sid}"))
     assert raw is not None
     assert sessions.revoke(sid)
-    backend.set(sessions._key(f"id:{sid}"), raw, 60)  # the late write of a racing touch
+    backend.set(sessions._steps.key(f"id:{sid}"), raw, 60)  # the late write of a racing touch
     assert sessions.get(sid) is None
     assert sessions.user_sessions("ada") == []
 
 
 # -- expiry ------------------------------------------------------------------------------
+# The store's own decisions (timestamps, when an index entry counts as expired) read the
+# cache's clock, which these tests move by hand. Records expire by the backend's TTL: in
+# memory that follows the same clock, so no test waits; on a Redis server (fakeredis or
+# the real one) the server's own expiry is under test, so real time passes with the clock.
 
 
-def test_sliding_expiry_is_extended_by_touch(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=True)
+@dataclass
+class Timeline:
+    """A backend and a clock moved by hand; with ``real``, real time passes along."""
+
+    backend: FullBackend
+    clock: ManualClock
+    real: bool
+    ttl: float
+
+    @property
+    def gone(self) -> float:
+        """Past a session's ttl plus the store's clock-skew allowance (capped at the ttl)."""
+        return 2.5 * self.ttl
+
+    def store(self, **options: object) -> SessionStore:
+        cache = Cache(self.backend, clock=self.clock)
+        return SessionStore(cache, ttl=self.ttl, **options)  # type: ignore[arg-type]
+
+    def elapse(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        if self.real:
+            time.sleep(seconds)
+
+    async def aelapse(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        if self.real:
+            await asyncio.sleep(seconds)
+
+
+ON_EVERY_CLOCK = pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("memory"),
+        pytest.param("fakeredis", marks=pytest.mark.slow),
+        pytest.param("redis", marks=[pytest.mark.slow, pytest.mark.real_redis]),
+    ],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def timeline(backend: FullBackend) -> Timeline:
+    clock = ManualClock()
+    if isinstance(backend, MemoryBackend):
+        return Timeline(MemoryBackend(clock=clock.monotonic), clock, real=False, ttl=TTL)
+    # A real ttl long enough that a touch every third of it keeps a session alive on a
+    # loaded machine: a third of a second of slack per step.
+    return Timeline(backend, clock, real=True, ttl=REAL_TTL)
+
+
+@ON_EVERY_CLOCK
+def test_sliding_expiry_is_extended_by_touch(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=True)
     sid = sessions.create("ada", {})
     for _ in range(4):
-        time.sleep(TTL / 3)
+        timeline.elapse(timeline.ttl / 3)
         assert sessions.touch(sid)
     # Well past the first ttl, alive thanks to the touches.
     assert sessions.get(sid) == {}
     assert [s.session_id for s in sessions.user_sessions("ada")] == [sid]
-    time.sleep(TTL + 0.1)
+    timeline.elapse(timeline.ttl + 0.1)
     assert sessions.get(sid) is None
 
 
-async def test_fixed_expiry_ignores_touch_async(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=False)
+@ON_EVERY_CLOCK
+async def test_fixed_expiry_ignores_touch_async(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=False)
     sid = await sessions.acreate("ada", {})
-    await asyncio.sleep(TTL / 2)
+    await timeline.aelapse(timeline.ttl / 2)
     assert await sessions.atouch(sid, ip="x")
     assert await sessions.aupdate(sid, {"k": 1})
-    await asyncio.sleep(TTL / 2 + 0.1)
+    await timeline.aelapse(timeline.ttl / 2 + 0.1)
     assert await sessions.aget(sid) is None
     assert await sessions.atouch(sid) is False
 
 
-async def test_sliding_expiry_async(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=True)
+@ON_EVERY_CLOCK
+async def test_sliding_expiry_async(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=True)
     sid = await sessions.acreate("ada", {})
     for _ in range(4):
-        await asyncio.sleep(TTL / 3)
+        await timeline.aelapse(timeline.ttl / 3)
         assert await sessions.atouch(sid)
     assert await sessions.aget(sid) == {}
 
 
-def test_fixed_expiry_ignores_touch(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=False)
+@ON_EVERY_CLOCK
+def test_fixed_expiry_ignores_touch(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=False)
     sid = sessions.create("ada", {})
-    time.sleep(TTL / 2)
+    timeline.elapse(timeline.ttl / 2)
     assert sessions.touch(sid)
-    time.sleep(TTL / 2 + 0.1)
+    timeline.elapse(timeline.ttl / 2 + 0.1)
     assert sessions.get(sid) is None
 
 
-def test_listing_after_some_expire_and_cleanup_counts(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=True)
+def test_timestamps_come_from_the_caches_clock(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=True)
+    created = timeline.clock.time()
+    sid = sessions.create("ada", {})
+    timeline.clock.advance(0.05)
+    assert sessions.touch(sid)
+    [info] = sessions.user_sessions("ada")
+    assert (info.created_at, info.last_activity) == (created, timeline.clock.time())
+
+
+@ON_EVERY_CLOCK
+def test_listing_after_some_expire_and_cleanup_counts(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=True)
     old = [sessions.create("ada", {"n": n}) for n in range(2)]
     kept = sessions.create("ada", {"n": 2})
     other = sessions.create("bob", {})
-    for _ in range(3):
-        time.sleep(GONE / 3)
+    # A touch every third of the ttl keeps one session alive until the others are gone.
+    steps = math.ceil(timeline.gone / (timeline.ttl / 3))
+    for _ in range(steps):
+        timeline.elapse(timeline.gone / steps)
         sessions.touch(kept)
     assert [s.session_id for s in sessions.user_sessions("ada")] == [kept]
     assert all(sessions.get(sid) is None for sid in [*old, other])
@@ -170,18 +241,34 @@ def test_listing_after_some_expire_and_cleanup_counts(backend: FullBackend) -> N
     assert (stats.live_sessions, stats.users, stats.created, stats.expired) == (1, 1, 4, 3)
 
 
-async def test_listing_after_some_expire_and_cleanup_counts_async(backend: FullBackend) -> None:
-    sessions = store(backend, ttl=TTL, sliding=True)
+@ON_EVERY_CLOCK
+async def test_listing_after_some_expire_and_cleanup_counts_async(timeline: Timeline) -> None:
+    sessions = timeline.store(sliding=True)
     await sessions.acreate("ada", {})
     kept = await sessions.acreate("ada", {})
     await sessions.acreate("bob", {})
-    for _ in range(3):
-        await asyncio.sleep(GONE / 3)
+    steps = math.ceil(timeline.gone / (timeline.ttl / 3))
+    for _ in range(steps):
+        await timeline.aelapse(timeline.gone / steps)
         await sessions.atouch(kept)
     assert await sessions.acleanup() == 2
     assert [s.session_id for s in await sessions.auser_sessions("ada")] == [kept]
     stats = await sessions.astats()
     assert (stats.live_sessions, stats.users, stats.expired) == (1, 1, 2)
+
+
+def test_an_expired_record_is_not_pruned_before_its_first_ttl_and_skew(
+    timeline: Timeline,
+) -> None:
+    # A record can vanish early (eviction, or a creation still in flight on another
+    # host); its index entry stays until the clock says the session must have expired.
+    sessions = timeline.store(sliding=True)
+    sid = sessions.create("ada", {})
+    timeline.backend.execute([Op("delete", sessions._steps.key(f"id:{sid}"))])
+    timeline.clock.advance(2 * timeline.ttl - 0.01)
+    assert sessions.cleanup() == 0
+    timeline.clock.advance(0.02)
+    assert sessions.cleanup() == 1
 
 
 def test_stats_counts_created_revoked_live_and_users(backend: FullBackend) -> None:
@@ -284,7 +371,7 @@ class _DiesOnCreate:
 def test_create_writes_record_and_index_in_one_transaction(backend: FullBackend) -> None:
     dying = _DiesOnCreate(backend)
     sessions = SessionStore(Cache(backend), namespace=Namespace("atomic:", ttl=60))
-    sessions._backend = dying  # the store's backend, wrapped after the Cache checked it
+    sessions._steps.backend = dying  # the store's backend, wrapped after the Cache checked it
     with pytest.raises(SessionStoreError):
         sessions.create("ada", {"n": 1})
     # one transaction held the record and the index entry, and nothing was left behind
@@ -317,7 +404,7 @@ def test_encryption_at_rest(backend: FullBackend) -> None:
     key = os.urandom(32)
     sessions = store(backend, serializer=EncryptedSerializer(key=key))
     sid = sessions.create("ada", {"secret": "hunter2-plaintext"})
-    raw = backend.get(sessions._key(f"id:{sid}"))
+    raw = backend.get(sessions._steps.key(f"id:{sid}"))
     assert raw is not None
     assert b"hunter2" not in raw
     assert sessions.get(sid) == {"secret": "hunter2-plaintext"}
@@ -331,7 +418,7 @@ def test_the_caches_encrypted_serializer_applies(backend: FullBackend) -> None:
     cache = Cache(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
     sessions = SessionStore(cache)
     sid = sessions.create("ada", {"card": "4111-plaintext"})
-    raw = backend.get(sessions._key(f"id:{sid}"))
+    raw = backend.get(sessions._steps.key(f"id:{sid}"))
     assert raw is not None
     assert b"4111" not in raw
     assert sessions.get(sid) == {"card": "4111-plaintext"}

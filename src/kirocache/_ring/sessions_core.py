@@ -1,4 +1,4 @@
-"""The I/O-free core of the session store: ids, keys, records and the sync/async drivers."""
+"""The I/O-free core of the session store: ids, index entries, records and the drivers."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from kirocache.backends import _steps
-from kirocache.backends._steps import Call, Steps
+from kirocache.backends import Call, Op, Steps, arun_steps, run_steps
 from kirocache.exceptions import BackendError
 
 __all__ = [
-    "Call",
     "SessionInfo",
+    "SessionStats",
     "SessionStoreError",
-    "Steps",
     "check_slots",
+    "execute",
     "mask",
     "member",
     "new_session_id",
     "parse_member",
+    "remaining",
     "run_async",
     "run_sync",
     "valid_id",
@@ -32,6 +32,8 @@ __all__ = [
 _ID_BYTES: Final = 32
 _ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
 _SHOWN: Final = 6
+
+T = TypeVar("T")
 
 
 class SessionStoreError(BackendError):
@@ -132,6 +134,25 @@ class SessionInfo:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """What ``SessionStore.stats`` reports.
+
+    Attributes:
+        live_sessions: Sessions that exist now.
+        users: Users with at least one live session.
+        created: Sessions created since the counters began.
+        expired: Sessions found expired and dropped from an index (by ``cleanup`` or a listing).
+        revoked: Sessions revoked, including those evicted by ``max_sessions_per_user``.
+    """
+
+    live_sessions: int
+    users: int
+    created: int
+    expired: int
+    revoked: int
+
+
 def check_slots(results: list[Any], what: str) -> list[Any]:
     """Raise the first exception a pipeline put in its slots, as a ``SessionStoreError``."""
     for slot in results:
@@ -139,6 +160,18 @@ def check_slots(results: list[Any], what: str) -> list[Any]:
             msg = f"session store backend failed during {what}: {slot}"
             raise SessionStoreError(msg) from slot
     return results
+
+
+def execute(
+    backend: Any, ops: list[Op], what: str, *, transaction: bool = False
+) -> Steps[list[Any]]:
+    """Run ``ops`` in one round trip (atomically with ``transaction``); their answers.
+
+    Raises:
+        SessionStoreError: An op failed in its slot (``what`` names the operation).
+    """
+    results = yield Call(backend, "execute", (ops,), {"transaction": transaction})
+    return check_slots(results, what)
 
 
 def remaining(seconds: float | None) -> float | None:
@@ -154,24 +187,27 @@ def remaining(seconds: float | None) -> float | None:
 def _fault(call: Call, exc: BackendError) -> SessionStoreError:
     if isinstance(exc, SessionStoreError):
         return exc
-    error = SessionStoreError(f"session store backend failed in {call.method}: {exc}")
+    what = call.method
+    if what == "execute" and call.args:
+        what = "+".join(op.name for op in call.args[0])
+    error = SessionStoreError(f"session store backend failed in {what}: {exc}")
     error.__cause__ = exc
     return error
 
 
-def run_sync(steps: Steps[Any]) -> Any:
+def run_sync(steps: Steps[T]) -> T:
     """Drive a session operation with the sync backend methods.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    return _steps.run_steps(steps, _fault)
+    return run_steps(steps, _fault)
 
 
-async def run_async(steps: Steps[Any]) -> Any:
+async def run_async(steps: Steps[T]) -> T:
     """Drive a session operation with the async backend methods: ``run_sync``'s twin.
 
     Raises:
         SessionStoreError: A backend call failed.
     """
-    return await _steps.arun_steps(steps, _fault)
+    return await arun_steps(steps, _fault)

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
+from kirocache._ring.thresholds import THRESHOLDS, Metric, Severity, Threshold, threshold
 from kirocache.exceptions import BackendError
 from kirocache.metrics import InMemoryMetrics, MultiMetrics
 
 if TYPE_CHECKING:
-    from kirocache._breaker import BreakerState
-    from kirocache._cache import Cache
-    from kirocache.backends._protocol import BackendStats
+    from kirocache import BreakerState, Cache
+    from kirocache.backends import BackendStats
     from kirocache.metrics import MetricsHook
 
-__all__ = ["HealthChecker", "HealthReport", "HealthStatus", "Issue", "NamespaceHealth", "Severity"]
+__all__ = [
+    "MEASURES",
+    "HealthChecker",
+    "HealthReport",
+    "HealthStatus",
+    "Issue",
+    "NamespaceHealth",
+    "judge",
+]
 
 HealthStatus: TypeAlias = Literal["healthy", "degraded", "unhealthy"]
-Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +110,133 @@ class HealthReport:
         return data
 
 
-_RANK: dict[Severity, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# -- what each metric of the threshold table reads from a report, by subject --------------
+
+
+def _hit_rates(report: HealthReport) -> dict[str, float]:
+    return {
+        ns.namespace: ns.hit_rate
+        for ns in report.namespaces
+        if ns.hit_rate is not None and ns.reads >= report.min_reads
+    }
+
+
+def _latencies(report: HealthReport) -> dict[str, float]:
+    return {ns.namespace: ns.latency_p95 for ns in report.namespaces if ns.latency_p95 is not None}
+
+
+def _memory(report: HealthReport) -> dict[str, float]:
+    return {} if report.memory_ratio is None else {"backend": report.memory_ratio}
+
+
+def _errors(report: HealthReport) -> dict[str, float]:
+    return {"backend": float(report.errors_since_last_check)}
+
+
+def _breaker(report: HealthReport) -> dict[str, float]:
+    return {} if report.breaker is None else {"breaker": float(report.breaker == "open")}
+
+
+def _unreachable(report: HealthReport) -> dict[str, float]:
+    return {"backend": float(report.ping_latency is None)}
+
+
+MEASURES: Final[Mapping[Metric, Callable[[HealthReport], dict[str, float]]]] = {
+    "hit_rate": _hit_rates,
+    "latency_p95": _latencies,
+    "memory": _memory,
+    "connection_errors": _errors,
+    "circuit_breaker_open": _breaker,
+    "backend_unreachable": _unreachable,
+}
+"""Each metric's values in a report, by subject (a namespace, ``"backend"``, ``"breaker"``)."""
+
+
+# -- how a breach reads as an issue ---------------------------------------------------------
+
+
+def _issue(row: Threshold, subject: str, value: float) -> Issue:
+    limit = row.limit
+    if row.metric == "hit_rate":
+        return Issue(
+            "hit_rate",
+            f"hit rate {value:.0%} in {subject}: below {limit:.0%}",
+            "TTL may be too short or keys unstable",
+            row.severity,
+        )
+    if row.metric == "latency_p95":
+        return Issue(
+            "latency",
+            f"p95 latency {value * 1000:.0f} ms in {subject}: above {limit * 1000:.0f} ms",
+            "values may be too large, or the server overloaded or far away",
+            row.severity,
+        )
+    if row.metric == "memory":
+        return Issue(
+            "memory",
+            f"memory at {value:.0%} of maxmemory: above {limit:.0%}",
+            "raise maxmemory, shorten TTLs or cache smaller values",
+            row.severity,
+        )
+    if row.metric == "connection_errors":
+        return Issue(
+            "errors",
+            f"{value:.0f} backend errors since the last check",
+            "look for timeouts or connection resets in the cache warnings",
+            row.severity,
+        )
+    if row.metric == "circuit_breaker_open":
+        return Issue(
+            "breaker_open",
+            "the circuit breaker is open: cache calls are refused",
+            "the backend failed repeatedly; check its logs and connectivity",
+            row.severity,
+        )
+    return Issue(
+        "unreachable",
+        "the cache backend did not answer PING",
+        "check the server, the network and the credentials; reads fail open",
+        row.severity,
+    )
+
+
+_RANK: Final[dict[Severity, int]] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# Among issues of one severity, a cause comes before what it explains: an unreachable
+# server opens the breaker, and both show up as errors.
+_CAUSES: Final[tuple[Metric, ...]] = (
+    "backend_unreachable",
+    "circuit_breaker_open",
+    "connection_errors",
+    "memory",
+    "latency_p95",
+    "hit_rate",
+)
+
+
+def judge(figures: HealthReport, thresholds: tuple[Threshold, ...] = THRESHOLDS) -> HealthReport:
+    """``figures`` with the issues and status ``thresholds`` find in them (no I/O).
+
+    Args:
+        figures: A report whose figures are filled in; its status and issues are ignored.
+        thresholds: The rows to judge by.
+
+    Returns:
+        The report with its issues, most severe first, and its status.
+    """
+    found = [
+        (row, _issue(row, subject, value))
+        for row in thresholds
+        for subject, value in MEASURES[row.metric](figures).items()
+        if row.breached(value)
+    ]
+    found.sort(key=lambda pair: (_RANK[pair[0].severity], _CAUSES.index(pair[0].metric)))
+    issues = tuple(issue for _, issue in found)
+    status: HealthStatus = "healthy"
+    if any(issue.severity == "critical" for issue in issues):
+        status = "unhealthy"
+    elif issues:
+        status = "degraded"
+    return replace(figures, status=status, issues=issues)
 
 
 def find_in_memory_metrics(hook: MetricsHook | None) -> InMemoryMetrics | None:
@@ -127,6 +259,8 @@ class HealthChecker:
     ``latency_p95_threshold``, memory is above ``memory_threshold`` of maxmemory, or the
     cache counted backend errors since the previous check. Hit rates and latencies come
     from the cache's ``InMemoryMetrics`` and cover everything since its last ``reset()``.
+    The defaults and every severity come from the threshold table the alert rules
+    (``DEFAULT_RULES``) are made of, so a check and an alert never disagree.
 
     Args:
         cache: The cache to check.
@@ -135,26 +269,36 @@ class HealthChecker:
         memory_threshold: The highest acceptable ``used_memory / maxmemory``.
         min_reads: Reads a namespace needs before its hit rate is judged: a cold
             namespace with three misses out of five reads is not a problem yet.
-        clock: Seconds, stamped on each report; injectable for tests.
+        clock: Seconds, stamped on each report; the cache's monotonic clock if None.
     """
 
     def __init__(
         self,
         cache: Cache,
         *,
-        hit_rate_threshold: float = 0.8,
-        latency_p95_threshold: float = 0.1,
-        memory_threshold: float = 0.8,
+        hit_rate_threshold: float = threshold("hit_rate").limit,
+        latency_p95_threshold: float = threshold("latency_p95").limit,
+        memory_threshold: float = threshold("memory").limit,
         min_reads: int = 20,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.cache = cache
         self.hit_rate_threshold = hit_rate_threshold
         self.latency_p95_threshold = latency_p95_threshold
         self.memory_threshold = memory_threshold
         self.min_reads = min_reads
-        self._clock = clock
+        self._clock = clock if clock is not None else cache.clock.monotonic
         self._errors_seen = cache.errors_total
+
+    @property
+    def thresholds(self) -> tuple[Threshold, ...]:
+        """The threshold table with this checker's limits."""
+        limits: dict[Metric, float] = {
+            "hit_rate": self.hit_rate_threshold,
+            "latency_p95": self.latency_p95_threshold,
+            "memory": self.memory_threshold,
+        }
+        return tuple(replace(row, limit=limits.get(row.metric, row.limit)) for row in THRESHOLDS)
 
     def check(self) -> HealthReport:
         """Ping the backend, read its stats and judge them with the metrics.
@@ -186,27 +330,18 @@ class HealthChecker:
         errors_total = self.cache.errors_total
         errors, self._errors_seen = max(0, errors_total - self._errors_seen), errors_total
         breaker = self.cache.breaker.state if self.cache.breaker is not None else None
-        namespaces = self._namespaces()
-        memory_ratio = stats.memory_ratio if stats is not None else None
-        issues = self._issues(ping, breaker, namespaces, memory_ratio, errors)
-        issues.sort(key=lambda issue: _RANK[issue.severity])
-        status: HealthStatus = "healthy"
-        if any(issue.severity == "critical" for issue in issues):
-            status = "unhealthy"
-        elif issues:
-            status = "degraded"
-        return HealthReport(
-            status=status,
+        figures = HealthReport(
+            status="healthy",
             checked_at=self._clock(),
             ping_latency=ping,
             backend=stats,
-            memory_ratio=memory_ratio,
-            namespaces=namespaces,
+            memory_ratio=stats.memory_ratio if stats is not None else None,
+            namespaces=self._namespaces(),
             breaker=breaker,
             errors_since_last_check=errors,
             min_reads=self.min_reads,
-            issues=tuple(issues),
         )
+        return judge(figures, self.thresholds)
 
     def _namespaces(self) -> tuple[NamespaceHealth, ...]:
         metrics = find_in_memory_metrics(self.cache.metrics)
@@ -226,73 +361,3 @@ class HealthChecker:
                 )
             )
         return tuple(result)
-
-    def _issues(
-        self,
-        ping: float | None,
-        breaker: BreakerState | None,
-        namespaces: tuple[NamespaceHealth, ...],
-        memory_ratio: float | None,
-        errors: int,
-    ) -> list[Issue]:
-        issues: list[Issue] = []
-        if ping is None:
-            issues.append(
-                Issue(
-                    "unreachable",
-                    "the cache backend did not answer PING",
-                    "check the server, the network and the credentials; reads fail open",
-                    "critical",
-                )
-            )
-        if breaker == "open":
-            issues.append(
-                Issue(
-                    "breaker_open",
-                    "the circuit breaker is open: cache calls are refused",
-                    "the backend failed repeatedly; check its logs and connectivity",
-                    "critical",
-                )
-            )
-        if errors:
-            issues.append(
-                Issue(
-                    "errors",
-                    f"{errors} backend errors since the last check",
-                    "look for timeouts or connection resets in the cache warnings",
-                    "high",
-                )
-            )
-        if memory_ratio is not None and memory_ratio > self.memory_threshold:
-            issues.append(
-                Issue(
-                    "memory",
-                    f"memory at {memory_ratio:.0%} of maxmemory: above {self.memory_threshold:.0%}",
-                    "raise maxmemory, shorten TTLs or cache smaller values",
-                    "high",
-                )
-            )
-        for ns in namespaces:
-            rate = ns.hit_rate
-            if rate is not None and ns.reads >= self.min_reads and rate < self.hit_rate_threshold:
-                issues.append(
-                    Issue(
-                        "hit_rate",
-                        f"hit rate {rate:.0%} in {ns.namespace}: "
-                        f"below {self.hit_rate_threshold:.0%}",
-                        "TTL may be too short or keys unstable",
-                        "medium",
-                    )
-                )
-            p95 = ns.latency_p95
-            if p95 is not None and p95 > self.latency_p95_threshold:
-                issues.append(
-                    Issue(
-                        "latency",
-                        f"p95 latency {p95 * 1000:.0f} ms in {ns.namespace}: "
-                        f"above {self.latency_p95_threshold * 1000:.0f} ms",
-                        "values may be too large, or the server overloaded or far away",
-                        "medium",
-                    )
-                )
-        return issues

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
-from kirocache._health import HealthChecker, HealthReport, Severity
+from kirocache._ring.health import MEASURES, HealthChecker, HealthReport
+from kirocache._ring.thresholds import THRESHOLDS, Metric, Severity, Threshold
 
 if TYPE_CHECKING:
-    from kirocache._cache import Cache
+    from kirocache import Cache
 
 __all__ = [
     "DEFAULT_RULES",
@@ -22,6 +22,7 @@ __all__ = [
     "AlertState",
     "LoggingAlertHandler",
     "Monitor",
+    "alert_rule",
 ]
 
 _log = logging.getLogger("kirocache.monitoring")
@@ -92,43 +93,30 @@ AlertHandler: TypeAlias = Callable[[Alert], object]
 """Any callable taking an :class:`Alert`; its return value is ignored."""
 
 
-def _hit_rates(report: HealthReport) -> dict[str, float]:
-    return {
-        ns.namespace: ns.hit_rate
-        for ns in report.namespaces
-        if ns.hit_rate is not None and ns.reads >= report.min_reads
-    }
+_SUMMARIES: Final[dict[Metric, str]] = {
+    "hit_rate": "hit rate",
+    "latency_p95": "p95 latency (s)",
+    "memory": "memory / maxmemory",
+    "connection_errors": "errors since last check",
+    "circuit_breaker_open": "breaker open",
+    "backend_unreachable": "ping failed",
+}
 
 
-def _latencies(report: HealthReport) -> dict[str, float]:
-    return {ns.namespace: ns.latency_p95 for ns in report.namespaces if ns.latency_p95 is not None}
+def alert_rule(row: Threshold) -> AlertRule:
+    """The alert rule of one row of the threshold table, named after its metric."""
+    return AlertRule(
+        row.metric,
+        row.severity,
+        row.limit,
+        MEASURES[row.metric],
+        above=row.comparison == "above",
+        summary=_SUMMARIES[row.metric],
+    )
 
 
-def _memory(report: HealthReport) -> dict[str, float]:
-    return {} if report.memory_ratio is None else {"backend": report.memory_ratio}
-
-
-def _errors(report: HealthReport) -> dict[str, float]:
-    return {"backend": float(report.errors_since_last_check)}
-
-
-def _breaker(report: HealthReport) -> dict[str, float]:
-    return {} if report.breaker is None else {"breaker": float(report.breaker == "open")}
-
-
-def _unreachable(report: HealthReport) -> dict[str, float]:
-    return {"backend": float(report.ping_latency is None)}
-
-
-DEFAULT_RULES: tuple[AlertRule, ...] = (
-    AlertRule("hit_rate", "medium", 0.8, _hit_rates, above=False, summary="hit rate"),
-    AlertRule("latency_p95", "high", 0.1, _latencies, summary="p95 latency (s)"),
-    AlertRule("memory", "high", 0.8, _memory, summary="memory / maxmemory"),
-    AlertRule("connection_errors", "high", 0, _errors, summary="errors since last check"),
-    AlertRule("circuit_breaker_open", "critical", 0, _breaker, summary="breaker open"),
-    AlertRule("backend_unreachable", "critical", 0, _unreachable, summary="ping failed"),
-)
-"""The platform defaults (see the monitoring guide for the table)."""
+DEFAULT_RULES: tuple[AlertRule, ...] = tuple(alert_rule(row) for row in THRESHOLDS)
+"""One rule per row of the threshold table, in its order (the monitoring guide lists them)."""
 
 
 _LEVELS: dict[Severity, int] = {
@@ -178,7 +166,7 @@ class Monitor:
         rules: The rules to evaluate.
         handlers: Callables taking an :class:`Alert`.
         history: How many alert events to keep.
-        clock: Seconds, stamped on alerts; injectable for tests.
+        clock: Seconds, stamped on alerts; the cache's monotonic clock if None.
         checker: The health checker to use (default: one on ``cache`` with ``clock``).
     """
 
@@ -189,14 +177,14 @@ class Monitor:
         handlers: Iterable[AlertHandler] = (),
         *,
         history: int = 100,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         checker: HealthChecker | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.handlers = list(handlers)
         self.checker = checker if checker is not None else HealthChecker(cache, clock=clock)
         self.last_report: HealthReport | None = None
-        self._clock = clock
+        self._clock = clock if clock is not None else cache.clock.monotonic
         self._active: dict[tuple[str, str], Alert] = {}
         self._history: deque[Alert] = deque(maxlen=history)
 
