@@ -76,14 +76,14 @@ class DictBackend:
             found = [self._live(key, now) for key in keys]
         return [v[0] if v is not None and isinstance(v[0], bytes) else None for v in found]
 
-    def execute(self, ops: Sequence[Any], *, transaction: bool = False) -> list[object]:
+    def execute(self, ops: Sequence[Any], *, transaction: bool = False) -> list[Any]:
         """Run ``ops`` under one lock hold (so every call is atomic); answer each."""
         for op in ops:
             if not hasattr(self, "_op_" + op.name):
                 msg = f"unknown op kind {op.name!r}"
                 raise ValueError(msg)
         now = time.monotonic()
-        results: list[object] = []
+        results: list[Any] = []
         with self._lock:
             for op in ops:
                 try:
@@ -189,7 +189,7 @@ class DictBackend:
         if held is not None and not _COUNTER.fullmatch(held):
             msg = f"{op.key!r} does not hold an integer"
             raise self._error(msg)
-        result = (0 if held is None else int(held)) + op.amount
+        result: int = (0 if held is None else int(held)) + op.amount
         if not -_INT64 <= result < _INT64:
             msg = f"incr of {op.key!r} overflows"
             raise self._error(msg)
@@ -268,7 +268,7 @@ class AsyncDictBackend:
         """``DictBackend.get_many``."""
         return self._dict.get_many(keys)
 
-    async def aexecute(self, ops: Sequence[Any], *, transaction: bool = False) -> list[object]:
+    async def aexecute(self, ops: Sequence[Any], *, transaction: bool = False) -> list[Any]:
         """``DictBackend.execute``."""
         return self._dict.execute(ops, transaction=transaction)
 

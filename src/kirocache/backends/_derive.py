@@ -330,7 +330,7 @@ def with_conveniences(
         ConfigurationError: ``backend`` has neither half of the protocol.
 
     Example:
-        >>> from kirocache.backends import MemoryBackend, with_conveniences
+        >>> from kirocache.backends import MemoryBackend
         >>> memory = MemoryBackend()
         >>> with_conveniences(memory) is memory
         True

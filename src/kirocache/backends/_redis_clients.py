@@ -53,7 +53,11 @@ _ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
 
 
 def duration(value: float | timedelta, name: str, *, allow_zero: bool = False) -> float:
-    """An option's duration in seconds, finite and (unless ``allow_zero``) above 0.
+    """An option's duration in seconds: ``to_seconds``, finite, above 0 unless ``allow_zero``.
+
+    An option set wrong is a ``ConfigurationError`` (``to_seconds`` raises the
+    ``InvalidTTLError`` a TTL gets), and a timeout of 0 or ``inf`` makes no sense where a
+    TTL of ``inf`` does. ``DistributedLock`` checks its durations with the same rule.
 
     Raises:
         ConfigurationError: The value is not such a duration.
@@ -62,8 +66,9 @@ def duration(value: float | timedelta, name: str, *, allow_zero: bool = False) -
         seconds = to_seconds(value, name=name)
     except InvalidTTLError as exc:
         raise ConfigurationError(str(exc)) from None
-    if (seconds == 0 and not allow_zero) or math.isinf(seconds):
-        msg = f"{name} must be a finite number of seconds greater than 0, got {value!r}"
+    if math.isinf(seconds) or (seconds == 0 and not allow_zero):
+        low = "0 or more" if allow_zero else "greater than 0"
+        msg = f"{name} must be a finite number of seconds, {low}, got {value!r}"
         raise ConfigurationError(msg)
     return seconds
 
