@@ -11,6 +11,7 @@ import redis
 import kirocache
 from kirocache import _global
 from kirocache._cli import main
+from kirocache._ring.demo import mask_url
 
 
 def assert_tour(out: str, *, runs: str = "1") -> None:
@@ -105,3 +106,22 @@ def test_demo_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exit_info.value.code == 2
     assert "demo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://ada:s3cret@example.com:6379/0",
+        "ftp://example.com/?password=s3cret&db=1",
+        "ftp://ada@example.com/0",
+    ],
+)
+def test_the_demo_masks_urls_as_the_cache_does(url: str) -> None:
+    with pytest.raises(kirocache.ConfigurationError) as info:
+        kirocache.Cache.from_url(url)
+    assert f"unsupported cache URL {mask_url(url)!r}" in str(info.value)
+    assert "s3cret" not in mask_url(url)
+
+
+def test_a_malformed_url_is_masked_too() -> None:
+    assert mask_url("redis://[broken:s3cret@example.com") == "redis://[broken:***@example.com"
