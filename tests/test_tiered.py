@@ -392,6 +392,7 @@ WRITES: dict[str, Callable[[TieredBackend, str], object]] = {
     "execute_persist": lambda a, k: a.execute([Op("persist", k)]),
     "execute_set_if": lambda a, k: a.execute([Op("set_if", k, b"2", expected=b"1")]),
     "execute_swap": lambda a, k: a.execute([Op("swap", k, b"2")]),
+    "execute_delete_if": lambda a, k: a.execute([Op("delete_if", k, expected=b"1")]),
 }
 
 
