@@ -10,14 +10,16 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 
-from kirocache import _lock
-from kirocache._lock import DistributedLock, _delay
+from kirocache._decorators import lock as _lock
+from kirocache._decorators.lock import DistributedLock, _delay
+from kirocache.backends import Op, OpResult
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import BackendError, ConfigurationError
@@ -187,14 +189,14 @@ def test_waiter_gives_up_after_wait(key: str) -> None:
     backend = MemoryBackend()
     assert DistributedLock(backend, key).acquire() is True
     attempts: list[float] = []
-    original_set = backend.set
+    original_execute = backend.execute
 
-    def counting_set(*args: Any, **kwargs: Any) -> bool:
+    def counting_execute(*args: Any, **kwargs: Any) -> list[OpResult]:
         attempts.append(now[0])
         now[0] += 0.3  # each attempt moves the injected clock on
-        return original_set(*args, **kwargs)
+        return original_execute(*args, **kwargs)
 
-    backend.set = counting_set  # type: ignore[method-assign]
+    backend.execute = counting_execute  # type: ignore[method-assign]
     waiter = DistributedLock(backend, key, wait=1.0, clock=lambda: now[0])
     assert waiter.acquire() is False
     assert attempts == pytest.approx([0.0, 0.3, 0.6, 0.9])
@@ -218,12 +220,10 @@ def test_bad_durations(options: dict[str, Any], match: str) -> None:
 
 
 class BrokenBackend(MemoryBackend):
-    def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
+    def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         raise BackendError("down")
 
-    async def aset(
-        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
-    ) -> bool:
+    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         raise BackendError("down")
 
 

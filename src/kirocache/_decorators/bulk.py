@@ -1,7 +1,8 @@
-"""The I/O-free core of ``@cached_many``: the ids parameter, the shape, and each call's keys.
+"""What ``@cached_many`` adds to the plan: the ids parameter, the shape, each call's keys.
 
-``_cached_many.py`` holds the sync and async shells; every decision they make is a method of
-``ManyPlan`` or ``Call`` here, so the two cannot drift.
+``many.py`` holds the sync and async wrappers; every decision they make is a method of
+``Bulk`` or ``BulkCall`` here (keys, TTL, namespace and condition are the ``Plan``'s, the same
+one ``@cached`` builds), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -17,20 +18,13 @@ from collections.abc import (
     Sequence,
 )
 from collections.abc import Set as AbstractSet
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
-from kirocache._plan import Plan, _return_type
+from kirocache._decorators.options import Shape
+from kirocache._decorators.plan import Plan, return_type
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
-if typing.TYPE_CHECKING:
-    from kirocache._cache import Cache
-    from kirocache._types import Duration
-    from kirocache.exceptions import SerializationError
-    from kirocache.keys import Namespace
-
-__all__ = ["Call", "ManyPlan", "Shape"]
-
-Shape: TypeAlias = Literal["dict", "list"]
+__all__ = ["Bulk", "BulkCall"]
 
 _MAPPINGS = (dict, Mapping, MutableMapping)
 _SEQUENCES = (list, Sequence, MutableSequence)
@@ -68,42 +62,22 @@ def _shape_of_text(func: Callable[..., Any]) -> tuple[Shape, Any] | None:
     return None
 
 
-class ManyPlan:
-    """Everything ``@cached_many`` decides about one function, computed once at decoration.
+class Bulk:
+    """What ``@cached_many`` decides about one function beyond its ``Plan``, once.
 
-    The key, TTL, namespace and condition come from a ``Plan``, the same one ``@cached``
+    The key, TTL, namespace and condition come from the plan, the same one ``@cached``
     builds, so that an id's key is the key ``@cached`` gives the single-id call.
+
+    Raises:
+        ConfigurationError: No parameter for the ids, an unknown ``ids``, or a shape that
+            cannot be told or contradicts the annotation.
     """
 
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        *,
-        prefix: Namespace | str | None,
-        key: str | None,
-        ids: str | None,
-        returns: Shape | None,
-        ttl: Duration | None,
-        cache: Cache | None,
-        condition: Callable[[Any], bool] | None,
-    ) -> None:
-        self.plan = Plan(
-            func,
-            prefix=prefix,
-            key=key,
-            ttl=ttl,
-            cache=cache,
-            condition=condition,
-            tags=(),
-            lock=False,
-            lock_timeout=0.0,
-            stale_ttl=None,
-            early_refresh=False,
-        )
-        self.name = self.plan.name
-        self.namespace = self.plan.namespace
-        self.ids = self._ids_parameter(ids)
-        self.shape, self.value_type = self._shape(func, returns)
+    def __init__(self, func: Callable[..., Any], plan: Plan) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.ids = self._ids_parameter(plan.options.ids)
+        self.shape, self.value_type = self._shape(func, plan.options.returns)
 
     def _ids_parameter(self, ids: str | None) -> str:
         arguments = self.plan.arguments
@@ -133,7 +107,7 @@ class ManyPlan:
         return ids
 
     def _shape(self, func: Callable[..., Any], returns: Shape | None) -> tuple[Shape, Any]:
-        found = _shape_of(_return_type(func)) or _shape_of_text(func)
+        found = _shape_of(return_type(func)) or _shape_of_text(func)
         if returns is None:
             if found is None:
                 msg = (
@@ -143,9 +117,6 @@ class ManyPlan:
                 )
                 raise ConfigurationError(msg)
             return found
-        if returns not in ("dict", "list"):
-            msg = f"returns must be 'dict' or 'list', not {returns!r}"
-            raise ConfigurationError(msg)
         if found is not None and found[0] != returns:
             msg = (
                 f"@cached_many on {self.name}: returns={returns!r}, but it is annotated {found[0]}"
@@ -153,41 +124,28 @@ class ManyPlan:
             raise ConfigurationError(msg)
         return returns, None if found is None else found[1]
 
-    def target(self) -> Cache:
-        """The cache to use: the one given, else the default looked up now."""
-        return self.plan.target()
-
-    @property
-    def stored_ttl(self) -> float | None:
-        """How long the backend keeps each entry; ``None``: the namespace's or cache's default."""
-        return self.plan.stored_ttl
-
-    def should_store(self, value: object) -> bool:
-        """Whether one computed value goes into the cache (``condition`` decides)."""
-        return self.plan.should_store(value)
-
-    def unserializable(self, exc: SerializationError) -> SerializationError:
-        """The error for a result that cannot be cached, naming this function."""
-        return self.plan.unserializable(exc)
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BulkCall:
+        """One call's ids and keys, from one binding of its arguments."""
+        return BulkCall(self, args, kwargs)
 
     def empty(self) -> Any:
         """The answer to a call without ids."""
         return {} if self.shape == "dict" else []
 
 
-class Call:
+class BulkCall:
     """One call's ids and keys, and the pure steps between its two round trips."""
 
-    __slots__ = ("args", "bodies", "given", "ids", "kwargs", "plan")
+    __slots__ = ("args", "bodies", "bulk", "given", "ids", "kwargs")
 
-    def __init__(self, plan: ManyPlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.plan, self.args, self.kwargs = plan, args, kwargs
-        inner = plan.plan
+    def __init__(self, bulk: Bulk, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.bulk, self.args, self.kwargs = bulk, args, kwargs
+        inner = bulk.plan
         bound = inner.arguments.bind(args, kwargs)
-        self.given: Any = bound[plan.ids]
+        self.given: Any = bound[bulk.ids]
         if isinstance(self.given, _NOT_IDS) or not isinstance(self.given, Iterable):
             msg = (
-                f"{plan.name}: argument {plan.ids!r} must be a collection of ids (a list, "
+                f"{bulk.name}: argument {bulk.ids!r} must be a collection of ids (a list, "
                 f"tuple or set), not {type(self.given).__name__}"
             )
             raise InvalidKeyError(msg)
@@ -197,7 +155,7 @@ class Call:
         render = inner.template.render if inner.template is not None else inner.arguments.render
         self.bodies: list[str] = []
         for item in self.ids:
-            bound[plan.ids] = item
+            bound[bulk.ids] = item
             self.bodies.append(render(bound))
 
     def unique(self) -> list[str]:
@@ -224,29 +182,29 @@ class Call:
             passed = set(ids)
         else:
             passed = ids
-        bound = self.plan.plan.arguments.signature.bind(*self.args, **self.kwargs)
+        bound = self.bulk.plan.arguments.signature.bind(*self.args, **self.kwargs)
         bound.apply_defaults()
-        bound.arguments[self.plan.ids] = passed
+        bound.arguments[self.bulk.ids] = passed
         return passed, bound.args, bound.kwargs
 
     def computed(self, missing: dict[str, Any], passed: Any, result: object) -> dict[str, Any]:
         """The function's values by key; ids it left out of a mapping are left out here."""
-        plan = self.plan
-        if plan.shape == "dict":
+        bulk = self.bulk
+        if bulk.shape == "dict":
             if not isinstance(result, Mapping):
                 msg = (
-                    f"{plan.name} must return a mapping of id to value, not {type(result).__name__}"
+                    f"{bulk.name} must return a mapping of id to value, not {type(result).__name__}"
                 )
                 raise ConfigurationError(msg)
             return {body: result[item] for body, item in missing.items() if item in result}
         if not isinstance(result, Sequence) or isinstance(result, (str, bytes, bytearray)):
             msg = (
-                f"{plan.name} must return a list aligned with its ids, not {type(result).__name__}"
+                f"{bulk.name} must return a list aligned with its ids, not {type(result).__name__}"
             )
             raise ConfigurationError(msg)
         if len(result) != len(missing):
             msg = (
-                f"{plan.name} returned {len(result)} values for {len(missing)} ids; a list "
+                f"{bulk.name} returned {len(result)} values for {len(missing)} ids; a list "
                 "result must hold one value per id, in the order of the ids it was given"
             )
             raise ConfigurationError(msg)
@@ -259,11 +217,13 @@ class Call:
 
     def storable(self, computed: Mapping[str, object]) -> dict[str, object]:
         """The computed values that go into the cache."""
-        return {body: value for body, value in computed.items() if self.plan.should_store(value)}
+        return {
+            body: value for body, value in computed.items() if self.bulk.plan.should_store(value)
+        }
 
     def answer(self, values: Mapping[str, object]) -> Any:
         """The merged answer in the caller's order: a dict by id, or a list aligned with the ids."""
-        if self.plan.shape == "dict":
+        if self.bulk.shape == "dict":
             return {
                 item: values[body]
                 for item, body in zip(self.ids, self.bodies, strict=True)

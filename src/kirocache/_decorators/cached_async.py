@@ -1,0 +1,186 @@
+"""``AsyncCachedFunction``, what ``@cached`` makes of an ``async def``, and ``awarm``.
+
+Hand-written twin of ``cached_sync.py`` (``CachedFunction``, ``warm``): a hit is the cost
+of every call, so it stays a few plain lines in each world rather than going through a step
+driver. The twins share their decisions (``Plan``), their base (``Wrapper``) and their
+waiting (``flight.py``); what is left is the same steps in the same order, with or without
+``await``. A change to one belongs in the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
+from typing import Any, Concatenate, TypeVar, cast, overload
+
+from typing_extensions import ParamSpec, Self
+
+from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding
+from kirocache._decorators.plan import Job, Plan, resolve_cache
+from kirocache._decorators.wrapper import Wrapper, argument_sets
+from kirocache._types import MISSING, Missing
+from kirocache.exceptions import SerializationError
+
+__all__ = ["AsyncCachedFunction", "awarm"]
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+class AsyncCachedFunction(Wrapper[P, R]):
+    """An ``async def`` function whose results are cached; await it as the function itself.
+
+    Its twin for plain functions is :class:`CachedFunction`; the helpers have the same names
+    and are awaitable here (``cache_key`` does no I/O and stays a plain method).
+    """
+
+    def __init__(self, func: Callable[P, Awaitable[R]], plan: Plan) -> None:
+        super().__init__(func, plan)
+        self._flights = AsyncFlights()
+        self._refreshes = AsyncRefreshes()
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[S, P2], R], instance: S, owner: type | None = None
+    ) -> AsyncCachedFunction[P2, R]: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return self if instance is None else self._bind_to(instance)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        plan = self._plan
+        full = args if self._instance is MISSING else (self._instance, *args)
+        cache = plan.cache if plan.cache is not None else resolve_cache(None)
+        if plan.tags:  # the arguments bound once, for the key and the tags
+            body, tags = plan.keys(full, kwargs)
+        else:
+            body, tags = plan.build(full, kwargs), ()
+        read_at = perf_counter()  # before the read: the conservative end of a window
+        found: R
+        found, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
+        if found is MISSING:
+            return await self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))
+        if plan.enveloped:  # stale-while-revalidate or early refresh
+            return self._serve(found, Job(cache, body, tags, full, kwargs, seen, read_at))
+        return found
+
+    def _serve(self, envelope: Any, job: Job) -> R:
+        """A hit in its freshness envelope: its value, refreshed behind the caller if due."""
+        if self._plan.due(job.cache, envelope):
+            name = f"kirocache-refresh {job.body}"
+            self._refreshes.start((id(job.cache), job.body), name, lambda: self._compute(job))
+        return cast("R", envelope[2])
+
+    async def _fill(self, job: Job) -> R:
+        """A miss: one task per key computes and stores, the others wait for its value."""
+        plan = self._plan
+        if not plan.options.lock:
+            return await self._compute(job)
+        return await self._flights.run(
+            (id(job.cache), job.body),
+            job.read_at,
+            plan.options.lock_timeout,
+            lambda reread: self._lead(job, reread),
+            lambda: self._compute(job),
+        )
+
+    async def _lead(self, job: Job, reread: bool) -> R:
+        # ``reread``: another flight stored the key after this caller's read
+        if reread and (found := await self._read(job)) is not MISSING:
+            return found
+        if self._plan.options.lock != "distributed":
+            return await self._compute(job)
+        async with aholding(self._plan.lock_for(job.cache, job.body)):
+            found = await self._read(job)  # another process may have stored it meanwhile
+            return found if found is not MISSING else await self._compute(job)
+
+    async def _read(self, job: Job) -> R | Missing:
+        """Read the key again; the job's read becomes this one."""
+        plan, cache = self._plan, job.cache
+        job.read_at = perf_counter()
+        entry, job.seen = await cache._alookup(job.body, plan.stored_type, plan.namespace, job.tags)
+        if entry is MISSING or not plan.enveloped:
+            return cast("R | Missing", entry)
+        return cast("R", entry[2])
+
+    async def _compute(self, job: Job) -> R:
+        """Call the function and store its result (conditionally on the job's read)."""
+        plan, cache = self._plan, job.cache
+        started = perf_counter()
+        value: R = await self._func(*job.args, **job.kwargs)
+        if not plan.should_store(value):
+            return value
+        stored = plan.wrap(value, perf_counter() - started, cache.clock.time())
+        try:
+            if job.seen is None:
+                await cache.aset(
+                    job.body, stored, plan.stored_ttl, namespace=plan.namespace, tags=job.tags
+                )
+            else:
+                await cache._astore(
+                    job.body,
+                    stored,
+                    plan.stored_ttl,
+                    namespace=plan.namespace,
+                    seen=job.seen,
+                    read_at=job.read_at,
+                    tags=job.tags,
+                )
+        except SerializationError as exc:
+            raise plan.unserializable(exc) from exc
+        return value
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key a call with these arguments is cached under (namespace prefix included)."""
+        plan = self._plan
+        return plan.namespace.full_key(plan.body(self._args(args), kwargs))
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Remove the cached result of this call; returns whether there was one."""
+        plan = self._plan
+        body = plan.body(self._args(args), kwargs)
+        return await plan.target().adelete(body, namespace=plan.namespace)
+
+    async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function now and store its result, whatever is cached."""
+        plan, full = self._plan, self._args(args)
+        body, tags = plan.keys(full, kwargs)
+        return await self._compute(Job(plan.target(), body, tags, full, kwargs, None, 0.0))
+
+    async def get_cached(self, *args: P.args, **kwargs: P.kwargs) -> R | Missing:
+        """The cached result of this call without calling the function, or ``MISSING``."""
+        plan = self._plan
+        body = plan.body(self._args(args), kwargs)
+        entry = await plan.target().aget(
+            body, MISSING, type=plan.stored_type, namespace=plan.namespace
+        )
+        if entry is MISSING or not plan.enveloped:
+            return cast("R | Missing", entry)
+        return cast("R", entry[2])
+
+
+async def awarm(func: AsyncCachedFunction[..., Any], arguments: Sequence[Any]) -> int:
+    """Async ``warm``: the function runs concurrently for every argument set."""
+    plan = func._plan
+    cache = plan.target()
+    calls = [(func._args(args), kwargs) for args, kwargs in argument_sets(arguments)]
+
+    async def one(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any, float]:
+        started = perf_counter()
+        value = await func._func(*args, **kwargs)
+        return plan.body(args, kwargs), value, perf_counter() - started
+
+    results = await asyncio.gather(*(one(args, kwargs) for args, kwargs in calls))
+    now = cache.clock.time()
+    entries = {
+        body: plan.wrap(value, took, now)
+        for body, value, took in results
+        if plan.should_store(value)
+    }
+    if entries:
+        await cache.aset_many(entries, plan.stored_ttl, namespace=plan.namespace)
+    return len(entries)

@@ -1,0 +1,275 @@
+"""Waiting, thread side and asyncio side: single-flight, background refresh, the lock's wait.
+
+Between threads and asyncio only three things differ: how a caller waits for another's
+result (an ``Event`` or a ``Future``), how work runs behind the caller (a ``Thread`` or a
+``Task``) and how one pauses (``time.sleep`` or ``asyncio.sleep``). Each primitive below
+has its two sides next to each other, as httpcore's ``_synchronization.py`` does; what a
+cached call decides is the plan's (``plan.py``), not theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from kirocache.exceptions import BackendError
+
+if TYPE_CHECKING:
+    from kirocache._decorators.lock import DistributedLock
+
+__all__ = [
+    "PAUSE",
+    "AsyncFlights",
+    "AsyncRefreshes",
+    "Flights",
+    "Pause",
+    "Refreshes",
+    "aholding",
+    "holding",
+]
+
+T = TypeVar("T")
+
+# How long a finished flight is remembered for callers whose read came before it.
+_LANDED_FOR = 5.0
+
+
+class _Landings:
+    """When each slot's last flight finished, for a few seconds; the same in both worlds.
+
+    A caller whose miss was read just before another caller stored the value, and who
+    becomes a leader once that flight has ended, would call the function a second time:
+    ``after`` tells it to read again first.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._at: OrderedDict[Hashable, float] = OrderedDict()
+
+    def land(self, slot: Hashable) -> None:
+        now = time.perf_counter()
+        with self._guard:
+            landed = self._at
+            landed.pop(slot, None)
+            landed[slot] = now
+            while landed and next(iter(landed.values())) < now - _LANDED_FOR:
+                del landed[next(iter(landed))]
+
+    def after(self, slot: Hashable, read_at: float) -> bool:
+        landed = self._at.get(slot)
+        return landed is not None and landed >= read_at
+
+
+# -- single-flight -----------------------------------------------------------------------
+
+
+class _Flight:
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.value: Any = None
+
+
+class Flights:
+    """Single-flight among threads: per slot one caller (the leader) computes, others wait.
+
+    ``run`` calls ``lead(reread)`` in the leader; ``reread`` is true when another flight of
+    the slot finished after the leader's read (at ``read_at``), so its miss may be out of
+    date. A follower waits up to ``timeout`` seconds for the leader's value; when the
+    leader fails or is too slow, the follower calls ``alone()`` rather than fail or block.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+        self._landings = _Landings()
+
+    def run(
+        self,
+        slot: Hashable,
+        read_at: float,
+        timeout: float,
+        lead: Callable[[bool], T],
+        alone: Callable[[], T],
+    ) -> T:
+        """Run ``lead`` in one caller of ``slot`` and hand its value to the others."""
+        with self._guard:
+            flight = self._flights.get(slot)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[slot] = _Flight()
+        if not leader:
+            if flight.done.wait(timeout) and flight.ok:
+                return cast("T", flight.value)
+            return alone()
+        try:
+            flight.value = lead(self._landings.after(slot, read_at))
+            flight.ok = True
+            return cast("T", flight.value)
+        finally:
+            with self._guard:
+                del self._flights[slot]
+            self._landings.land(slot)
+            flight.done.set()
+
+
+class AsyncFlights:
+    """Single-flight among the tasks of each event loop: ``Flights``' asyncio side."""
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[int, Hashable], asyncio.Future[Any]] = {}
+        self._landings = _Landings()
+
+    async def run(
+        self,
+        slot: Hashable,
+        read_at: float,
+        timeout: float,
+        lead: Callable[[bool], Awaitable[T]],
+        alone: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Await ``lead`` in one task per loop and slot and hand its value to the others."""
+        loop = asyncio.get_running_loop()
+        key = (id(loop), slot)  # a future belongs to its loop
+        flight = self._flights.get(key)
+        if flight is not None:
+            try:
+                return cast("T", await asyncio.wait_for(asyncio.shield(flight), timeout))
+            except Exception:  # noqa: BLE001 - the leader's failure is not ours
+                return await alone()
+        flight = self._flights[key] = loop.create_future()
+        try:
+            value = await lead(self._landings.after(key, read_at))
+            flight.set_result(value)
+            return value
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved here, so an unawaited failure is not logged
+            raise
+        finally:
+            del self._flights[key]
+            self._landings.land(key)
+
+
+# -- background refresh ------------------------------------------------------------------
+
+
+class Refreshes:
+    """Background work in daemon threads, at most one per slot at a time.
+
+    A failure is swallowed: a refresh that fails leaves the stale value serving.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._running: set[Hashable] = set()
+
+    def start(self, slot: Hashable, name: str, work: Callable[[], object]) -> None:
+        """Run ``work`` in a new thread named ``name``, unless ``slot`` is already running."""
+        with self._guard:
+            if slot in self._running:
+                return
+            self._running.add(slot)
+
+        def run() -> None:
+            try:
+                work()
+            except Exception:  # noqa: BLE001, S110 - a failed refresh keeps serving the stale copy
+                pass
+            finally:
+                with self._guard:
+                    self._running.discard(slot)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+
+class AsyncRefreshes:
+    """Background work in tasks of the running loop: ``Refreshes``' asyncio side."""
+
+    def __init__(self) -> None:
+        self._running: set[tuple[int, Hashable]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references until done
+
+    def start(self, slot: Hashable, name: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` in a new task named ``name``, unless ``slot`` is already running."""
+        key = (id(asyncio.get_running_loop()), slot)
+        if key in self._running:
+            return
+        self._running.add(key)
+
+        async def run() -> None:
+            try:
+                await work()
+            except Exception:  # noqa: BLE001, S110 - a failed refresh keeps serving the stale copy
+                pass
+            finally:
+                self._running.discard(key)
+
+        task = asyncio.create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+# -- the distributed lock's wait ---------------------------------------------------------
+
+
+class Pause:
+    """The pause between two tries of a lock, as a step target (``Call(PAUSE, "sleep")``).
+
+    The sync driver calls ``sleep``, which blocks the thread; the async driver awaits
+    ``asleep``, which lets the loop run.
+    """
+
+    __slots__ = ()
+
+    def sleep(self, seconds: float) -> None:
+        """Block this thread for ``seconds``."""
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend this task for ``seconds``."""
+        await asyncio.sleep(seconds)
+
+
+PAUSE = Pause()
+
+
+@contextlib.contextmanager
+def holding(lock: DistributedLock) -> Iterator[bool]:
+    """Hold ``lock`` (waiting as it says) while the block runs; yields whether it is held.
+
+    A backend fault goes on without the lock (fail open), and a release that fails leaves
+    the lock to expire by itself.
+    """
+    try:
+        held = lock.acquire()
+    except BackendError:
+        held = False
+    try:
+        yield held
+    finally:
+        if held:
+            with contextlib.suppress(BackendError):
+                lock.release()
+
+
+@contextlib.asynccontextmanager
+async def aholding(lock: DistributedLock) -> AsyncIterator[bool]:
+    """``holding``'s asyncio side: the wait lets the loop run."""
+    try:
+        held = await lock.aacquire()
+    except BackendError:
+        held = False
+    try:
+        yield held
+    finally:
+        if held:
+            with contextlib.suppress(BackendError):
+                await lock.arelease()

@@ -1,0 +1,190 @@
+"""DistributedLock: a lock across threads, tasks and processes on any kirocache backend.
+
+Taking and freeing it are written once, as steps (``kirocache.backends.Steps``): the sync
+methods drive them with ``run_steps``, the async ones with ``arun_steps``, and the pause
+between two tries is the one thing that differs (``flight.PAUSE``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from kirocache._decorators.flight import PAUSE
+from kirocache._types import to_seconds
+from kirocache.backends._protocol import Op
+from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
+from kirocache.exceptions import ConfigurationError, InvalidTTLError
+
+if TYPE_CHECKING:
+    from kirocache.backends._protocol import AsyncBackend, Backend
+
+__all__ = ["DistributedLock"]
+
+# Waiters poll: the first retry comes soon, since most critical sections (one function
+# call filling the cache) are short, and the delay doubles up to a cap that bounds how
+# late a waiter notices the release.
+_FIRST_DELAY: Final = 0.002
+_MAX_DELAY: Final = 0.05
+
+
+def _delay(attempt: int, remaining: float) -> float:
+    """Seconds to sleep before retry ``attempt`` (0-based), jittered, never past the deadline.
+
+    The jitter (between half and all of the doubled delay) keeps waiters that started
+    together from polling the store in lockstep.
+    """
+    ceiling = min(_MAX_DELAY, _FIRST_DELAY * 2**attempt)
+    return min(remaining, random.uniform(ceiling / 2, ceiling))
+
+
+def _seconds(value: float | timedelta, name: str, *, allow_zero: bool) -> float:
+    # ``to_seconds`` with the lock's own rules: a ConfigurationError, and never infinite
+    try:
+        seconds = to_seconds(value, name=name)
+    except InvalidTTLError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if math.isinf(seconds) or (seconds == 0 and not allow_zero):
+        low = "0 or more" if allow_zero else "greater than 0"
+        msg = f"{name} must be a finite number of seconds, {low}, got {value!r}"
+        raise ConfigurationError(msg)
+    return seconds
+
+
+class DistributedLock:
+    """A lock held in the backend under ``key``: ``SET key token NX PX timeout``.
+
+    Each acquisition stores a fresh random token, and ``release`` deletes the key only if
+    it still holds that token (compare-and-delete), so a holder whose lock already
+    expired never frees the lock of the next holder. The ``timeout`` bounds how long a
+    holder that died keeps the others out. One object is one holder: make one per
+    critical section rather than sharing it between threads.
+
+    Backend faults (``BackendError``) propagate; callers decide whether to go on without
+    the lock.
+
+    Args:
+        backend: Any kirocache backend: ``acquire``/``release`` send ops to its
+            ``execute``, ``aacquire``/``arelease`` to its ``aexecute``.
+        key: The full key of the lock.
+        timeout: How long the lock lives unless released (seconds or a timedelta).
+        wait: How long ``acquire`` keeps trying while another holder has the lock; 0
+            tries once.
+        clock: Monotonic seconds, for the ``wait`` deadline.
+
+    Raises:
+        ConfigurationError: ``timeout`` is not > 0 or ``wait`` is negative (or either is
+            infinite or not a duration).
+
+    Example:
+        >>> from kirocache.backends import MemoryBackend
+        >>> lock = DistributedLock(MemoryBackend(), "lock:report", timeout=30, wait=1)
+        >>> if lock.acquire():
+        ...     try:
+        ...         pass  # compute and store the report
+        ...     finally:
+        ...         released = lock.release()
+    """
+
+    def __init__(
+        self,
+        backend: Backend | AsyncBackend,
+        key: str,
+        *,
+        timeout: float | timedelta = 10.0,
+        wait: float | timedelta = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._key = key
+        self._timeout = _seconds(timeout, "timeout", allow_zero=False)
+        self._wait = _seconds(wait, "wait", allow_zero=True)
+        self._clock = clock
+        self._token: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"DistributedLock({self._key!r}, held={self.held})"
+
+    @property
+    def key(self) -> str:
+        """The key the lock lives under."""
+        return self._key
+
+    @property
+    def held(self) -> bool:
+        """Whether this object acquired the lock and has not released it.
+
+        The lock may have expired in the backend meanwhile; only ``release`` finds out.
+        """
+        return self._token is not None
+
+    def _begin(self) -> bytes:
+        if self._token is not None:
+            msg = f"lock {self._key!r} is already held by this object; release it first"
+            raise RuntimeError(msg)
+        return secrets.token_hex(16).encode("ascii")
+
+    def _answer(self, results: list[Any]) -> Any:
+        """The one op's answer; a failure in its slot is raised."""
+        (answer,) = results
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _acquiring(self) -> Steps[bool]:
+        token = self._begin()
+        take = [Op("set", self._key, token, ttl=self._timeout, nx=True)]
+        deadline = self._clock() + self._wait
+        attempt = 0
+        while not self._answer((yield Call(self._backend, "execute", (take,)))):
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            yield Call(PAUSE, "sleep", (_delay(attempt, remaining),))
+            attempt += 1
+        self._token = token
+        return True
+
+    def _releasing(self) -> Steps[bool]:
+        token, self._token = self._token, None
+        if token is None:
+            return False
+        free = [Op("delete_if", self._key, expected=token)]
+        return self._answer((yield Call(self._backend, "execute", (free,)))) is True
+
+    def acquire(self) -> bool:
+        """Take the lock, polling with backoff for up to ``wait`` seconds.
+
+        Returns:
+            ``True`` once held; ``False`` if another holder kept it for the whole wait.
+
+        Raises:
+            BackendError: The backend failed.
+            RuntimeError: This object already holds the lock.
+        """
+        return run_steps(self._acquiring())
+
+    def release(self) -> bool:
+        """Free the lock if this object still holds it.
+
+        Returns:
+            ``True`` if the lock was ours and is now deleted; ``False`` if it was never
+            acquired, was already released, or expired (and may belong to someone else).
+
+        Raises:
+            BackendError: The backend failed (the lock then expires after ``timeout``).
+        """
+        return run_steps(self._releasing())
+
+    async def aacquire(self) -> bool:
+        """Async :meth:`acquire`; waits with ``asyncio.sleep``, never blocking the loop."""
+        return await arun_steps(self._acquiring())
+
+    async def arelease(self) -> bool:
+        """Async :meth:`release`."""
+        return await arun_steps(self._releasing())

@@ -1,0 +1,215 @@
+"""The plan of a cached function: keys, tags, TTLs, freshness and what to store; no I/O.
+
+One ``Plan`` serves ``@cached`` and ``@cached_many`` (which adds a ``Bulk``, ``bulk.py``),
+sync and async: every decision the wrappers make is a method here, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from kirocache._decorators.lock import DistributedLock
+from kirocache._decorators.options import Options
+from kirocache.exceptions import ConfigurationError, SerializationError
+from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
+
+if typing.TYPE_CHECKING:
+    from kirocache._cache import Cache
+    from kirocache._core import Seen
+
+__all__ = ["Freshness", "Job", "Plan", "resolve_cache", "return_type"]
+
+Freshness: TypeAlias = Literal["fresh", "refresh", "stale"]
+_NO_TAGS: tuple[str, ...] = ()
+
+
+def return_type(func: Callable[..., Any]) -> Any:
+    """The return annotation, resolved (``from __future__ import annotations`` makes strings)."""
+    target = getattr(func, "__func__", func)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation means untyped decoding
+        return None
+    annotation = hints.get("return")
+    return None if annotation is None or annotation is Any else annotation
+
+
+def resolve_cache(cache: Cache | None) -> Cache:
+    """``cache``, or the process-wide default as it is now (so later swaps take effect)."""
+    if cache is not None:
+        return cache
+    from kirocache._global import get_cache
+
+    return get_cache()
+
+
+@dataclass(slots=True)
+class Job:
+    """One computation to run and store: a call's key, tags and arguments, and its read.
+
+    Attributes:
+        cache: The cache the call reads and writes.
+        body: The key body (the namespace adds its prefix).
+        tags: The call's tags, rendered once from its arguments.
+        args: The positional arguments (``self`` included for a method).
+        kwargs: The keyword arguments.
+        seen: What the read before the computation saw, for the conditional write that
+            keeps a value loaded before an invalidation from landing after it (see
+            ``Cache._store``); ``None`` writes unconditionally (``refresh``).
+        read_at: When that read started (``time.perf_counter``).
+    """
+
+    cache: Cache
+    body: str
+    tags: Sequence[str]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    seen: Seen | None
+    read_at: float
+
+
+class Plan:
+    """Everything a cached function's calls share, decided once at decoration.
+
+    Args:
+        func: The decorated function (a ``classmethod`` or ``staticmethod`` is unwrapped).
+        options: The decorator's checked options.
+
+    Raises:
+        ConfigurationError: A template names an unknown parameter, or ``stale_ttl`` or
+            ``early_refresh`` is given without a TTL.
+    """
+
+    __slots__ = (
+        "arguments",
+        "build",
+        "cache",
+        "enveloped",
+        "name",
+        "namespace",
+        "options",
+        "stored_type",
+        "tags",
+        "template",
+        "ttl",
+        "value_type",
+    )
+
+    def __init__(self, func: Callable[..., Any], options: Options) -> None:
+        target = getattr(func, "__func__", func)
+        self.options = options
+        self.name = f"{target.__module__}.{target.__qualname__}"
+        prefix = options.prefix
+        if isinstance(prefix, Namespace):
+            self.namespace = prefix
+        else:
+            self.namespace = Namespace(
+                f"{self.name}:" if prefix is None else prefix, ttl=options.ttl
+            )
+        ttl = options.ttl
+        self.ttl = self.namespace.ttl if ttl is None else None if math.isinf(ttl) else ttl
+        self.arguments = ArgumentKey(func)
+        self.template = KeyTemplate(options.key, func) if options.key is not None else None
+        # The key body of a call: the template's, else every bound argument's.
+        self.build: Callable[[tuple[Any, ...], dict[str, Any]], str] = (
+            self.arguments.build if self.template is None else self.template.build
+        )
+        self.tags = tuple(KeyTemplate(tag, func) for tag in options.tags)
+        self.cache = options.cache
+        if (options.stale_ttl or options.early_refresh) and self.ttl is None:
+            msg = f"{self.name}: stale_ttl and early_refresh need a ttl (on the call or namespace)"
+            raise ConfigurationError(msg)
+        self.enveloped = bool(options.stale_ttl or options.early_refresh)
+        self.value_type: Any = return_type(func)
+        value_type = self.value_type if self.value_type is not None else Any
+        # What a stored entry decodes into: the value, or its freshness envelope.
+        self.stored_type: Any = (
+            tuple.__class_getitem__((float, float, value_type))
+            if self.enveloped
+            else self.value_type
+        )
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Sequence[str]]:
+        """The key body and the tags of a call, from one binding of its arguments."""
+        if not self.tags:
+            return self.build(args, kwargs), _NO_TAGS
+        bound = self.arguments.bind(args, kwargs)
+        template = self.template if self.template is not None else self.arguments
+        return template.render(bound), [tag.render(bound) for tag in self.tags]
+
+    def body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The key body of a call (the namespace adds its prefix)."""
+        return self.build(args, kwargs)
+
+    def target(self) -> Cache:
+        """The cache to use: the one given, else the default looked up now."""
+        return resolve_cache(self.cache)
+
+    def lock_for(self, cache: Cache, body: str) -> DistributedLock:
+        """The distributed lock of one key: beside the entry, held for one computation."""
+        full = cache.full_key(body, self.namespace) + ":lock"
+        return DistributedLock(cache.backend, full, wait=self.options.lock_timeout)
+
+    # -- values --------------------------------------------------------------------------
+
+    @property
+    def stored_ttl(self) -> float | None:
+        """How long the backend keeps an entry: fresh time plus stale time."""
+        return None if self.ttl is None else self.ttl + self.options.stale_ttl
+
+    def should_store(self, value: object) -> bool:
+        """Whether a computed value goes into the cache (``condition`` decides)."""
+        condition = self.options.condition
+        return condition is None or bool(condition(value))
+
+    def wrap(self, value: object, compute_time: float, now: float) -> object:
+        """What is stored: the value, or an envelope with its fresh-until time.
+
+        Args:
+            value: The computed value.
+            compute_time: How long the computation took (early refreshes weigh it).
+            now: The cache clock's wall time (``cache.clock.time()``).
+        """
+        if not self.enveloped:
+            return value
+        assert self.ttl is not None
+        return (now + self.ttl, compute_time, value)
+
+    def freshness(self, entry: tuple[float, float, Any], now: float) -> Freshness:
+        """Fresh, due for an early refresh (probabilistic, XFetch), or stale.
+
+        A hot key is refreshed a little before it expires, with a probability that grows as
+        expiry nears and with the time the value took to compute, so keys written together
+        do not all expire together. ``now`` is the cache clock's wall time.
+        """
+        fresh_until, compute_time, _ = entry
+        if now >= fresh_until:
+            return "stale"
+        beta = self.options.early_refresh
+        if beta and compute_time > 0:
+            gap = -compute_time * beta * math.log(1.0 - random.random())
+            if now + gap >= fresh_until:
+                return "refresh"
+        return "fresh"
+
+    def due(self, cache: Cache, entry: tuple[float, float, Any]) -> bool:
+        """Whether a hit's envelope asks for a background refresh; a stale hit is counted."""
+        state = self.freshness(entry, cache.clock.time())
+        if state == "fresh":
+            return False
+        if state == "stale" and cache.metrics is not None:
+            cache.metrics.record("get", self.namespace.prefix, "stale", 0.0)
+        return True
+
+    def unserializable(self, exc: SerializationError) -> SerializationError:
+        """The error for a result that cannot be cached, naming this function."""
+        error = SerializationError(f"{self.name} returned a value that cannot be cached: {exc}")
+        error.__cause__ = exc
+        return error
