@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from kirocache import Cache, cached
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._derive import AsyncConveniences, Conveniences, with_conveniences
-from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats
+from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, OpName
 from kirocache.exceptions import BackendError, ConfigurationError
+from kirocache.testing._conformance.scenarios import OP_KINDS
 from kirocache.testing.conformance import AsyncBackendConformance, SyncBackendConformance
 
 from .dict_backend import AsyncDictBackend, DictBackend
@@ -36,6 +37,10 @@ class TestAsyncDictBackend(AsyncBackendConformance):
     @pytest.fixture
     def backend(self) -> AsyncDictBackend:
         return AsyncDictBackend(error=BackendError, stats=BackendStats)
+
+
+def test_the_suite_pins_down_every_op_kind() -> None:
+    assert set(OP_KINDS) == set(get_args(OpName))
 
 
 def test_the_dict_backend_has_the_small_protocol_only() -> None:

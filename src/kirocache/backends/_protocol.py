@@ -74,43 +74,37 @@ class Op:
     Every op kind and its answer (the value in its slot of ``execute``'s list; a failing
     op's slot holds its exception instead, usually a ``BackendError``):
 
-    ============  ===========================================  ==========================
-    kind          what it does                                 answer
-    ============  ===========================================  ==========================
-    get           read ``key`` (a tag set: fails)              ``bytes`` or ``None``
-    set           store ``value`` for ``ttl``, replacing any   ``bool``: stored
-                  TTL; with ``nx`` only if absent
-    delete        remove ``key`` (a value or a tag set)        ``bool``: it existed
-    delete_if     remove ``key`` only if it holds exactly      ``bool``: it removed it
-                  ``expected``, atomically (a lock's release,
-                  a corrupt entry's compare-and-delete)
-    exists        look without reading                         ``bool``
-    expire        give an existing key the TTL ``ttl``         ``bool``: the key existed
-    persist       remove the TTL of ``key``                    ``bool``: a TTL was removed
-    incr          add ``amount`` to the integer at ``key``     ``int``: the new value
-                  (0 if absent); ``ttl`` applies on create
-                  only; fails on a non-integer or overflow
-    ttl           the remaining time to live                   ``None`` absent, ``inf``
-                                                               no expiry, else seconds
-    set_if        store ``value`` (with ``ttl``) only if       ``bool``: stored
-                  ``key`` holds exactly ``expected``
-                  (``None``: absent) and every ``guards``
-                  pair holds too, atomically
-    swap          store ``value`` (with ``ttl``), atomically   ``bytes`` held before, or
-                  answering what was there (``SET ... GET``)   ``None``
-    tag_add       add ``members`` to the tag set at ``key``;   ``True``
-                  its TTL becomes at least ``ttl`` (``None``:
-                  no expiry); no members: nothing happens
-    tag_members   the members of the tag set at ``key``        sorted ``list[str]``,
-                                                               ``[]`` if absent
-    tag_remove    remove ``members``; an emptied set is        ``int``: how many were in
-                  deleted                                      the set
-    tag_prune     remove each of ``members`` whose probe       ``int``: how many were
-                  (the key at its place in ``probes``) is      removed
-                  gone: absent, or holding a tombstone
-                  (:data:`TOMBSTONE_PREFIX`), atomically, so a
-                  probe stored again meanwhile keeps its member
-    ============  ===========================================  ==========================
+    | kind | what it does | answer |
+    |---|---|---|
+    | ``get`` | read ``key`` (a tag set fails) | ``bytes``, or ``None`` if absent |
+    | ``set`` | store ``value`` for ``ttl``, replacing any TTL; with ``nx`` only if \
+    absent | ``bool``: stored |
+    | ``delete`` | remove ``key`` (a value or a tag set) | ``bool``: it existed |
+    | ``delete_if`` | remove ``key`` only if it holds exactly ``expected``, atomically \
+    (a lock's release, a corrupt entry's compare-and-delete) | ``bool``: removed |
+    | ``exists`` | look without reading | ``bool`` |
+    | ``expire`` | give an existing key the TTL ``ttl`` | ``bool``: the key existed |
+    | ``persist`` | remove the TTL of ``key`` | ``bool``: a TTL was removed |
+    | ``incr`` | add ``amount`` to the integer at ``key`` (0 if absent); ``ttl`` \
+    applies on create only; fails on a non-integer or a 64-bit overflow | ``int``: the \
+    new value |
+    | ``ttl`` | the remaining time to live | ``None`` absent, ``math.inf`` no expiry, \
+    else seconds |
+    | ``set_if`` | store ``value`` (with ``ttl``) only if ``key`` holds exactly \
+    ``expected`` (``None``: absent) and every ``guards`` pair holds, atomically | \
+    ``bool``: stored |
+    | ``swap`` | store ``value`` (with ``ttl``) and answer what was there, atomically \
+    (``SET ... GET``) | ``bytes`` held before, or ``None`` |
+    | ``tag_add`` | add ``members`` to the tag set at ``key``; its TTL becomes at \
+    least ``ttl`` (``None``: no expiry); no members: nothing happens | ``True`` |
+    | ``tag_members`` | the members of the tag set at ``key`` | sorted ``list[str]``, \
+    ``[]`` if absent |
+    | ``tag_remove`` | remove ``members``; an emptied set is deleted | ``int``: how many \
+    were in the set |
+    | ``tag_prune`` | remove each of ``members`` whose probe (the key at its place in \
+    ``probes``) is gone: absent, or holding a tombstone (:data:`TOMBSTONE_PREFIX`); \
+    atomically, so a probe stored again meanwhile keeps its member | ``int``: how \
+    many were removed |
 
     ``set_if`` is the compare-and-set a computed value is written with, so a value loaded
     before an invalidation cannot land after it; ``swap`` writes tombstones. A tag op on a
