@@ -11,6 +11,7 @@ from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientB
 from kirocache.backends._derive import AsyncConveniences, Conveniences, with_conveniences
 from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, OpName
 from kirocache.exceptions import BackendError, ConfigurationError
+from kirocache.testing import FaultyBackend
 from kirocache.testing._conformance.scenarios import OP_KINDS
 from kirocache.testing.conformance import AsyncBackendConformance, SyncBackendConformance
 
@@ -104,3 +105,15 @@ async def test_serves_cache_async() -> None:
     assert await profile.invalidate(2) is True
     assert await profile(2) == {"id": 2}
     assert calls == [2, 2]
+
+
+def test_a_wrapped_small_backend_fails_open_under_cache() -> None:
+    faulty = FaultyBackend(dict_backend())
+    cache = Cache(with_conveniences(faulty), key_prefix="app:")
+    cache.set("k", 1)
+    faulty.failing = True
+    assert cache.get("k", "fallback") == "fallback"
+    assert faulty.calls["execute"] >= 1  # the write, derived from execute
+    assert faulty.calls["get"] == 1
+    faulty.failing = False
+    assert cache.get("k") == 1
