@@ -172,7 +172,7 @@ async def test_a_failed_get_many_member_fails_its_slot_only(cache: Cache, mode: 
     cache.set("tagged", 1, tags=["t"])
     cache.set("plain", 2)
     # a tag set is not a value: reading one fails as Redis's WRONGTYPE does
-    tag_key = cache._tag_key("t")
+    tag_key = cache.keyspace.tag_key("t")
     result = await run(Batch(cache).get_many(["plain", tag_key]).get("plain"), mode)
     assert isinstance(result[0], BackendError)
     assert result[1] == 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from kirocache._cache import Cache
+from kirocache._cache import Batch, Cache
 
-__all__ = ["configure", "get_cache"]
+__all__ = ["batch", "configure", "get_cache"]
 
 _lock = threading.Lock()
 _default: Cache | None = None
@@ -74,3 +74,21 @@ def _swap_default(cache: Cache | None) -> Cache | None:
     with _lock:
         previous, _default = _default, cache
     return previous
+
+
+def batch(*, transaction: bool = False) -> Batch:
+    """A batch on the default cache (see ``configure`` and ``get_cache``).
+
+    Args:
+        transaction: Run the operations atomically.
+
+    Returns:
+        An empty ``Batch``; chain operations and end with ``execute()``.
+
+    Example:
+        >>> import kirocache
+        >>> _ = kirocache.configure("memory://")
+        >>> batch().set("a", 1).set("b", 2).delete("a").execute().ok
+        True
+    """
+    return Batch(get_cache(), transaction=transaction)

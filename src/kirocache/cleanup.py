@@ -30,27 +30,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
-from kirocache._core import DEP_PREFIX, TAG_PREFIX
-from kirocache._types import to_seconds
-from kirocache.backends._glob import escape_glob
-from kirocache.backends._protocol import Op
-from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
+from kirocache.backends import to_seconds
 from kirocache.exceptions import BackendError, ConfigurationError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from kirocache._cache import Cache
-    from kirocache._types import Duration
+    from kirocache import Cache, Duration
 
 __all__ = ["Cleanup", "CleanupReport"]
 
 _log = logging.getLogger("kirocache.cleanup")
-
-# Members checked per round trip when pruning one index.
-_CHUNK: Final = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,11 +113,38 @@ class Cleanup:
 
     def run_once(self) -> CleanupReport:
         """Clean now, with the sync backend methods; returns what was done."""
-        return self._finish(run_steps(self._steps()))
+        started = time.perf_counter()
+        expired, errors = self._purge_expired()
+        pruned = self.cache.prune_indexes()
+        return self._finish(self._report(started, expired, errors, pruned))
 
     async def arun_once(self) -> CleanupReport:
         """Clean now, with the async backend methods; returns what was done."""
-        return self._finish(await arun_steps(self._steps()))
+        started = time.perf_counter()
+        expired, errors = self._purge_expired()
+        pruned = await self.cache.aprune_indexes()
+        return self._finish(self._report(started, expired, errors, pruned))
+
+    def _purge_expired(self) -> tuple[int, int]:
+        """Expired entries the backend dropped (a memory backend can), and errors (0 or 1)."""
+        purge = getattr(self.cache.backend, "purge_expired", None)
+        if not callable(purge):
+            return 0, 0
+        try:
+            return int(purge()), 0
+        except BackendError:
+            return 0, 1
+
+    @staticmethod
+    def _report(started: float, expired: int, errors: int, pruned: dict[str, int]) -> CleanupReport:
+        return CleanupReport(
+            expired_purged=expired,
+            indexes_checked=pruned["indexes"],
+            tag_entries_pruned=pruned["tag_entries"],
+            dependency_edges_pruned=pruned["dependency_edges"],
+            errors=errors + pruned["errors"],
+            duration=time.perf_counter() - started,
+        )
 
     def _finish(self, report: CleanupReport) -> CleanupReport:
         self.runs += 1
@@ -137,64 +156,6 @@ class Cleanup:
             except Exception:  # noqa: BLE001 - a user callback never stops the cleanup
                 _log.exception("cleanup report callback failed")
         return report
-
-    def _steps(self) -> Steps[Any]:
-        started = time.perf_counter()
-        backend = self.cache.backend
-        counts = {"expired": 0, "checked": 0, "tags": 0, "deps": 0, "errors": 0}
-        if callable(getattr(backend, "purge_expired", None)):
-            try:
-                counts["expired"] = backend.purge_expired()
-            except BackendError:
-                counts["errors"] += 1
-        prefix = self.cache.key_prefix
-        for head, kind in ((prefix + TAG_PREFIX, "tags"), (prefix + DEP_PREFIX, "deps")):
-            try:
-                indexes = yield Call(backend, "scan", (escape_glob(head) + "*",))
-            except BackendError:
-                counts["errors"] += 1
-                continue
-            for index in indexes:
-                counts["checked"] += 1
-                try:
-                    counts[kind] += yield from self._prune(index, kind == "deps")
-                except BackendError:
-                    counts["errors"] += 1
-        return CleanupReport(
-            expired_purged=counts["expired"],
-            indexes_checked=counts["checked"],
-            tag_entries_pruned=counts["tags"],
-            dependency_edges_pruned=counts["deps"],
-            errors=counts["errors"],
-            duration=time.perf_counter() - started,
-        )
-
-    def _prune(self, index: str, nodes: bool) -> Steps[Any]:
-        """Remove the members of one index whose key is gone; returns how many.
-
-        Each chunk is one ``tag_prune``: the check and the removal are one atomic step, so
-        a key stored again meanwhile keeps its entry.
-        """
-        backend = self.cache.backend
-        members: list[str] = yield Call(backend, "tag_members", (index,))
-        removed = 0
-        for at in range(0, len(members), _CHUNK):
-            chunk = tuple(members[at : at + _CHUNK])
-            probes = tuple(self._probe(member, nodes) for member in chunk)
-            op = Op("tag_prune", index, members=chunk, probes=probes)
-            [result] = yield Call(backend, "execute", ([op],))
-            if isinstance(result, BackendError):
-                raise result
-            removed += int(result)
-        return removed
-
-    def _probe(self, member: str, nodes: bool) -> str:
-        """The key whose presence keeps an index entry alive."""
-        if not nodes:
-            return member  # a tag set lists full keys
-        if member.startswith("t:"):
-            return self.cache._tag_key(member[2:])  # a tag is alive while its set exists
-        return member[2:]
 
     # -- periodic: a thread ----------------------------------------------------------------
 

@@ -1,0 +1,19 @@
+"""The cache engine: the ``Cache`` facade, its collaborators, its operations and drivers.
+
+- ``cache``: ``Cache``, the facade, composed of the collaborators below.
+- ``keyspace``: ``KeySpace``, where keys live (prefix, namespaces, generations, internal keys).
+- ``codec``: ``Codec``, values to bytes and back.
+- ``guard``: ``Guard``, the fault policy (breaker, fault-or-bug rule, metrics).
+- ``invalidator``: ``Invalidator``, tombstones, tags, dependencies, rules and the log.
+- ``driver``: the one sync and one async driver every operation's steps run on.
+- ``writes``, ``invalidations``: the operations, each written once as steps.
+- ``readthrough``: the hot path ``get`` and ``@cached`` take, a hand-written twin pair.
+- ``batch``: ``Batch``, many operations in one round trip.
+"""
+
+from __future__ import annotations
+
+from kirocache._cache.batch import Batch, BatchResult
+from kirocache._cache.cache import Cache
+
+__all__ = ["Batch", "BatchResult", "Cache"]

@@ -1,0 +1,72 @@
+"""The codec: values to bytes and back, within the size limit, counters as integers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from kirocache.exceptions import ConfigurationError, ValueTooLargeError
+from kirocache.serializers import Serializer, resolve_serializer
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "Codec", "parse_counter"]
+
+DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
+_COUNTER: Final = re.compile(rb"-?[0-9]+")
+
+
+def parse_counter(raw: object) -> int | None:
+    """The integer a counter (``incr``, a generation) holds, or ``None`` if ``raw`` is none."""
+    return int(raw) if isinstance(raw, bytes) and _COUNTER.fullmatch(raw) else None
+
+
+class Codec:
+    """Turns values into stored bytes and back: the one owner of encoding.
+
+    It owns the serializer, the ``max_value_size`` limit, typed decoding (the serializer
+    decodes into the type asked for) and the counter rule: bytes that are a plain integer
+    and no serializer frame are a counter written by ``incr``, read back as ``int``.
+
+    Args:
+        serializer: A ``Serializer``, or a name ``resolve_serializer`` knows.
+        max_value_size: Largest serialized value accepted, in bytes.
+
+    Raises:
+        ConfigurationError: ``max_value_size`` is not a whole number >= 1.
+    """
+
+    def __init__(self, serializer: Serializer | str | None, max_value_size: int) -> None:
+        if isinstance(max_value_size, bool) or not isinstance(max_value_size, int):
+            msg = f"max_value_size must be a whole number of bytes, not {max_value_size!r}"
+            raise ConfigurationError(msg)
+        if max_value_size < 1:
+            msg = f"max_value_size must be at least 1 byte, got {max_value_size}"
+            raise ConfigurationError(msg)
+        self.serializer: Serializer = resolve_serializer(serializer)
+        self.max_value_size = max_value_size
+
+    def dumps(self, key: str, value: object) -> bytes:
+        """Serialize ``value`` for ``key`` (named in the error).
+
+        Raises:
+            SerializationError: The value cannot be serialized.
+            ValueTooLargeError: It is larger than ``max_value_size`` once serialized.
+        """
+        data = self.serializer.dumps(value)
+        if len(data) > self.max_value_size:
+            msg = (
+                f"value for key {key!r} is {len(data)} bytes serialized, over "
+                f"max_value_size={self.max_value_size}; store less or raise max_value_size"
+            )
+            raise ValueTooLargeError(msg)
+        return data
+
+    def loads(self, raw: bytes, type: Any) -> Any:
+        """Decode stored bytes into ``type``; counters written by ``incr`` read back as ``int``.
+
+        Raises:
+            CorruptValueError: The bytes are not a valid entry for this serializer.
+        """
+        # b"\xc5" starts every framed value, so a frame is never mistaken for a counter
+        if not raw.startswith(b"\xc5") and _COUNTER.fullmatch(raw):
+            return int(raw)
+        return self.serializer.loads(raw, type)

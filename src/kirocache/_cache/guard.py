@@ -1,0 +1,260 @@
+"""The guard: what may reach the backend, and what a failure of it means (fault or bug)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal, TypeAlias
+
+from kirocache._breaker import CircuitBreaker
+from kirocache._clock import Clock
+from kirocache.backends import AsyncBackend, Backend
+from kirocache.exceptions import (
+    BackendError,
+    CircuitOpenError,
+    ConfigurationError,
+    KirocacheError,
+)
+from kirocache.metrics import InMemoryMetrics, MetricsHook, Outcome
+
+__all__ = ["DEFAULT_BREAKER", "FAILED", "Failed", "Guard", "OnError", "is_fault"]
+
+OnError: TypeAlias = Literal["ignore", "raise"]
+
+_log = logging.getLogger("kirocache")
+
+
+class Failed:
+    """The type of ``FAILED``: a backend call that did not happen or did not come back."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final = Failed()
+
+
+class _DefaultBreaker:
+    """Marker for "build the default circuit breaker"."""
+
+
+DEFAULT_BREAKER: Final = _DefaultBreaker
+
+
+def is_fault(exc: BaseException) -> bool:
+    """The one rule that sorts what a backend call raised: a fault of the store, or a bug.
+
+    A ``BackendError`` is a fault (the store is down, slow or refusing), and so is any
+    other exception a third-party backend raises, except the programming errors: a
+    ``KirocacheError`` (a bad key, a value too large, a misconfiguration), ``TypeError`` and
+    ``AttributeError`` (ours or a backend's). Faults fail open; bugs are raised.
+    """
+    if isinstance(exc, BackendError):
+        return True
+    return not isinstance(exc, (KirocacheError, TypeError, AttributeError))
+
+
+class Guard:
+    """Stands between the cache and its backend: the one owner of the fault policy.
+
+    It owns which halves of the backend exist (sync, async), the circuit breaker, the
+    ``on_error`` choice, the classification of failures (``is_fault``), the counting
+    (``errors_total``) and once-per-burst logging of faults, and the observation of every
+    operation (the metrics hook and debug logging).
+
+    Args:
+        backend: The backend (checked for the sync and async methods).
+        metrics: A ``MetricsHook``; ``True``: ``InMemoryMetrics``; ``False``: none.
+        on_error: ``"ignore"`` fails open; ``"raise"`` raises ``BackendError``.
+        breaker: The breaker; ``DEFAULT_BREAKER`` builds one on ``clock``; ``None``: none.
+        debug: Log every operation at DEBUG level.
+        clock: Where the default breaker reads monotonic time.
+
+    Raises:
+        ConfigurationError: The backend is not a backend, or ``on_error`` is unknown.
+    """
+
+    def __init__(
+        self,
+        backend: object,
+        *,
+        metrics: MetricsHook | bool,
+        on_error: OnError,
+        breaker: CircuitBreaker | type[_DefaultBreaker] | None,
+        debug: bool,
+        clock: Clock,
+    ) -> None:
+        self.sync_ok = isinstance(backend, Backend)
+        self.async_ok = isinstance(backend, AsyncBackend)
+        if not (self.sync_ok or self.async_ok):
+            msg = (
+                f"{type(backend).__name__} is not a kirocache backend: it must have the "
+                "methods of kirocache.backends.Backend and/or AsyncBackend"
+            )
+            raise ConfigurationError(msg)
+        if on_error not in ("ignore", "raise"):
+            msg = f"on_error must be 'ignore' or 'raise', not {on_error!r}"
+            raise ConfigurationError(msg)
+        self._backend_name = type(backend).__name__
+        if metrics is True:
+            self.metrics: MetricsHook | None = InMemoryMetrics()
+        elif metrics is False:
+            self.metrics = None
+        else:
+            self.metrics = metrics
+        self.on_error: OnError = on_error
+        self.breaker: CircuitBreaker | None = (
+            CircuitBreaker(clock=clock.monotonic) if breaker is DEFAULT_BREAKER else breaker  # type: ignore[assignment]
+        )
+        self.debug = debug
+        self.errors_total = 0
+        # Whether a burst of faults is going on; the hot path reads it without the lock.
+        self.failing = False
+        self._burst_errors = 0
+        self._lock = threading.Lock()
+
+    # -- which half of the backend ---------------------------------------------------------
+
+    def need_sync(self) -> None:
+        """Raise unless the backend has sync methods.
+
+        Raises:
+            ConfigurationError: It has only async ones.
+        """
+        if not self.sync_ok:
+            msg = f"{self._backend_name} has no sync methods; use the a-prefixed ones"
+            raise ConfigurationError(msg)
+
+    def need_async(self) -> None:
+        """Raise unless the backend has async methods.
+
+        Raises:
+            ConfigurationError: It has only sync ones.
+        """
+        if not self.async_ok:
+            msg = f"{self._backend_name} has no async methods; use the sync ones"
+            raise ConfigurationError(msg)
+
+    # -- observation -----------------------------------------------------------------------
+
+    def observe(
+        self, op: str, label: str, outcome: Outcome, started: float, key: str = "", count: int = 1
+    ) -> None:
+        """Record one operation's outcome and latency (metrics hook, debug log)."""
+        if self.metrics is not None or self.debug:
+            latency = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(op, label, outcome, latency, count)
+            if self.debug:
+                _log.debug("%s %s -> %s in %.3f ms", op, key, outcome, latency * 1000)
+
+    def observe_many(
+        self,
+        op: str,
+        labels: Sequence[str],
+        found: Mapping[str, object],
+        keys: Sequence[str],
+        started: float,
+    ) -> None:
+        """Record a multi-key read as hits and misses per label (``labels[i]`` of ``keys[i]``)."""
+        tallies: dict[tuple[str, Outcome], int] = {}
+        for key, label in zip(keys, labels, strict=True):
+            outcome: Outcome = "hit" if key in found else "miss"
+            tallies[label, outcome] = tallies.get((label, outcome), 0) + 1
+        for (label, outcome), count in tallies.items():
+            self.observe(op, label, outcome, started, count=count)
+
+    # -- the fault policy --------------------------------------------------------------------
+
+    def allow(self, op: str, label: str, started: float) -> bool:
+        """Whether the breaker lets a call through; a refusal counts as an error.
+
+        Raises:
+            CircuitOpenError: It refuses, and ``on_error`` is ``"raise"``.
+        """
+        breaker = self.breaker
+        if breaker is None or breaker.allow():
+            return True
+        self.errors_total += 1
+        self.observe(op, label, "error", started)
+        if self.on_error == "raise":
+            msg = "the cache backend is failing; calls are refused until it recovers"
+            raise CircuitOpenError(msg)
+        return False
+
+    def failed(self, op: str, label: str, exc: Exception, started: float) -> Failed:
+        """Sort an exception a backend call raised (``is_fault``): a fault fails open.
+
+        Returns:
+            ``FAILED``, after counting and logging the fault (see ``fault``).
+
+        Raises:
+            Exception: ``exc`` itself when it is a programming error (ours or a backend's),
+                or ``BackendError`` when ``on_error`` is ``"raise"``.
+        """
+        if not is_fault(exc):
+            raise exc
+        self.fault(op, label, exc, started)
+        return FAILED
+
+    def slot_failure(self, op: str, label: str, results: Sequence[object], started: float) -> bool:
+        """Sort the first error a pipeline left in its slots, as ``failed`` does; any?
+
+        Raises:
+            Exception: A programming error in a slot (a value too large for the backend,
+                say), which is the caller's to see, not a fault of the store.
+        """
+        failure = next((r for r in results if isinstance(r, Exception)), None)
+        if failure is None:
+            return False
+        self.failed(op, label, failure, started)
+        return True
+
+    def fault(self, op: str, label: str, exc: Exception, started: float) -> None:
+        """Count, log once per burst, and fail open or raise, for a backend failure.
+
+        Raises:
+            BackendError: ``on_error`` is ``"raise"``.
+        """
+        if self.breaker is not None:
+            self.breaker.failure()
+        with self._lock:
+            self.errors_total += 1
+            self._burst_errors += 1
+            first = not self.failing
+            self.failing = True
+        if first:
+            _log.warning(
+                "cache backend failed during %s (%s: %s); %s",
+                op,
+                type(exc).__name__,
+                exc,
+                "raising" if self.on_error == "raise" else "failing open until it recovers",
+            )
+        self.observe(op, label, "error", started)
+        if self.on_error == "raise":
+            if isinstance(exc, BackendError):
+                raise exc
+            msg = f"cache backend failed during {op}: {type(exc).__name__}: {exc}"
+            raise BackendError(msg) from exc
+
+    def ok(self) -> None:
+        """A backend call came back: close the breaker, end a burst of failures."""
+        if self.breaker is not None:
+            self.breaker.success()
+        if self.failing:
+            with self._lock:
+                count, self._burst_errors, self.failing = self._burst_errors, 0, False
+            _log.warning("cache backend recovered after %d failed calls", count)
+
+    def settled(self) -> bool:
+        """Whether nothing is failing: no burst going on, the breaker closed and clean."""
+        breaker = self.breaker
+        return not self.failing and (breaker is None or breaker.healthy)
+
+    def __repr__(self) -> str:
+        return f"Guard(on_error={self.on_error!r}, errors_total={self.errors_total})"

@@ -1,0 +1,288 @@
+"""The invalidations of ``Cache`` (deletes, tags, patterns, bumps, events) written as steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from kirocache._cache.driver import Flow, Io
+from kirocache._cache.guard import FAILED
+from kirocache._cache.keyspace import DEFAULT_LABEL
+from kirocache._cache.writes import refresh_generations
+from kirocache.backends import Call, Op, Steps
+from kirocache.exceptions import BackendError, ConfigurationError
+from kirocache.invalidation import InvalidationEvent, InvalidationRecord, Tag
+
+if TYPE_CHECKING:
+    from kirocache._cache.cache import Cache
+    from kirocache._types import Duration
+    from kirocache.keys import Namespace
+
+__all__ = [
+    "bump",
+    "delete",
+    "delete_many",
+    "delete_pattern",
+    "depends",
+    "invalidate",
+    "invalidate_namespace",
+    "invalidate_tags",
+    "prune_indexes",
+]
+
+# Members checked per round trip when pruning one index.
+_PRUNE_CHUNK: Final = 500
+
+
+def delete(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
+    """``Cache.delete``: tombstone ``key``, follow its dependents, log it."""
+    yield from refresh_generations(cache, (key,), namespace)
+    full, label, _ = cache.keyspace.resolve(key, namespace)
+    started = time.perf_counter()
+    removed, erased, direct = yield from cache.invalidator.cascade(
+        "delete", label, started, [full], []
+    )
+    cache.invalidator.record("delete", started, removed=removed, fulls=erased)
+    return direct > 0
+
+
+def delete_many(cache: Cache, keys: Sequence[str], namespace: Namespace | None) -> Flow[int]:
+    """``Cache.delete_many``: ``delete`` for many keys, level by level together."""
+    if not keys:
+        return 0
+    yield from refresh_generations(cache, keys, namespace)
+    resolved = [cache.keyspace.resolve(key, namespace) for key in keys]
+    started = time.perf_counter()
+    fulls = [full for full, _, _ in resolved]
+    removed, erased, direct = yield from cache.invalidator.cascade(
+        "delete_many", resolved[0][1], started, fulls, []
+    )
+    cache.invalidator.record("delete", started, removed=removed, fulls=erased)
+    return direct
+
+
+def invalidate_tags(cache: Cache, tags: Sequence[str]) -> Flow[int]:
+    """``Cache.invalidate_tags``: every entry of the tags, and their dependents."""
+    started = time.perf_counter()
+    removed, erased, _ = yield from cache.invalidator.cascade(
+        "invalidate_tags", "tags", started, [], list(tags)
+    )
+    cache.invalidator.record("tags", started, removed=removed, fulls=erased, tags=tags)
+    return removed
+
+
+def delete_pattern(
+    cache: Cache, pattern: str, namespace: Namespace | None, batch_size: int
+) -> Flow[int]:
+    """``Cache.delete_pattern``: SCAN the glob, delete page by page, log it."""
+    if type(batch_size) is not int or batch_size < 1:
+        msg = f"batch_size must be an int >= 1, got {batch_size!r}"
+        raise ConfigurationError(msg)
+    yield from refresh_generations(cache, (pattern,), namespace)
+    started = time.perf_counter()
+    glob = cache.keyspace.pattern(pattern, namespace)
+    removed = yield from _delete_glob(cache, glob, namespace, started, batch_size)
+    scope = namespace.full_key(pattern) if namespace is not None else pattern
+    cache.invalidator.record("pattern", started, removed=removed, patterns=[scope])
+    return removed
+
+
+def _delete_glob(
+    cache: Cache, glob: str, namespace: Namespace | None, started: float, batch_size: int = 500
+) -> Flow[int]:
+    """Delete the keys matching ``glob`` (see ``KeySpace.pattern``), page by page.
+
+    Indexes, stamps and namespace generations live under the key prefix too, and a pattern
+    must not reach them (a generation deleted would bring old entries back), unless it
+    clears the whole cache (``*`` with no namespace). A fault anywhere counts the whole
+    pattern delete as failed: it removed 0.
+    """
+    label = namespace.prefix if namespace is not None else DEFAULT_LABEL
+    keys, guard = cache.keyspace, cache.guard
+    op = "delete_pattern"
+    found = yield Io(cache.backend, "scan", (glob, batch_size), op, label, started)
+    if found is FAILED:
+        return 0
+    everything = keys.everything(glob)
+    doomed = [full for full in found if everything or not keys.internal(full)]
+    removed = 0
+    for at in range(0, len(doomed), batch_size):
+        ops = [Op("delete", full) for full in doomed[at : at + batch_size]]
+        results = yield Io(cache.backend, "execute", (ops,), op, label, started)
+        if results is FAILED or guard.slot_failure("delete_pattern", label, results, started):
+            return 0
+        removed += sum(1 for result in results if result is True)
+    guard.observe("delete_pattern", label, "delete", started, glob, count=removed)
+    return removed
+
+
+def bump(cache: Cache, namespace: Namespace) -> Flow[int]:
+    """``Cache.bump``: raise the generation of a bumpable namespace."""
+    if not namespace.bumpable:
+        msg = (
+            f"namespace {namespace.prefix!r} is not bumpable: make it with "
+            "Namespace(..., bumpable=True), or use invalidate_namespace()"
+        )
+        raise ConfigurationError(msg)
+    started = time.perf_counter()
+    generation = yield from _bump_generation(cache, namespace, started)
+    cache.invalidator.record("namespace", started, removed=0, namespaces=[namespace.prefix])
+    return generation
+
+
+def _bump_generation(cache: Cache, namespace: Namespace, started: float) -> Flow[int]:
+    keys, guard = cache.keyspace, cache.guard
+    keys.register(namespace)
+    label = namespace.prefix
+    ops = [Op("incr", keys.generation_key(namespace))]
+    results = yield Io(cache.backend, "execute", (ops,), "bump", label, started)
+    if results is FAILED or guard.slot_failure("bump", label, results, started):
+        return 0
+    generation = int(results[0])
+    keys.generations[namespace.prefix] = generation
+    guard.observe("bump", label, "delete", started)
+    return generation
+
+
+def invalidate_namespace(cache: Cache, namespace: Namespace) -> Flow[int]:
+    """``Cache.invalidate_namespace``: a ``bump`` if bumpable, else a pattern delete."""
+    if namespace.bumpable:
+        yield from bump(cache, namespace)
+        return 0
+    started = time.perf_counter()
+    glob = cache.keyspace.pattern("*", namespace)
+    removed = yield from _delete_glob(cache, glob, namespace, started)
+    cache.invalidator.record("namespace", started, removed=removed, namespaces=[namespace.prefix])
+    return removed
+
+
+def depends(
+    cache: Cache,
+    dependent: str | Tag,
+    on: str | Tag,
+    ttl: Duration | None,
+    namespace: Namespace | None,
+) -> Flow[bool]:
+    """``Cache.depends``: one edge in the dependency set of ``on``."""
+    keys = cache.keyspace
+    names = [target for target in (dependent, on) if isinstance(target, str)]
+    yield from refresh_generations(cache, names, namespace)
+    node, source = keys.node(dependent, namespace), keys.node(on, namespace)
+    if node == source:
+        msg = f"{dependent!r} cannot depend on itself"
+        raise ConfigurationError(msg)
+    if ttl is None and isinstance(dependent, str):
+        seconds = keys.resolve(dependent, namespace)[2]
+    else:
+        seconds = keys.ttl(ttl, keys.default_ttl)
+    started = time.perf_counter()
+    ops = [Op("tag_add", keys.dep_key(source), ttl=seconds, members=(node,))]
+    label = "dependencies"
+    results = yield Io(cache.backend, "execute", (ops,), "depends", label, started)
+    return results is not FAILED and not cache.guard.slot_failure(
+        "depends", label, results, started
+    )
+
+
+def invalidate(cache: Cache, event: InvalidationEvent, source: str) -> Flow[InvalidationRecord]:
+    """``Cache.invalidate``: what the rules say ``event`` makes stale, in one log record."""
+    if not isinstance(event, InvalidationEvent):
+        msg = f"invalidate() takes an InvalidationEvent, not {type(event).__name__}"  # type: ignore[unreachable]
+        raise ConfigurationError(msg)
+    keys, invalidator = cache.keyspace, cache.invalidator
+    started = time.perf_counter()
+    rules = invalidator.rules.matching(event.type)
+    names: dict[str, None] = {}
+    tags: dict[str, None] = {}
+    patterns: dict[str, None] = {}
+    spaces: dict[Namespace, None] = {}
+    for rule in rules:
+        rule_keys, rule_tags, rule_patterns = rule.render(event)
+        names.update(dict.fromkeys(rule_keys))
+        tags.update(dict.fromkeys(rule_tags))
+        patterns.update(dict.fromkeys(rule_patterns))
+        spaces.update(dict.fromkeys(rule.namespaces))
+    yield from refresh_generations(cache, [*names, *patterns], None)
+    # Everything is resolved and checked before the first change, so a bad key or pattern
+    # leaves nothing half done.
+    fulls = [keys.resolve(key, None)[0] for key in names]
+    globs = [keys.pattern(pattern, None) for pattern in patterns]
+    for tag in tags:
+        keys.tag_key(tag)
+    removed, erased, _ = yield from invalidator.cascade(
+        "invalidate", "events", started, fulls, list(tags)
+    )
+    for glob in globs:
+        removed += yield from _delete_glob(cache, glob, None, started)
+    for space in spaces:
+        if space.bumpable:
+            yield from _bump_generation(cache, space, started)
+        else:
+            removed += yield from _delete_glob(cache, keys.pattern("*", space), space, started)
+    return invalidator.record(
+        source,
+        started,
+        removed=removed,
+        fulls=erased,
+        tags=list(tags),
+        patterns=list(patterns),
+        namespaces=[space.prefix for space in spaces],
+        event=event.type,
+        rules=[rule.name for rule in rules],
+    )
+
+
+def prune_indexes(cache: Cache) -> Steps[dict[str, int]]:
+    """``Cache.prune_indexes``: drop the dead entries of every tag and dependency index.
+
+    Run by the plain drivers (``run_steps``), not the guarded ones: a maintenance pass
+    counts a failed call in ``errors`` and goes on with the next index, never fails open.
+    """
+    backend = cache.backend
+    counts = {"indexes": 0, "tag_entries": 0, "dependency_edges": 0, "errors": 0}
+    tag_glob, dep_glob = cache.keyspace.index_globs()
+    for glob, kind in ((tag_glob, "tag_entries"), (dep_glob, "dependency_edges")):
+        try:
+            indexes = yield Call(backend, "scan", (glob,))
+        except BackendError:
+            counts["errors"] += 1
+            continue
+        for index in indexes:
+            counts["indexes"] += 1
+            try:
+                counts[kind] += yield from _prune(cache, index, kind == "dependency_edges")
+            except BackendError:
+                counts["errors"] += 1
+    return counts
+
+
+def _prune(cache: Cache, index: str, nodes: bool) -> Steps[int]:
+    """Remove the members of one index whose key is gone; returns how many.
+
+    Each chunk is one ``tag_prune``: the check and the removal are one atomic step, so a
+    key stored again meanwhile keeps its entry.
+    """
+    backend = cache.backend
+    members: list[str] = yield Call(backend, "execute", ([Op("tag_members", index)],))
+    members = _answer(members)
+    removed = 0
+    for at in range(0, len(members), _PRUNE_CHUNK):
+        chunk = tuple(members[at : at + _PRUNE_CHUNK])
+        # a tag index lists full keys; a dependency set lists nodes
+        probes = tuple(cache.keyspace.probe(m) for m in chunk) if nodes else chunk
+        op = Op("tag_prune", index, members=chunk, probes=probes)
+        removed += int(_answer((yield Call(backend, "execute", ([op],)))))
+    return removed
+
+
+def _answer(results: Any) -> Any:
+    """The one slot of a one-op ``execute``.
+
+    Raises:
+        BackendError: The op failed in its slot.
+    """
+    [result] = results
+    if isinstance(result, BackendError):
+        raise result
+    return result

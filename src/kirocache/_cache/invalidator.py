@@ -1,0 +1,281 @@
+"""The invalidator: tombstones, guarded writes, tag stamps, dependencies, rules and the log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from kirocache._cache.driver import Flow, Io
+from kirocache._cache.guard import FAILED
+from kirocache._types import to_seconds
+from kirocache.backends import Op
+from kirocache.backends._protocol import TOMBSTONE_PREFIX
+from kirocache.exceptions import ConfigurationError
+from kirocache.invalidation import (
+    KEYS_PER_RECORD,
+    InvalidationLog,
+    InvalidationRecord,
+    InvalidationRules,
+)
+
+if TYPE_CHECKING:
+    from kirocache._cache.guard import Guard
+    from kirocache._cache.keyspace import KeySpace
+    from kirocache._clock import Clock
+    from kirocache._types import Duration
+
+__all__ = [
+    "DEFAULT_TOMBSTONE_TTL",
+    "TOMBSTONE",
+    "UNREAD",
+    "Guards",
+    "Invalidator",
+    "Seen",
+    "is_tombstone",
+]
+
+_log = logging.getLogger("kirocache")
+
+DEFAULT_TOMBSTONE_TTL: Final = 60.0
+# What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
+# starts so) and a random token, so every invalidation leaves a different tombstone.
+TOMBSTONE: Final = TOMBSTONE_PREFIX
+
+Guards: TypeAlias = "tuple[tuple[str, bytes | None], ...]"
+"""The stamps of an entry's tags as a read found them: ``(stamp key, bytes)`` pairs."""
+Seen: TypeAlias = "tuple[str, bytes | None, Guards]"
+"""What a read before a computation found: the full key, its bytes (``None``: absent), and
+the stamps of the entry's tags (``Guards``), which a tag invalidation changes."""
+UNREAD: Final = b""
+"""The bytes of a ``Seen`` whose read failed: nothing computed after it is stored (a real
+entry is never empty: values carry a header, counters at least one digit)."""
+
+
+def is_tombstone(raw: object) -> bool:
+    """Whether stored bytes are a tombstone (an invalidated key: absent to every reader)."""
+    return type(raw) is bytes and raw.startswith(TOMBSTONE)
+
+
+class Invalidator:
+    """Makes entries stale, safely: the one owner of how an invalidation is written.
+
+    It owns tombstones (``tombstone_ttl``, the erase ops that leave them), the guarded
+    writes that a tombstone or a tag stamp defeats (``store_ops``, ``too_late``), the tag
+    op recipes (index entries, stamps), dependency edges and the cascade that follows them,
+    the invalidation rules (``rules``) and the invalidation log (``log``).
+
+    Args:
+        keyspace: Where the index, stamp and dependency keys live.
+        guard: Sorts the faults the cascade meets and observes it.
+        backend: What the cascade's steps call.
+        tombstone_ttl: How long a tombstone lives; ``None``: plain deletes.
+        log_size: How many records the log keeps.
+        clock: Where a record's time is read.
+        debug: Log every record at DEBUG level.
+
+    Raises:
+        ConfigurationError: ``tombstone_ttl`` is not a finite duration.
+    """
+
+    def __init__(
+        self,
+        keyspace: KeySpace,
+        guard: Guard,
+        backend: Any,
+        *,
+        tombstone_ttl: Duration | None,
+        log_size: int,
+        clock: Clock,
+    ) -> None:
+        seconds = 0.0 if tombstone_ttl is None else to_seconds(tombstone_ttl, name="tombstone_ttl")
+        if seconds == float("inf"):
+            msg = "tombstone_ttl must be finite (tombstones must expire); use None to turn them off"
+            raise ConfigurationError(msg)
+        self.tombstone_ttl: float | None = seconds or None
+        self.rules = InvalidationRules()
+        self.log = InvalidationLog(log_size)
+        self._keys = keyspace
+        self._guard = guard
+        self._backend = backend
+        self._clock = clock
+
+    # -- tombstones and guarded writes ---------------------------------------------------
+
+    def erase_ops(self, fulls: Iterable[str]) -> list[Op]:
+        """Ops that invalidate ``fulls``: each gets a fresh tombstone (or is deleted).
+
+        A tombstone, unlike a delete, changes what a key holds even when it was absent, so
+        a conditional write of a value loaded before this invalidation fails (see
+        ``store_ops``). It reads as a miss and expires after ``tombstone_ttl``.
+        """
+        if self.tombstone_ttl is None:
+            return [Op("delete", full) for full in fulls]
+        tomb = TOMBSTONE + os.urandom(8)
+        return [Op("swap", full, tomb, ttl=self.tombstone_ttl) for full in fulls]
+
+    @staticmethod
+    def erased(results: Iterable[object]) -> tuple[int, Exception | None]:
+        """How many live values ``erase_ops`` removed, and the first error among them."""
+        count, error = 0, None
+        for result in results:
+            if isinstance(result, Exception):
+                error = error or result
+            elif result is True or (type(result) is bytes and not result.startswith(TOMBSTONE)):
+                count += 1
+        return count, error
+
+    def tag_add_ops(self, tags: Sequence[str], full: str, ttl: float | None) -> list[Op]:
+        """Ops that put ``full`` in the indexes of ``tags`` (living at least ``ttl``)."""
+        return [Op("tag_add", self._keys.tag_key(tag), ttl=ttl, members=(full,)) for tag in tags]
+
+    def store_ops(
+        self,
+        full: str,
+        data: bytes,
+        ttl: float | None,
+        seen: bytes | None,
+        tags: Sequence[str] = (),
+        guards: Guards = (),
+    ) -> list[Op]:
+        """A write that lands only if nothing changed since the read, and its tag entries.
+
+        ``seen`` is what the read before the computation found at ``full``: ``None``
+        (absent), a tombstone or the stale entry being refreshed; ``guards`` are the
+        stamps of the entry's tags as read then. A key or tag invalidation in between
+        changed one of them, so a value computed from data older than the invalidation is
+        never stored. The write's answer is the last slot.
+        """
+        # The index entries go first: a tag invalidation that reads the index between them
+        # and the write has already changed the stamp the write checks.
+        ops = self.tag_add_ops(tags, full, ttl)
+        ops.append(Op("set_if", full, data, ttl=ttl, expected=seen, guards=guards))
+        return ops
+
+    def stamp_ops(self, tags: Sequence[str]) -> list[Op]:
+        """Ops that change the stamps of ``tags``, so writes guarded by them fail."""
+        if self.tombstone_ttl is None:
+            return []
+        stamp = TOMBSTONE + os.urandom(8)
+        stamp_key = self._keys.stamp_key
+        return [Op("swap", stamp_key(tag), stamp, ttl=self.tombstone_ttl) for tag in tags]
+
+    def too_late(self, read_at: float) -> bool:
+        """Whether a tombstone seen (or not) at ``read_at`` may have expired since."""
+        # Real time, not the cache's clock: the server expires the tombstone.
+        ttl = self.tombstone_ttl
+        return ttl is not None and time.perf_counter() - read_at >= ttl
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        source: str,
+        started: float,
+        *,
+        removed: int,
+        fulls: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        namespaces: Sequence[str] = (),
+        event: str | None = None,
+        rules: Sequence[str] = (),
+    ) -> InvalidationRecord:
+        """Log one invalidation (the metrics hook has it from the operation itself)."""
+        record = InvalidationRecord(
+            at=self._clock.time(),
+            source=source,
+            event=event,
+            rules=tuple(rules),
+            keys=tuple(self._keys.unprefix(full) for full in fulls[:KEYS_PER_RECORD]),
+            tags=tuple(tags),
+            patterns=tuple(patterns),
+            namespaces=tuple(namespaces),
+            removed=removed,
+            duration=time.perf_counter() - started,
+        )
+        self.log.add(record)
+        if self._guard.debug:
+            _log.debug("invalidation %s", record)
+        return record
+
+    # -- the cascade ---------------------------------------------------------------------------
+
+    def cascade(
+        self, op: str, label: str, started: float, fulls: Sequence[str], tags: Sequence[str]
+    ) -> Flow[tuple[int, list[str], int]]:
+        """Invalidate keys and tags, then their dependents, level by level, once each.
+
+        Per level: one round trip reads the tags' members and dependents (when there are
+        tags), one tombstones the keys, deletes the tag indexes and reads the keys'
+        dependents. A node already visited is never visited again, so cycles end.
+
+        Returns:
+            How many live values were removed, every full key invalidated, and how many of
+            the ``fulls`` given held a live value.
+        """
+        visited: set[str] = set()
+        removed, erased, direct = 0, [], -1
+        keys, tag_list = list(dict.fromkeys(fulls)), list(dict.fromkeys(tags))
+        while keys or tag_list:
+            visited.update("k:" + key for key in keys)
+            visited.update("t:" + tag for tag in tag_list)
+            found: list[str] = []
+            lists: list[list[str]] = [[] for _ in tag_list]
+            if tag_list:
+                read = yield from self._read_tags(op, label, started, tag_list)
+                if read is None:
+                    break
+                lists, found = read
+                members = dict.fromkeys(m for listed in lists for m in listed)
+                keys += [m for m in members if "k:" + m not in visited]
+                visited.update("k:" + key for key in keys)
+            ops = self.erase_ops(keys)
+            # Only the members read leave the index: an entry added since (a value stored
+            # under the new stamp) stays, so the next invalidation of the tag finds it.
+            ops += [
+                Op("tag_remove", self._keys.tag_key(tag), members=tuple(listed))
+                for tag, listed in zip(tag_list, lists, strict=True)
+            ]
+            ops += [Op("tag_members", self._keys.dep_key("k:" + key)) for key in keys]
+            results = yield Io(self._backend, "execute", (ops,), op, label, started)
+            if results is FAILED:
+                break
+            count, failure = self.erased(results[: len(keys)])
+            if failure is not None:
+                self._guard.fault("invalidate", label, failure, started)
+            removed += count
+            direct = count if direct < 0 else direct
+            erased += keys
+            found += [
+                n for r in results[len(keys) + len(tag_list) :] if isinstance(r, list) for n in r
+            ]
+            fresh = [node for node in dict.fromkeys(found) if node not in visited]
+            keys = [node[2:] for node in fresh if node.startswith("k:")]
+            tag_list = [node[2:] for node in fresh if node.startswith("t:")]
+        self._guard.observe(op, label, "delete", started, count=removed)
+        return removed, erased, max(direct, 0)
+
+    def _read_tags(
+        self, op: str, label: str, started: float, tags: list[str]
+    ) -> Flow[tuple[list[list[str]], list[str]] | None]:
+        """Change the stamps of ``tags``, read their members and dependents (one round trip).
+
+        Returns:
+            The members of each tag's index and the dependents of all the tags, or
+            ``None`` when the backend failed.
+        """
+        # The stamps change first, so a write guarded by them (a value loading now) fails
+        # even when its key is not in the tag's index yet.
+        stamps = self.stamp_ops(tags)
+        ops = [*stamps, *(Op("tag_members", self._keys.tag_key(tag)) for tag in tags)]
+        ops += [Op("tag_members", self._keys.dep_key("t:" + tag)) for tag in tags]
+        results = yield Io(self._backend, "execute", (ops,), op, label, started)
+        if results is FAILED:
+            return None
+        self._guard.slot_failure(op, label, results, started)  # stamps included
+        lists = [r if isinstance(r, list) else [] for r in results[len(stamps) :]]
+        found = [node for dependents in lists[len(tags) :] for node in dependents]
+        return lists[: len(tags)], found

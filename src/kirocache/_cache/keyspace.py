@@ -1,0 +1,251 @@
+"""The key space: key prefix, namespaces, generations and the cache's own internal keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Final
+
+from kirocache._cache.codec import parse_counter
+from kirocache._types import check_key, ttl_seconds
+from kirocache.backends import escape_glob
+from kirocache.exceptions import ConfigurationError
+from kirocache.invalidation import Tag
+
+if TYPE_CHECKING:
+    from kirocache._types import Duration
+    from kirocache.keys import Namespace
+
+__all__ = [
+    "DEFAULT_LABEL",
+    "DEP_PREFIX",
+    "GEN_PREFIX",
+    "INTERNAL_PREFIX",
+    "STAMP_PREFIX",
+    "TAG_PREFIX",
+    "KeySpace",
+    "Resolved",
+]
+
+DEFAULT_LABEL: Final = "default"
+# The cache's own keys live under ``<key_prefix>kirocache:``; no user key reaches there.
+INTERNAL_PREFIX: Final = "kirocache:"
+TAG_PREFIX: Final = "kirocache:tag:"
+STAMP_PREFIX: Final = "kirocache:tagstamp:"
+DEP_PREFIX: Final = "kirocache:dep:"
+GEN_PREFIX: Final = "kirocache:gen:"
+_GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
+
+Resolved = tuple[str, str, "float | None"]
+"""A caller's key resolved: ``(full backend key, metrics label, default TTL)``."""
+
+
+def _marked(text: str, at: int, generation: int) -> str:
+    """``text`` with the generation mark ``~g<n>:`` inserted at ``at``: the one place it is made."""
+    return f"{text[:at]}~g{generation}:{text[at:]}"
+
+
+class KeySpace:
+    """Where every key lives: the one owner of how a caller's key becomes a backend key.
+
+    It owns the application ``key_prefix`` and ``default_ttl``, the registered namespaces
+    (longest prefix wins), the generations of bumpable namespaces and the ``~g<n>:`` mark
+    that puts a generation into a key or a glob, the internal key space (tag indexes, tag
+    stamps, dependency sets and generations under ``<key_prefix>kirocache:``), the scoping
+    of patterns to the prefix, and the way back from a backend key to the caller's name.
+
+    Attributes:
+        key_prefix: Prepended to every backend key.
+        default_ttl: The TTL of keys outside any namespace with a TTL.
+        generations: The last generation learned per bumpable namespace prefix: a hint
+            for building keys; every read checks the one it used.
+    """
+
+    def __init__(
+        self, key_prefix: str, default_ttl: Duration | None, namespaces: Iterable[Namespace]
+    ) -> None:
+        if not isinstance(key_prefix, str):
+            msg = f"key_prefix must be a str, not {type(key_prefix).__name__}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        self.key_prefix = key_prefix
+        self.default_ttl = ttl_seconds(default_ttl)
+        self.generations: dict[str, int] = {}
+        self._namespaces: list[Namespace] = []
+        self._bumpable_known = False
+        for namespace in namespaces:
+            self.register(namespace)
+
+    # -- namespaces and keys -------------------------------------------------------------
+
+    def register(self, namespace: Namespace) -> None:
+        """Make ``namespace`` known, so plain keys under its prefix get its TTL and label."""
+        if namespace not in self._namespaces:
+            self._namespaces.append(namespace)
+            self._namespaces.sort(key=lambda ns: len(ns.prefix), reverse=True)
+            self._bumpable_known = self._bumpable_known or namespace.bumpable
+
+    def find(self, key: str) -> Namespace | None:
+        """The registered namespace whose prefix ``key`` starts with (the longest)."""
+        for namespace in self._namespaces:
+            if key.startswith(namespace.prefix):
+                return namespace
+        return None
+
+    def resolve(
+        self,
+        key: str,
+        namespace: Namespace | None,
+        generations: Mapping[str, int] | None = None,
+    ) -> Resolved:
+        """The backend key, the metrics label and the default TTL of a caller's key.
+
+        A key of a bumpable namespace carries the namespace's generation: from
+        ``generations`` when given (a read builds its keys from the generations it is
+        checking), else the last one learned.
+
+        Raises:
+            InvalidKeyError: The key is not a valid key.
+        """
+        if namespace is None:
+            check_key(key)
+            namespace = self.find(key)
+            if namespace is None:
+                return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
+            full = self.key_prefix + key
+        else:
+            if type(key) is not str:
+                check_key(key)  # raises; an empty key is the body of a call without arguments
+            full = self.key_prefix + namespace.full_key(key)
+        if namespace.bumpable:
+            known = self.generations if generations is None else generations
+            generation = known.get(namespace.prefix, 0)
+            if generation:
+                full = _marked(full, len(self.key_prefix) + len(namespace.prefix), generation)
+        return full, namespace.prefix, namespace.ttl
+
+    def full_key(self, key: str, namespace: Namespace | None = None) -> str:
+        """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
+        return self.resolve(key, namespace)[0]
+
+    @staticmethod
+    def ttl(ttl: Duration | None, default: float | None) -> float | None:
+        """``ttl`` in seconds, or ``default`` when it is ``None``.
+
+        Raises:
+            InvalidTTLError: ``ttl`` is not a positive duration or ``NEVER``.
+        """
+        return default if ttl is None else ttl_seconds(ttl)
+
+    def unprefix(self, full: str) -> str:
+        """A backend key as the caller names it: no key prefix, no generation mark."""
+        return _GENERATION_MARK.sub("", full[len(self.key_prefix) :], count=1)
+
+    # -- generations of bumpable namespaces -----------------------------------------------
+
+    def bumpable(self, key: str, namespace: Namespace | None) -> Namespace | None:
+        """The bumpable namespace ``key`` lives in, if any (its generation is in the key).
+
+        A bumpable namespace met here is registered, so plain keys under its prefix get its
+        generation too.
+        """
+        if namespace is not None:
+            if not namespace.bumpable:
+                return None
+            if namespace not in self._namespaces:
+                self.register(namespace)
+            return namespace
+        if not self._bumpable_known:
+            return None
+        found = self.find(key)
+        return found if found is not None and found.bumpable else None
+
+    def bumpables(self, keys: Iterable[str], namespace: Namespace | None) -> list[Namespace]:
+        """The distinct bumpable namespaces of ``keys``."""
+        found = {self.bumpable(key, namespace) for key in keys}
+        return [space for space in found if space is not None]
+
+    def generation_key(self, namespace: Namespace) -> str:
+        """Where the generation of a bumpable namespace is counted."""
+        return f"{self.key_prefix}{GEN_PREFIX}{namespace.prefix}"
+
+    def learn_generation(self, namespace: Namespace, raw: object) -> int:
+        """Parse a generation read from the backend and remember it; returns it.
+
+        What is remembered is only a hint for building the next keys: every read checks
+        the generation it used against the one it read, and reads again when they differ.
+        """
+        generation = parse_counter(raw) or 0
+        self.generations[namespace.prefix] = generation
+        return generation
+
+    # -- the internal key space ------------------------------------------------------------
+
+    def tag_key(self, tag: str) -> str:
+        """The index of the entries carrying ``tag``.
+
+        Raises:
+            InvalidKeyError: The tag is not a valid key.
+        """
+        check_key(tag)
+        return f"{self.key_prefix}{TAG_PREFIX}{tag}"
+
+    def stamp_key(self, tag: str) -> str:
+        """Where a tag's invalidations leave their mark (see ``Seen``)."""
+        return f"{self.key_prefix}{STAMP_PREFIX}{tag}"
+
+    def node(self, target: str | Tag, namespace: Namespace | None) -> str:
+        """A dependency graph node: ``k:<full key>`` or ``t:<tag>``."""
+        if isinstance(target, Tag):
+            check_key(target.name)
+            return "t:" + target.name
+        return "k:" + self.resolve(target, namespace)[0]
+
+    def dep_key(self, node: str) -> str:
+        """The set of the nodes that depend on ``node``."""
+        return f"{self.key_prefix}{DEP_PREFIX}{node}"
+
+    def probe(self, node: str) -> str:
+        """The key whose presence keeps a dependency edge to ``node`` alive."""
+        # a tag is alive while its index exists
+        return self.tag_key(node[2:]) if node.startswith("t:") else node[2:]
+
+    def index_globs(self) -> tuple[str, str]:
+        """Globs of every tag index and of every dependency set."""
+        return (
+            escape_glob(self.key_prefix + TAG_PREFIX) + "*",
+            escape_glob(self.key_prefix + DEP_PREFIX) + "*",
+        )
+
+    def internal(self, full: str) -> bool:
+        """Whether a backend key is one of the cache's own (indexes, stamps, generations)."""
+        return full.startswith(self.key_prefix + INTERNAL_PREFIX)
+
+    # -- patterns ----------------------------------------------------------------------------
+
+    def pattern(self, pattern: str, namespace: Namespace | None) -> str:
+        """A glob restricted to the key prefix (and the namespace, if given).
+
+        In a bumpable namespace the glob matches the keys of its current generation.
+
+        Raises:
+            InvalidKeyError: The pattern is not a valid key.
+            ConfigurationError: With no key prefix, the pattern would match every key.
+        """
+        check_key(pattern)
+        scope = self.key_prefix + (namespace.full_key("") if namespace is not None else "")
+        if not scope and pattern.strip("*") == "":
+            msg = (
+                f"pattern {pattern!r} would match every key in the database; give the cache "
+                "a key_prefix or use a narrower pattern"
+            )
+            raise ConfigurationError(msg)
+        glob = escape_glob(scope) + pattern
+        space = namespace if namespace is not None else self.find(pattern)
+        generation = self.generations.get(space.prefix, 0) if space is not None else 0
+        if space is not None and space.bumpable and generation:
+            return _marked(glob, len(escape_glob(self.key_prefix + space.prefix)), generation)
+        return glob
+
+    def everything(self, glob: str) -> bool:
+        """Whether ``glob`` is the whole cache (``*`` with no namespace)."""
+        return glob == escape_glob(self.key_prefix) + "*"

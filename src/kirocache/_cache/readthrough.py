@@ -1,0 +1,514 @@
+"""The read-through hot path: the reads and guarded writes ``get`` and ``@cached`` make.
+
+Why twinned: a cache hit is one backend call, and the generic drivers (a generator, a
+``send`` per step) cost a noticeable share of it, so ``lookup`` and ``alookup`` below are a
+hand-written sync/async pair that calls the backend directly when nothing is failing. Their
+twin sits right next to each of them in this file; everything else here (the rare paths:
+generations, tag stamps, a corrupt entry, the writes) is written once as steps and run
+by the drivers (``driver.run`` / ``driver.arun``).
+
+These functions are bound as methods of ``Cache`` (``Cache._lookup`` is ``lookup``), so
+their first parameter is the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kirocache._cache.driver import Flow, Io, arun, run
+from kirocache._cache.guard import FAILED
+from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
+from kirocache._types import MISSING
+from kirocache.exceptions import CorruptValueError
+
+if TYPE_CHECKING:
+    from kirocache._cache.cache import Cache
+    from kirocache._types import Duration
+    from kirocache.keys import Namespace
+
+__all__ = [
+    "aget",
+    "aget_many",
+    "alookup",
+    "alookup_many",
+    "astore",
+    "astore_many",
+    "get",
+    "get_many",
+    "lookup",
+    "lookup_many",
+    "store",
+    "store_many",
+]
+
+
+# -- one key: the twinned hot path ----------------------------------------------------------
+
+
+def get(  # noqa: D417 - ``self`` is the Cache this function is bound to
+    self: Cache,
+    key: str,
+    default: Any = None,
+    *,
+    type: Any = None,
+    namespace: Namespace | None = None,
+) -> Any:
+    """Return the value cached at ``key``, or ``default`` on a miss or a backend fault.
+
+    Args:
+        key: The key (within ``namespace`` when one is given).
+        default: What a miss returns; pass ``MISSING`` to tell a miss from cached ``None``.
+        type: Decode into this type (a dataclass, ``list[Profile]``, ...).
+        namespace: Resolve ``key`` inside this namespace.
+
+    Returns:
+        The cached value, or ``default``. A corrupt entry is a miss and is deleted.
+    """
+    value, _ = lookup(self, key, type, namespace)
+    return default if value is MISSING else value
+
+
+async def aget(
+    self: Cache,
+    key: str,
+    default: Any = None,
+    *,
+    type: Any = None,
+    namespace: Namespace | None = None,
+) -> Any:
+    """Async ``get``: the value at ``key``, or ``default`` on a miss or a backend fault."""
+    value, _ = await alookup(self, key, type, namespace)
+    return default if value is MISSING else value
+
+
+def lookup(
+    self: Cache, key: str, type: Any, namespace: Namespace | None, tags: Sequence[str] = ()
+) -> tuple[Any, Seen]:
+    """``(value or MISSING, what was seen)``: what a conditional write compares with.
+
+    What was seen is the full key read, its bytes (``None`` when the key was absent or
+    unreadable, a tombstone after an invalidation, or the entry itself on a hit) and the
+    stamps of ``tags``, all read in one round trip. A key of a bumpable namespace is read
+    with the namespace's generation too; when that changed, the key is read again under the
+    new generation. Twin: ``alookup``, below.
+    """
+    keys, guard = self.keyspace, self.guard
+    full, label, _ = keys.resolve(key, namespace)
+    started = time.perf_counter()
+    if namespace is not None and not namespace.bumpable:
+        bumpable = None  # the common case, without a call
+    else:
+        bumpable = keys.bumpable(key, namespace)
+    breaker = guard.breaker
+    guards: Guards = ()
+    if (
+        bumpable is None
+        and not tags
+        and guard.sync_ok
+        and not guard.failing
+        and (breaker is None or breaker.healthy)
+    ):
+        # the driver's work, inlined for the one call every hit makes
+        try:
+            raw = self.backend.get(full)
+        except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+            raw = guard.failed("get", label, exc, started)
+    else:
+        raw, full, guards = run(guard, _read(self, key, namespace, bumpable, tags, started))
+    if raw is FAILED:
+        return MISSING, (full, UNREAD, guards)
+    if raw is None or raw.startswith(TOMBSTONE):
+        guard.observe("get", label, "miss", started, full)
+        return MISSING, (full, raw, guards)
+    try:
+        value = self.codec.loads(raw, type)
+    except CorruptValueError:
+        guard.observe("get", label, "miss", started, full)
+        return MISSING, (full, run(guard, _drop_corrupt(self, full, raw, label, started)), guards)
+    metrics = guard.metrics
+    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+        metrics.record("get", label, "hit", time.perf_counter() - started)
+    else:
+        guard.observe("get", label, "hit", started, full)
+    return value, (full, raw, guards)
+
+
+async def alookup(
+    self: Cache, key: str, type: Any, namespace: Namespace | None, tags: Sequence[str] = ()
+) -> tuple[Any, Seen]:
+    """Async ``lookup`` (its twin, above): the same reads, awaited."""
+    keys, guard = self.keyspace, self.guard
+    full, label, _ = keys.resolve(key, namespace)
+    started = time.perf_counter()
+    if namespace is not None and not namespace.bumpable:
+        bumpable = None  # the common case, without a call
+    else:
+        bumpable = keys.bumpable(key, namespace)
+    breaker = guard.breaker
+    guards: Guards = ()
+    if (
+        bumpable is None
+        and not tags
+        and guard.async_ok
+        and not guard.failing
+        and (breaker is None or breaker.healthy)
+    ):
+        # the driver's work, inlined for the one call every hit makes
+        try:
+            raw = await self.backend.aget(full)
+        except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+            raw = guard.failed("get", label, exc, started)
+    else:
+        raw, full, guards = await arun(guard, _read(self, key, namespace, bumpable, tags, started))
+    if raw is FAILED:
+        return MISSING, (full, UNREAD, guards)
+    if raw is None or raw.startswith(TOMBSTONE):
+        guard.observe("get", label, "miss", started, full)
+        return MISSING, (full, raw, guards)
+    try:
+        value = self.codec.loads(raw, type)
+    except CorruptValueError:
+        guard.observe("get", label, "miss", started, full)
+        dropped = await arun(guard, _drop_corrupt(self, full, raw, label, started))
+        return MISSING, (full, dropped, guards)
+    metrics = guard.metrics
+    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+        metrics.record("get", label, "hit", time.perf_counter() - started)
+    else:
+        guard.observe("get", label, "hit", started, full)
+    return value, (full, raw, guards)
+
+
+# -- the rare paths of a read, written once -----------------------------------------------------
+
+
+def _read(
+    self: Cache,
+    key: str,
+    namespace: Namespace | None,
+    bumpable: Namespace | None,
+    tags: Sequence[str],
+    started: float,
+) -> Flow[tuple[Any, str, Guards]]:
+    """Read a key with its namespace's generation and its tags' stamps, in one round trip.
+
+    Returns:
+        The bytes (or ``FAILED``), the full key they were read at (when the generation
+        moved, the key is read again under the new one) and the stamps read.
+    """
+    keys, backend = self.keyspace, self.backend
+    if bumpable is None and not tags:
+        full, label, _ = keys.resolve(key, namespace)
+        raw = yield Io(backend, "get", (full,), "get", label, started)
+        return raw, full, ()
+    # the one generation this read checks (a plain dict, not a copy of all of them)
+    used = {} if bumpable is None else {bumpable.prefix: keys.generations.get(bumpable.prefix, 0)}
+    full, label, _ = keys.resolve(key, namespace, used)
+    tombstones = self.invalidator.tombstone_ttl
+    stamps = [keys.stamp_key(tag) for tag in tags] if tombstones else []
+    head = [keys.generation_key(bumpable)] if bumpable is not None else []
+    raws = yield Io(backend, "get_many", ([*head, full, *stamps],), "get", label, started)
+    if raws is FAILED:
+        return FAILED, full, ()
+    guards = tuple(zip(stamps, raws[len(head) + 1 :], strict=True))
+    if bumpable is None:
+        return raws[0], full, guards
+    generation = keys.learn_generation(bumpable, raws[0])
+    if generation == used.get(bumpable.prefix, 0):
+        return raws[1], full, guards
+    # the key was built for another generation than the one just read: read it again
+    full = keys.resolve(key, namespace, {**used, bumpable.prefix: generation})[0]
+    raw = yield Io(backend, "get", (full,), "get", label, started)
+    return raw, full, guards
+
+
+def _drop_corrupt(self: Cache, full: str, raw: bytes, label: str, started: float) -> Flow[Any]:
+    """Delete a corrupt entry if it is still there; returns what the key now holds.
+
+    A compare-and-delete, so a tombstone written since the read is kept: ``None`` when the
+    entry was deleted, else the corrupt bytes (a write expecting them fails).
+    """
+    # ``delete_if_equals`` until the backends' ``delete_if`` op is on every backend
+    deleted = yield Io(self.backend, "delete_if_equals", (full, raw), "delete", label, started)
+    return None if deleted is True else raw
+
+
+# -- many keys ------------------------------------------------------------------------------------
+
+
+def get_many(  # noqa: D417 - ``self`` is the Cache this function is bound to
+    self: Cache, keys: Sequence[str], *, type: Any = None, namespace: Namespace | None = None
+) -> dict[str, Any]:
+    """Values of the keys that are cached, in one round trip.
+
+    Args:
+        keys: The keys to read.
+        type: Decode every value into this type.
+        namespace: Resolve every key inside this namespace.
+
+    Returns:
+        A dict from each key that was a hit to its value; misses are left out (as are all
+        keys on a backend fault). Corrupt entries are misses and are deleted.
+    """
+    return lookup_many(self, keys, type, namespace)[0]
+
+
+async def aget_many(
+    self: Cache, keys: Sequence[str], *, type: Any = None, namespace: Namespace | None = None
+) -> dict[str, Any]:
+    """Async ``get_many``: the values of the keys that are cached, in one round trip."""
+    return (await alookup_many(self, keys, type, namespace))[0]
+
+
+def lookup_many(
+    self: Cache, keys: Sequence[str], type: Any, namespace: Namespace | None
+) -> tuple[dict[str, Any], dict[str, Seen]]:
+    """The hits, and what was seen for every key (see ``lookup``), in one round trip.
+
+    Twin: ``alookup_many``, below; both take the steps of ``_lookup_many`` when a key is in
+    a bumpable namespace or the backend is failing.
+    """
+    if not keys:
+        return {}, {}
+    space, guard = self.keyspace, self.guard
+    breaker = guard.breaker
+    if (
+        ((namespace is None or namespace.bumpable) and space.bumpables(keys, namespace))
+        or not guard.sync_ok
+        or guard.failing
+        or (breaker is not None and not breaker.healthy)
+    ):
+        return run(guard, _lookup_many(self, keys, type, namespace))
+    resolved = [space.resolve(key, namespace) for key in keys]
+    label = resolved[0][1]
+    started = time.perf_counter()
+    full_keys = [full for full, _, _ in resolved]
+    try:
+        raws = self.backend.get_many(full_keys)
+    except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+        raws = guard.failed("get_many", label, exc, started)
+    if raws is FAILED:
+        return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
+    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
+    for key in corrupt:
+        full, raw, _ = seen[key]
+        seen[key] = (full, run(guard, _drop_corrupt(self, full, raw, label, started)), ())
+    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    return found, seen
+
+
+async def alookup_many(
+    self: Cache, keys: Sequence[str], type: Any, namespace: Namespace | None
+) -> tuple[dict[str, Any], dict[str, Seen]]:
+    """Async ``lookup_many`` (its twin, above)."""
+    if not keys:
+        return {}, {}
+    space, guard = self.keyspace, self.guard
+    breaker = guard.breaker
+    if (
+        ((namespace is None or namespace.bumpable) and space.bumpables(keys, namespace))
+        or not guard.async_ok
+        or guard.failing
+        or (breaker is not None and not breaker.healthy)
+    ):
+        return await arun(guard, _lookup_many(self, keys, type, namespace))
+    resolved = [space.resolve(key, namespace) for key in keys]
+    label = resolved[0][1]
+    started = time.perf_counter()
+    full_keys = [full for full, _, _ in resolved]
+    try:
+        raws = await self.backend.aget_many(full_keys)
+    except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+        raws = guard.failed("get_many", label, exc, started)
+    if raws is FAILED:
+        return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
+    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
+    for key in corrupt:
+        full, raw, _ = seen[key]
+        seen[key] = (full, await arun(guard, _drop_corrupt(self, full, raw, label, started)), ())
+    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    return found, seen
+
+
+def _decode_many(
+    self: Cache, keys: Sequence[str], full_keys: Sequence[str], raws: Sequence[Any], type: Any
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The hits, what was seen per key, and the keys whose entry is corrupt."""
+    found: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    corrupt: list[str] = []
+    loads = self.codec.loads
+    for key, full, raw in zip(keys, full_keys, raws, strict=True):
+        seen[key] = (full, raw, ())
+        if raw is not None and not raw.startswith(TOMBSTONE):
+            try:
+                found[key] = loads(raw, type)
+            except CorruptValueError:
+                corrupt.append(key)
+    return found, seen, corrupt
+
+
+def _lookup_many(
+    self: Cache, keys: Sequence[str], type: Any, namespace: Namespace | None
+) -> Flow[tuple[dict[str, Any], dict[str, Seen]]]:
+    """``lookup_many``'s rare path, written once: generations checked, faults guarded."""
+    space, guard, backend = self.keyspace, self.guard, self.backend
+    if namespace is not None and not namespace.bumpable:
+        spaces: list[Namespace] = []  # the common case, without a call per key
+    else:
+        spaces = space.bumpables(keys, namespace)
+    used = dict(space.generations)
+    resolved = [space.resolve(key, namespace, used) for key in keys]
+    label = resolved[0][1]
+    started = time.perf_counter()
+    heads = [space.generation_key(s) for s in spaces]
+    full_keys = [full for full, _, _ in resolved]
+    raws = yield Io(backend, "get_many", ([*heads, *full_keys],), "get_many", label, started)
+    if raws is not FAILED and heads:
+        read = {s.prefix: space.learn_generation(s, raw) for s, raw in zip(spaces, raws)}  # noqa: B905 - raws is longer
+        if any(read[prefix] != used.get(prefix, 0) for prefix in read):
+            # keys built for other generations than the ones just read: read again
+            resolved = [space.resolve(key, namespace, {**used, **read}) for key in keys]
+            full_keys = [full for full, _, _ in resolved]
+            raws = yield Io(backend, "get_many", (full_keys,), "get_many", label, started)
+        else:
+            raws = raws[len(heads) :]
+    if raws is FAILED:
+        return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
+    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
+    for key in corrupt:
+        full, raw, _ = seen[key]
+        seen[key] = (full, (yield from _drop_corrupt(self, full, raw, label, started)), ())
+    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    return found, seen
+
+
+# -- guarded writes of computed values ----------------------------------------------------------
+
+
+def store(
+    self: Cache,
+    key: str,
+    value: object,
+    ttl: Duration | None,
+    *,
+    namespace: Namespace | None,
+    seen: Seen,
+    read_at: float,
+    tags: Sequence[str] = (),
+) -> bool:
+    """Store a computed value unless the key changed since it was read (one round trip).
+
+    ``seen`` and ``read_at`` come from the ``lookup`` before the computation: when an
+    invalidation (or another writer) changed the key since, or when a tombstone seen then
+    may have expired by now, nothing is written: a value loaded before an invalidation
+    never lands after it. The value goes to the key that was read, so a namespace bumped
+    meanwhile keeps it out of its new generation.
+    """
+    return run(self.guard, _store(self, key, value, ttl, namespace, seen, read_at, tags))
+
+
+async def astore(
+    self: Cache,
+    key: str,
+    value: object,
+    ttl: Duration | None,
+    *,
+    namespace: Namespace | None,
+    seen: Seen,
+    read_at: float,
+    tags: Sequence[str] = (),
+) -> bool:
+    """Async ``store``."""
+    return await arun(self.guard, _store(self, key, value, ttl, namespace, seen, read_at, tags))
+
+
+def _store(
+    self: Cache,
+    key: str,
+    value: object,
+    ttl: Duration | None,
+    namespace: Namespace | None,
+    seen: Seen,
+    read_at: float,
+    tags: Sequence[str],
+) -> Flow[bool]:
+    guard, invalidator = self.guard, self.invalidator
+    _, label, default_ttl = self.keyspace.resolve(key, namespace)
+    full, expected, guards = seen
+    seconds = self.keyspace.ttl(ttl, default_ttl)
+    started = time.perf_counter()
+    data = self.codec.dumps(full, value)
+    if expected == UNREAD or invalidator.too_late(read_at):
+        guard.observe("set", label, "skip", started, full)
+        return False
+    ops = invalidator.store_ops(full, data, seconds, expected, tags, guards)
+    results = yield Io(self.backend, "execute", (ops,), "set", label, started)
+    if results is FAILED or guard.slot_failure("set", label, results, started):
+        return False
+    stored = results[-1] is True
+    guard.observe("set", label, "set" if stored else "skip", started, full)
+    return stored
+
+
+def store_many(
+    self: Cache,
+    mapping: Mapping[str, object],
+    ttl: Duration | None,
+    *,
+    namespace: Namespace | None,
+    seen: Mapping[str, Seen],
+    read_at: float,
+) -> int:
+    """``store`` for many keys in one round trip; returns how many were stored."""
+    return run(self.guard, _store_many(self, mapping, ttl, namespace, seen, read_at))
+
+
+async def astore_many(
+    self: Cache,
+    mapping: Mapping[str, object],
+    ttl: Duration | None,
+    *,
+    namespace: Namespace | None,
+    seen: Mapping[str, Seen],
+    read_at: float,
+) -> int:
+    """Async ``store_many``."""
+    return await arun(self.guard, _store_many(self, mapping, ttl, namespace, seen, read_at))
+
+
+def _store_many(
+    self: Cache,
+    mapping: Mapping[str, object],
+    ttl: Duration | None,
+    namespace: Namespace | None,
+    seen: Mapping[str, Seen],
+    read_at: float,
+) -> Flow[int]:
+    if not mapping:
+        return 0
+    guard, invalidator, keys = self.guard, self.invalidator, self.keyspace
+    started = time.perf_counter()
+    ops = []
+    label = "default"
+    for key, value in mapping.items():
+        full, label, default_ttl = keys.resolve(key, namespace)
+        full, expected, guards = seen.get(key, (full, UNREAD, ()))
+        if expected == UNREAD:
+            continue
+        data = self.codec.dumps(full, value)
+        ops += invalidator.store_ops(full, data, keys.ttl(ttl, default_ttl), expected, (), guards)
+    if invalidator.too_late(read_at):
+        guard.observe("set_many", label, "skip", started, count=len(ops))
+        return 0
+    results = yield Io(self.backend, "execute", (ops,), "set_many", label, started)
+    if results is FAILED:
+        return 0
+    guard.slot_failure("set_many", label, results, started)
+    stored = sum(1 for r in results if r is True)
+    guard.observe("set_many", label, "set", started, count=stored)
+    if stored < len(results):
+        guard.observe("set_many", label, "skip", started, count=len(results) - stored)
+    return stored
