@@ -117,3 +117,18 @@ def test_a_wrapped_small_backend_fails_open_under_cache() -> None:
     assert faulty.calls["get"] == 1
     faulty.failing = False
     assert cache.get("k") == 1
+
+
+@pytest.mark.parametrize(
+    ("sync", "twin"),
+    [
+        (Backend, AsyncBackend),
+        (ConvenientBackend, AsyncConvenientBackend),
+        (Conveniences, AsyncConveniences),
+    ],
+)
+def test_every_sync_method_has_its_async_twin(sync: type, twin: type) -> None:
+    def names(cls: type) -> set[str]:
+        return {name for name in vars(cls) if not name.startswith("_")}
+
+    assert {"a" + name for name in names(sync)} == names(twin)
