@@ -636,6 +636,15 @@ async def test_transaction_is_multi_exec_and_one_round_trip(
     assert calls["multi"] == calls["exec"] == 2
 
 
+def test_delete_if_without_expected_bytes_is_refused_before_sending(
+    redis_url: str, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(redis_url)
+    with pytest.raises(ConfigurationError, match="delete_if"):
+        backend.execute([Op("set", k + "a", b"v"), Op("delete_if", k + "a")])
+    assert backend.get(k + "a") is None
+
+
 def test_stats_read_info_for_the_backend_db(
     make_redis_server: MakeServer, make_backend: Callable[..., RedisBackend]
 ) -> None:
