@@ -18,7 +18,7 @@ below, so the sync and async halves cannot drift.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Protocol, cast, overload
+from typing import Any, Final, Protocol, cast, overload
 
 from kirocache.backends._conveniences import (
     AsyncConvenientBackend,
@@ -33,6 +33,22 @@ __all__ = ["AsyncConveniences", "Conveniences", "DualConveniences", "with_conven
 
 class _BothHalves(Backend, AsyncBackend, Protocol):
     """A small backend with both halves."""
+
+
+def _methods(protocol: type) -> tuple[str, ...]:
+    return tuple(name for name in vars(protocol) if not name.startswith("_"))
+
+
+# The method names each protocol adds, read off the protocols themselves. Checked with
+# hasattr rather than isinstance, which is ten times slower on protocols this size.
+_SYNC: Final = _methods(Backend)
+_ASYNC: Final = _methods(AsyncBackend)
+_SYNC_CONVENIENCES: Final = _methods(ConvenientBackend)
+_ASYNC_CONVENIENCES: Final = _methods(AsyncConvenientBackend)
+
+
+def _has(backend: object, names: tuple[str, ...]) -> bool:
+    return all(hasattr(backend, name) for name in names)
 
 
 # ---- op builders and answer readers, shared by both halves (no I/O) -------------------------
@@ -335,10 +351,10 @@ def with_conveniences(
         >>> with_conveniences(memory) is memory
         True
     """
-    has_sync = isinstance(backend, Backend)
-    has_async = isinstance(backend, AsyncBackend)
-    sync_done = not has_sync or isinstance(backend, ConvenientBackend)
-    async_done = not has_async or isinstance(backend, AsyncConvenientBackend)
+    has_sync = _has(backend, _SYNC)
+    has_async = _has(backend, _ASYNC)
+    sync_done = not has_sync or _has(backend, _SYNC_CONVENIENCES)
+    async_done = not has_async or _has(backend, _ASYNC_CONVENIENCES)
     if has_sync and has_async:
         return cast(
             "FullBackend", backend if sync_done and async_done else DualConveniences(backend)
