@@ -1,9 +1,9 @@
 """Import rules: the outer ring uses only the public API, no import circles, no upward imports.
 
-The outer ring (sessions, monitoring, cleanup, exporters, the CLI and ``_ring/``) may import
-kirocache's public modules -- those with no ``_``-prefixed part in their dotted name, such as
-``kirocache``, ``kirocache.backends`` or ``kirocache.testing`` -- and each other, never a
-private module of the engine. Nothing below the ring imports it. The rules are read from
+The outer ring (sessions, monitoring, cleanup, exporters, the CLI, ``_ring/``, and the web
+app and integrations when they come) may import kirocache's public modules -- those with no
+``_``-prefixed part in their dotted name, such as ``kirocache``, ``kirocache.backends`` or
+``kirocache.testing`` -- and each other, never a private module of the engine. Nothing below the ring imports it. The rules are read from
 the source with ``ast``, so they hold for modules added later; every import counts for them,
 including those inside functions and under ``TYPE_CHECKING``. The circle check follows the
 imports that run when a module is imported: module level, outside ``TYPE_CHECKING``.
@@ -20,8 +20,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "kirocache"
-# The first name under kirocache of every outer-ring module or package.
-RING = frozenset({"sessions", "monitoring", "cleanup", "exporters", "cli", "_cli", "_ring"})
+# The first name under kirocache of every outer-ring module or package, those to come
+# (the admin web app, framework integrations) included.
+RING = frozenset(
+    {"sessions", "monitoring", "cleanup", "exporters", "cli", "_cli", "_ring", "web", "contrib"}
+)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class SessionStore:
     bring the session back.
 
     Every method has an async twin with an ``a`` prefix (``create``/``acreate``, ...).
+    Creation and activity times come from the cache's clock (``Cache(clock=...)``); a
+    session's expiry is its record's TTL in the backend.
 
     Args:
         cache: The cache whose backend, key prefix and serializer the store uses.
