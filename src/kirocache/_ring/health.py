@@ -155,49 +155,48 @@ MEASURES: Final[Mapping[Metric, Callable[[HealthReport], dict[str, float]]]] = {
 # -- how a breach reads as an issue ---------------------------------------------------------
 
 
-def _issue(row: Threshold, subject: str, value: float) -> Issue:
-    limit = row.limit
-    if row.metric == "hit_rate":
-        return Issue(
-            "hit_rate",
-            f"hit rate {value:.0%} in {subject}: below {limit:.0%}",
-            "TTL may be too short or keys unstable",
-            row.severity,
-        )
-    if row.metric == "latency_p95":
-        return Issue(
-            "latency",
-            f"p95 latency {value * 1000:.0f} ms in {subject}: above {limit * 1000:.0f} ms",
-            "values may be too large, or the server overloaded or far away",
-            row.severity,
-        )
-    if row.metric == "memory":
-        return Issue(
-            "memory",
-            f"memory at {value:.0%} of maxmemory: above {limit:.0%}",
-            "raise maxmemory, shorten TTLs or cache smaller values",
-            row.severity,
-        )
-    if row.metric == "connection_errors":
-        return Issue(
-            "errors",
-            f"{value:.0f} backend errors since the last check",
-            "look for timeouts or connection resets in the cache warnings",
-            row.severity,
-        )
-    if row.metric == "circuit_breaker_open":
-        return Issue(
-            "breaker_open",
-            "the circuit breaker is open: cache calls are refused",
-            "the backend failed repeatedly; check its logs and connectivity",
-            row.severity,
-        )
-    return Issue(
+_Words: TypeAlias = Callable[[str, float, float], str]
+
+# Per metric: the issue's kind, its message from (subject, value, limit), what to look at.
+_ISSUES: Final[Mapping[Metric, tuple[str, _Words, str]]] = {
+    "hit_rate": (
+        "hit_rate",
+        lambda subject, value, limit: f"hit rate {value:.0%} in {subject}: below {limit:.0%}",
+        "TTL may be too short or keys unstable",
+    ),
+    "latency_p95": (
+        "latency",
+        lambda subject, value, limit: (
+            f"p95 latency {value * 1000:.0f} ms in {subject}: above {limit * 1000:.0f} ms"
+        ),
+        "values may be too large, or the server overloaded or far away",
+    ),
+    "memory": (
+        "memory",
+        lambda _, value, limit: f"memory at {value:.0%} of maxmemory: above {limit:.0%}",
+        "raise maxmemory, shorten TTLs or cache smaller values",
+    ),
+    "connection_errors": (
+        "errors",
+        lambda _, value, __: f"{value:.0f} backend errors since the last check",
+        "look for timeouts or connection resets in the cache warnings",
+    ),
+    "circuit_breaker_open": (
+        "breaker_open",
+        lambda *_: "the circuit breaker is open: cache calls are refused",
+        "the backend failed repeatedly; check its logs and connectivity",
+    ),
+    "backend_unreachable": (
         "unreachable",
-        "the cache backend did not answer PING",
+        lambda *_: "the cache backend did not answer PING",
         "check the server, the network and the credentials; reads fail open",
-        row.severity,
-    )
+    ),
+}
+
+
+def _issue(row: Threshold, subject: str, value: float) -> Issue:
+    kind, words, recommendation = _ISSUES[row.metric]
+    return Issue(kind, words(subject, value, row.limit), recommendation, row.severity)
 
 
 _RANK: Final[dict[Severity, int]] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
