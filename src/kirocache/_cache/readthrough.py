@@ -21,6 +21,7 @@ from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
 from kirocache._types import MISSING
+from kirocache.backends import Op
 from kirocache.exceptions import CorruptValueError
 
 if TYPE_CHECKING:
@@ -230,8 +231,11 @@ def _drop_corrupt(self: Cache, full: str, raw: bytes, label: str, started: float
     A compare-and-delete, so a tombstone written since the read is kept: ``None`` when the
     entry was deleted, else the corrupt bytes (a write expecting them fails).
     """
-    # ``delete_if_equals`` until the backends' ``delete_if`` op is on every backend
-    deleted = yield Io(self.backend, "delete_if_equals", (full, raw), "delete", label, started)
+    ops = [Op("delete_if", full, expected=raw)]
+    results = yield Io(self.backend, "execute", (ops,), "delete", label, started)
+    if results is FAILED or self.guard.slot_failure("delete", label, results, started):
+        return raw
+    deleted = results[0]
     return None if deleted is True else raw
 
 
