@@ -68,8 +68,10 @@ def test_with_conveniences_refuses_what_is_no_backend() -> None:
         with_conveniences(object())  # type: ignore[call-overload]
 
 
-def test_serves_cache_and_cached() -> None:
-    cache = Cache(with_conveniences(dict_backend()), key_prefix="app:")
+@pytest.mark.parametrize("wrap", [False, True], ids=["as-is", "with-conveniences"])
+def test_serves_cache_and_cached(wrap: bool) -> None:
+    backend = dict_backend()
+    cache = Cache(with_conveniences(backend) if wrap else backend, key_prefix="app:")
     calls: list[int] = []
 
     @cached(prefix="user:", ttl=60, cache=cache, tags=["user:{user_id}"])
@@ -91,8 +93,10 @@ def test_serves_cache_and_cached() -> None:
     assert calls == [1, 1, 1]
 
 
-async def test_serves_cache_async() -> None:
-    cache = Cache(with_conveniences(AsyncDictBackend(error=BackendError, stats=BackendStats)))
+@pytest.mark.parametrize("wrap", [False, True], ids=["as-is", "with-conveniences"])
+async def test_serves_cache_async(wrap: bool) -> None:
+    backend = AsyncDictBackend(error=BackendError, stats=BackendStats)
+    cache = Cache(with_conveniences(backend) if wrap else backend)
     calls: list[int] = []
 
     @cached(prefix="user:", ttl=60, cache=cache)
@@ -107,13 +111,13 @@ async def test_serves_cache_async() -> None:
     assert calls == [2, 2]
 
 
-def test_a_wrapped_small_backend_fails_open_under_cache() -> None:
+def test_a_small_backend_behind_faulty_backend_fails_open_under_cache() -> None:
     faulty = FaultyBackend(dict_backend())
-    cache = Cache(with_conveniences(faulty), key_prefix="app:")
+    cache = Cache(faulty, key_prefix="app:")
     cache.set("k", 1)
     faulty.failing = True
     assert cache.get("k", "fallback") == "fallback"
-    assert faulty.calls["execute"] >= 1  # the write, derived from execute
+    assert faulty.calls["execute"] >= 1  # the write
     assert faulty.calls["get"] == 1
     faulty.failing = False
     assert cache.get("k") == 1
