@@ -1,4 +1,4 @@
-"""The convenience methods over the small protocol: what ``Cache`` and its helpers call.
+"""The convenience methods over the small protocol (``set``, ``tag_add``, ...), as protocols.
 
 ``ConvenientBackend`` is ``Backend`` plus one method per common op (``set``, ``delete``,
 ``tag_add``, ...) and the batch helpers (``set_many``, ``delete_many``,

@@ -1,9 +1,10 @@
 """Convenience methods derived from ``execute`` and ``scan``: an adapter over a small backend.
 
-:func:`with_conveniences` is how ``Cache`` takes any backend: one that already has the
-convenience methods (every built-in backend) comes back as it is; one that only has the
-small protocol comes back wrapped in an adapter whose ``set``, ``delete``, ``tag_add``,
-``delete_pattern``, ... build :class:`Op` lists for the wrapped backend's ``execute``.
+``Cache`` needs only the small protocol. Code that wants ``set``, ``delete``, ``tag_add``,
+``delete_pattern``, ... on any backend calls :func:`with_conveniences`: a backend that
+already has them (every built-in backend) comes back as it is; one that only has the small
+protocol comes back wrapped in an adapter that builds :class:`Op` lists for the wrapped
+backend's ``execute``.
 
 Why an adapter and not a base class to inherit: a backend then needs nothing from
 kirocache to be complete (it is wrapped, not extended), the built-in backends keep their

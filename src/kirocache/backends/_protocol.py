@@ -5,9 +5,9 @@ A backend is any object with a handful of methods -- ``get``, ``get_many``, ``ex
 them. Everything else a cache does to a key is an :class:`Op` that ``execute`` runs, so a
 new backend interprets one small language instead of writing twenty methods.
 ``Backend`` is the sync half and ``AsyncBackend`` the async half (the same names with an
-``a`` prefix); a backend may have one half or both. The convenience methods the engine
-calls (``set``, ``delete``, ``tag_add``, ...) are derived from these by
-:func:`kirocache.backends.with_conveniences` for a backend that lacks them.
+``a`` prefix); a backend may have one half or both, and ``Cache`` needs nothing more.
+Convenience methods (``set``, ``delete``, ``tag_add``, ...) for code that wants them are
+derived from these by :func:`kirocache.backends.with_conveniences`.
 
 Backends raise :class:`~kirocache.exceptions.BackendError` for faults of the store
 (connection, timeout, read-only replica, out of memory, a command refused); the ``Cache``
