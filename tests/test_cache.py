@@ -156,6 +156,7 @@ async def test_attl_aexpire_apersist(cache: Cache) -> None:
     assert await cache.attl("k") == math.inf
 
 
+@pytest.mark.slow  # the backend's own expiry, in real time
 def test_short_ttl_expires_for_real(cache: Cache) -> None:
     import time
 

@@ -186,6 +186,7 @@ def test_programming_errors_still_raise_while_the_backend_is_down(faulty: Faulty
 # -- the real server ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real server stopped and restarted
 @pytest.mark.real_redis
 def test_real_server_stopped_mid_run_then_back(fault_redis: Any) -> None:
     cache = Cache.from_url(
@@ -210,6 +211,7 @@ def test_real_server_stopped_mid_run_then_back(fault_redis: Any) -> None:
         cache.close()
 
 
+@pytest.mark.slow  # a real server stopped and restarted
 @pytest.mark.real_redis
 async def test_real_server_stopped_mid_run_async(fault_redis: Any) -> None:
     cache = Cache.from_url(
@@ -231,6 +233,7 @@ async def test_real_server_stopped_mid_run_async(fault_redis: Any) -> None:
         cache.close()
 
 
+@pytest.mark.slow  # real socket timeouts
 def test_unanswering_server_costs_one_timeout_then_nothing(blackhole: Any) -> None:
     from kirocache.backends.redis import RedisBackend
 

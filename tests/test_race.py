@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kirocache import Cache, cached
+from kirocache.testing import ManualClock
 
 if TYPE_CHECKING:
     from kirocache.testing.conformance import FullBackend
@@ -55,7 +56,10 @@ def race(source: Source, call: Callable[[], str], invalidate: Callable[[], objec
     return results[0]
 
 
-@pytest.mark.parametrize("before", ["absent", "invalidated", "expired"])
+@pytest.mark.parametrize(
+    "before",
+    ["absent", "invalidated", pytest.param("expired", marks=pytest.mark.slow)],  # real expiry
+)
 def test_a_value_loaded_before_an_invalidation_is_not_stored(
     backend: FullBackend, before: str
 ) -> None:
@@ -110,6 +114,7 @@ def test_without_tombstones_the_race_is_real(backend: FullBackend) -> None:
     assert profile(1) == "old"  # the bug every cache has
 
 
+@pytest.mark.slow  # a tombstone's age is real time: the server expires it
 def test_a_load_slower_than_the_tombstone_ttl_is_not_stored(backend: FullBackend) -> None:
     """Once a tombstone may have expired, nothing can tell, so a slow load is not cached."""
     cache = Cache(backend, tombstone_ttl=0.2)
@@ -129,7 +134,8 @@ def test_a_load_slower_than_the_tombstone_ttl_is_not_stored(backend: FullBackend
 
 def test_a_stale_refresh_loses_to_an_invalidation(backend: FullBackend) -> None:
     """A background refresh of a stale entry that started before an invalidation is dropped."""
-    cache = Cache(backend)
+    clock = ManualClock()
+    cache = Cache(backend, clock=clock)
     source = Source()
     source.hold = False
 
@@ -138,7 +144,7 @@ def test_a_stale_refresh_loses_to_an_invalidation(backend: FullBackend) -> None:
         return source.load()
 
     assert feed(1) == "old"
-    time.sleep(0.1)  # now stale: the next call serves it and refreshes in the background
+    clock.advance(0.1)  # now stale: the next call serves it and refreshes in the background
     source.hold = True
     assert feed(1) == "old"
     assert source.loaded.wait(WAIT)
