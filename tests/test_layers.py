@@ -3,15 +3,17 @@
 The outer ring (sessions, monitoring, cleanup, exporters, the CLI, ``_ring/``, and the web
 app and integrations when they come) may import kirocache's public modules -- those with no
 ``_``-prefixed part in their dotted name, such as ``kirocache``, ``kirocache.backends`` or
-``kirocache.testing`` -- and each other, never a private module of the engine. Nothing below the ring imports it. The rules are read from
-the source with ``ast``, so they hold for modules added later; every import counts for them,
-including those inside functions and under ``TYPE_CHECKING``. The circle check follows the
-imports that run when a module is imported: module level, outside ``TYPE_CHECKING``.
+``kirocache.testing`` -- and each other, never a private module of the engine. Nothing
+below the ring imports it. The rules are read from the source with ``ast``, so they hold
+for modules added later; every import counts for them, including those inside functions
+and under ``TYPE_CHECKING``. The circle check follows the imports that run when a module
+is imported: module level, outside ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +119,15 @@ def imports_in(source: str, module: str, path: Path, modules: set[str]) -> list[
     return found
 
 
-def all_imports() -> list[Import]:
+@functools.cache
+def all_imports() -> tuple[Import, ...]:
     modules = all_modules()
     names = set(modules)
-    return [
+    return tuple(
         item
         for module, path in modules.items()
         for item in imports_in(path.read_text(encoding="utf-8"), module, path, names)
-    ]
+    )
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
