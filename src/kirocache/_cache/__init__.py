@@ -15,5 +15,7 @@ from __future__ import annotations
 
 from kirocache._cache.batch import Batch, BatchResult
 from kirocache._cache.cache import Cache
+from kirocache._cache.guard import OnError
+from kirocache._cache.invalidator import UNREAD, Seen
 
-__all__ = ["Batch", "BatchResult", "Cache"]
+__all__ = ["UNREAD", "Batch", "BatchResult", "Cache", "OnError", "Seen"]

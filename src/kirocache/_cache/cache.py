@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
-from urllib.parse import parse_qsl, urlsplit
 
 from typing_extensions import Self
 
@@ -16,8 +15,9 @@ from kirocache._cache.driver import arun, run
 from kirocache._cache.guard import DEFAULT_BREAKER, Guard, OnError
 from kirocache._cache.invalidator import DEFAULT_TOMBSTONE_TTL, Invalidator
 from kirocache._cache.keyspace import KeySpace
+from kirocache._cache.urls import backend_from_url
 from kirocache._clock import SYSTEM_CLOCK, Clock
-from kirocache._config import mask_url, settings_from_env
+from kirocache._config import settings_from_env
 from kirocache._types import MISSING
 from kirocache.backends import arun_steps, run_steps
 from kirocache.exceptions import ConfigurationError
@@ -44,24 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Cache"]
 
 T = TypeVar("T")
-
-_CACHE_OPTIONS = frozenset(
-    {
-        "serializer",
-        "metrics",
-        "key_prefix",
-        "namespaces",
-        "default_ttl",
-        "on_error",
-        "max_value_size",
-        "breaker",
-        "debug",
-        "tombstone_ttl",
-        "invalidation_log_size",
-        "clock",
-    }
-)
-_MEMORY_OPTIONS = {"max_entries": int, "max_bytes": int}
 
 
 class _Part(Generic[T]):
@@ -219,34 +201,8 @@ class Cache:
         Raises:
             ConfigurationError: The URL scheme or an option is not understood.
         """
-        cache_options = {
-            name: options.pop(name) for name in list(options) if name in _CACHE_OPTIONS
-        }
-        if url is None:
-            url = settings_from_env().redis_url or "memory://"
-        scheme = urlsplit(url).scheme
-        if scheme == "memory":
-            from kirocache.backends.memory import MemoryBackend
-
-            for name, value in parse_qsl(urlsplit(url).query):
-                if name not in _MEMORY_OPTIONS:
-                    msg = f"unknown memory:// option {name!r}; known: {sorted(_MEMORY_OPTIONS)}"
-                    raise ConfigurationError(msg)
-                try:
-                    options.setdefault(name, _MEMORY_OPTIONS[name](value))
-                except ValueError:
-                    msg = f"memory:// option {name}={value!r} is not a whole number"
-                    raise ConfigurationError(msg) from None
-            return cls(MemoryBackend(**options), **cache_options)
-        if scheme in ("redis", "rediss", "unix"):
-            from kirocache.backends.redis import RedisBackend
-
-            return cls(RedisBackend.from_url(url, **options), **cache_options)
-        msg = (
-            f"unsupported cache URL {mask_url(url)!r}: use memory://, redis://, "
-            "rediss:// or unix://"
-        )
-        raise ConfigurationError(msg)
+        backend, cache_options = backend_from_url(url, options)
+        return cls(backend, **cache_options)
 
     # -- keys ----------------------------------------------------------------------------------
 
