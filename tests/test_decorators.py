@@ -8,6 +8,7 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,10 +25,14 @@ from kirocache import (
     presets,
     warm,
 )
+from kirocache._decorators.lock import DistributedLock
 from kirocache.backends.memory import MemoryBackend
-from kirocache.testing import FaultyBackend
+from kirocache.backends.redis import RedisBackend
+from kirocache.testing import FaultyBackend, ManualClock
+from kirocache.testing.conformance import FullBackend
 
 PROFILE = Namespace("user:profile:", ttl=3600)
+REDIS_ENV = ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB", "CACHE_DEBUG")
 
 
 @dataclasses.dataclass
@@ -334,7 +339,37 @@ def test_hundred_threads_one_call(cache: Cache) -> None:
     assert results == [70] * 100
 
 
-async def test_hundred_tasks_one_call(cache: Cache) -> None:
+@pytest.fixture
+def roomy_cache(
+    request: pytest.FixtureRequest, backend: FullBackend, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cache]:
+    """``cache``, with room on the real server for 100 tasks that connect at once.
+
+    The default 0.25 s connect timeout is for a live service, where a slow connect is a
+    fault to fail open on. Opening 50 connections at once on a loaded 2-core test machine
+    can take longer: a read then fails open and its caller computes too. What the tests
+    using this fixture check is the stampede guard, not the connect timeout.
+    """
+    if request.node.callspec.params["backend"] != "redis":
+        yield Cache(backend)
+        return
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    roomy = RedisBackend(
+        request.getfixturevalue("redis_url"),
+        max_connections=100,
+        connect_timeout=10,
+        socket_timeout=10,
+        pool_timeout=10,
+    )
+    try:
+        yield Cache(roomy)
+    finally:
+        roomy.close()
+
+
+async def test_hundred_tasks_one_call(roomy_cache: Cache) -> None:
+    cache = roomy_cache
     calls = []
 
     @cached(prefix="slow:", cache=cache)
@@ -508,7 +543,9 @@ def test_bad_templates_fail_at_decoration() -> None:
 # -- stale-while-revalidate and early refresh ---------------------------------------------
 
 
-def test_stale_value_served_while_refreshing(cache: Cache) -> None:
+def test_stale_value_served_while_refreshing(backend: FullBackend) -> None:
+    clock = ManualClock()
+    cache = Cache(backend, clock=clock)
     version = [0]
     refreshed = threading.Event()
 
@@ -520,18 +557,22 @@ def test_stale_value_served_while_refreshing(cache: Cache) -> None:
         return version[0]
 
     assert value() == 1
-    time.sleep(0.3)
+    assert value() == 1  # fresh: no refresh
+    clock.advance(0.3)
     assert value() == 1  # stale, served at once; a refresh starts behind it
     assert refreshed.wait(5)
     deadline = time.monotonic() + 5
     while value() != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert value() == 2
+    assert version[0] == 2  # the refreshed value is fresh again on the same clock
     stats = cache.metrics.stats("swr:", "get") if cache.metrics else []  # type: ignore[attr-defined]
     assert stats[0].stale >= 1
 
 
-async def test_async_stale_survives_a_failing_function(cache: Cache) -> None:
+async def test_async_stale_survives_a_failing_function(backend: FullBackend) -> None:
+    clock = ManualClock()
+    cache = Cache(backend, clock=clock)
     calls = []
 
     @cached(prefix="swr:", ttl=0.1, stale_ttl=5, cache=cache)
@@ -542,7 +583,7 @@ async def test_async_stale_survives_a_failing_function(cache: Cache) -> None:
         return "good"
 
     assert await value() == "good"
-    await asyncio.sleep(0.2)
+    clock.advance(0.2)
     for _ in range(3):
         assert await value() == "good"  # the refresh fails; the stale copy keeps serving
         await asyncio.sleep(0.02)
@@ -627,6 +668,7 @@ def test_decorated_functions_keep_their_metadata() -> None:
     assert documented.__wrapped__(2) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.real_redis
 def test_distributed_lock_across_processes(redis_url: str) -> None:
     import multiprocessing
@@ -645,6 +687,53 @@ def test_distributed_lock_across_processes(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url) as raw:
         assert int(raw.get("stampede-calls") or 0) == 1
         raw.delete("stampede-calls", "stampede:21")
+
+
+def test_async_distributed_lock_across_event_loops(
+    roomy_cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two event loops, each with its own wrapper (as two processes have): one call.
+
+    In-process waiting is per event loop, so each loop has a leader, and the two leaders
+    meet at the lock in the backend: the second one takes it after the first stored the
+    value, reads it, and returns it without calling the function.
+    """
+    cache = roomy_cache
+    calls: list[int] = []
+    taken: list[bool] = []
+    aacquire = DistributedLock.aacquire
+
+    async def counting_aacquire(lock: DistributedLock) -> bool:
+        held = await aacquire(lock)
+        taken.append(held)
+        return held
+
+    monkeypatch.setattr(DistributedLock, "aacquire", counting_aacquire)
+    start = threading.Barrier(2)
+
+    def process() -> list[int]:
+        @cached(prefix="dlock:", cache=cache, lock="distributed", lock_timeout=10)
+        async def expensive(x: int) -> int:
+            calls.append(x)
+            await asyncio.sleep(0.2)
+            return x * 2
+
+        async def callers() -> list[int]:
+            start.wait(10)
+            return list(await asyncio.gather(*(expensive(21) for _ in range(5))))
+
+        return asyncio.run(callers())
+
+    results: list[list[int]] = []
+    threads = [threading.Thread(target=lambda: results.append(process())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [[42] * 5, [42] * 5]
+    assert calls == [21]  # one call for the two loops' ten callers, each read succeeding
+    assert taken == [True, True]  # both loops' leaders went through the lock, one at a time
+    assert not cache.exists("dlock:21:lock")
 
 
 def test_object_in_the_annotation_means_any_json_value(cache: Cache) -> None:

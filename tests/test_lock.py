@@ -237,6 +237,24 @@ async def test_backend_faults_propagate_async(key: str) -> None:
         await DistributedLock(BrokenBackend(), key).aacquire()
 
 
+class SlotFailingBackend(MemoryBackend):
+    def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        return [BackendError("slot down") for _ in ops]
+
+    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        return [BackendError("slot down") for _ in ops]
+
+
+def test_a_failure_in_the_ops_slot_propagates(key: str) -> None:
+    with pytest.raises(BackendError, match="slot down"):
+        DistributedLock(SlotFailingBackend(), key).acquire()
+
+
+async def test_a_failure_in_the_ops_slot_propagates_async(key: str) -> None:
+    with pytest.raises(BackendError, match="slot down"):
+        await DistributedLock(SlotFailingBackend(), key).aacquire()
+
+
 def test_backoff_doubles_to_a_cap_and_respects_the_deadline() -> None:
     for attempt, ceiling in [(0, 0.002), (1, 0.004), (3, 0.016), (5, 0.05), (40, 0.05)]:
         delays = [_delay(attempt, 10.0) for _ in range(50)]
@@ -287,6 +305,7 @@ def _hold_lock(url: str, key: str, log_key: str, mode: str, start: Any) -> None:
     log.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_processes_take_turns(
     redis_url: str, key: str, mode: str, monkeypatch: pytest.MonkeyPatch
