@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,16 +74,6 @@ def test_every_sync_method_has_an_async_twin_and_back() -> None:
         sync_params = list(inspect.signature(getattr(Cache, name)).parameters)
         async_params = list(inspect.signature(getattr(Cache, "a" + name)).parameters)
         assert sync_params == async_params, name
-
-
-def test_sync_shell_is_generated_from_the_async_one() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "unasync.py"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_version_is_exposed() -> None:

@@ -1,7 +1,5 @@
 """``kirocache demo``: a tour of the library on a learning platform, in memory or on Redis."""
 
-# ruff: noqa: T201 - the demo prints to the terminal by design
-
 from __future__ import annotations
 
 import asyncio

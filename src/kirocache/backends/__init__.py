@@ -1,7 +1,9 @@
 """Backends: where the bytes live. The protocols, the memory and the Redis backend.
 
 Write your own by satisfying :class:`Backend` and :class:`AsyncBackend` (no import of
-kirocache needed) and run :mod:`kirocache.testing.conformance` against it.
+kirocache needed): seven methods a half, every other operation an :class:`Op` kind run by
+``execute``. Run :mod:`kirocache.testing.conformance` against it; :func:`with_conveniences`
+derives ``set``, ``delete``, ``delete_pattern`` and the other convenience methods from it.
 
 Work over a backend that takes several round trips is written once as a generator of
 :class:`Call` steps and driven by :func:`run_steps` (sync) or :func:`arun_steps` (async);
@@ -14,8 +16,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kirocache._types import to_seconds, ttl_seconds
+from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend, FullBackend
+from kirocache.backends._derive import with_conveniences
 from kirocache.backends._glob import escape_glob
-from kirocache.backends._protocol import AsyncBackend, Backend, BackendStats, Op, OpName, OpResult
+from kirocache.backends._protocol import (
+    TOMBSTONE_PREFIX,
+    AsyncBackend,
+    Backend,
+    BackendStats,
+    Op,
+    OpName,
+    OpResult,
+)
 from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
 
 if TYPE_CHECKING:
@@ -25,11 +37,15 @@ if TYPE_CHECKING:
     from kirocache.backends.tiered import TieredBackend
 
 __all__ = [
+    "TOMBSTONE_PREFIX",
     "AsyncBackend",
+    "AsyncConvenientBackend",
     "Backend",
     "BackendStats",
     "Call",
+    "ConvenientBackend",
     "DistributedLock",
+    "FullBackend",
     "MemoryBackend",
     "Op",
     "OpName",
@@ -42,6 +58,7 @@ __all__ = [
     "run_steps",
     "to_seconds",
     "ttl_seconds",
+    "with_conveniences",
 ]
 
 
