@@ -399,6 +399,42 @@ async def test_a_failed_leader_does_not_fail_the_waiters(cache: Cache) -> None:
     assert results.count(1) == 4
 
 
+def test_a_failed_leader_does_not_fail_the_waiting_threads(cache: Cache) -> None:
+    attempts = []
+    inside = threading.Event()
+    start = threading.Event()
+
+    @cached(prefix="flaky:", cache=cache)
+    def flaky(x: int) -> int:
+        attempts.append(x)
+        if len(attempts) == 1:
+            inside.set()
+            assert start.wait(10)  # the others are waiting for this leader by now
+            raise ValueError("first call fails")
+        return x
+
+    outcomes: list[object] = []
+
+    def caller() -> None:
+        try:
+            outcomes.append(flaky(1))
+        except ValueError as exc:
+            outcomes.append(exc)
+
+    leader = threading.Thread(target=caller)
+    leader.start()
+    assert inside.wait(10)
+    followers = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in followers:
+        thread.start()
+    time.sleep(0.05)  # let the followers reach the flight
+    start.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert sum(isinstance(outcome, ValueError) for outcome in outcomes) == 1
+    assert outcomes.count(1) == 4
+
+
 class _LateReader:
     """A backend whose first ``get`` reads the store, then answers only when released.
 
@@ -502,6 +538,52 @@ async def test_async_backend_fault_never_fails_the_call() -> None:
     assert await compute(1) == 2
 
 
+def test_distributed_lock_fails_open() -> None:
+    backend = FaultyBackend(MemoryBackend())
+    cache = Cache(backend)
+    calls = []
+
+    @cached(prefix="x:", cache=cache, lock="distributed")
+    def compute(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    backend.failing = True  # the lock cannot be taken: the call goes on without it
+    assert compute(1) == compute(1) == 2
+    assert calls == [1, 1]
+
+
+async def test_async_distributed_lock_fails_open() -> None:
+    backend = FaultyBackend(MemoryBackend())
+    cache = Cache(backend)
+
+    @cached(prefix="x:", cache=cache, lock="distributed")
+    async def compute(x: int) -> int:
+        return x + 1
+
+    backend.failing = True
+    assert await compute(1) == await compute(1) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"prefix": 42}, "prefix must be a Namespace or a str, not int"),
+        ({"condition": "yes"}, "condition must be a callable taking the result"),
+        ({"lock": "global"}, "lock must be True, False, 'local' or 'distributed'"),
+        ({"early_refresh": -1.0}, "early_refresh must be a bool or a factor >= 0"),
+        ({"ttl": 0}, "ttl must be greater than 0"),
+        ({"lock_timeout": -1}, "lock_timeout must be a non-negative number"),
+        ({"stale_ttl": "5"}, "stale_ttl must be a number of seconds"),
+    ],
+)
+def test_bad_options_fail_when_the_decorator_is_made(
+    options: dict[str, object], match: str
+) -> None:
+    with pytest.raises((ConfigurationError, kirocache.InvalidTTLError), match=match):
+        cached(**options)  # type: ignore[arg-type]
+
+
 def test_exceptions_propagate_unchanged_and_are_not_cached(cache: Cache) -> None:
     calls = []
 
@@ -588,6 +670,31 @@ async def test_async_stale_survives_a_failing_function(backend: FullBackend) -> 
         assert await value() == "good"  # the refresh fails; the stale copy keeps serving
         await asyncio.sleep(0.02)
     assert len(calls) >= 2
+
+
+def test_stale_survives_a_failing_function(backend: FullBackend) -> None:
+    clock = ManualClock()
+    cache = Cache(backend, clock=clock)
+    calls = []
+    failed = threading.Event()
+
+    @cached(prefix="swr:", ttl=0.1, stale_ttl=5, cache=cache)
+    def value() -> str:
+        calls.append(1)
+        if len(calls) > 1:
+            failed.set()
+            raise RuntimeError("source down")
+        return "good"
+
+    assert value() == "good"
+    clock.advance(0.2)
+    assert value() == "good"  # stale; the refresh behind it fails
+    assert failed.wait(5)
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        assert value() == "good"  # the stale copy keeps serving; refreshes are retried
+        time.sleep(0.01)
+    assert len(calls) >= 3
 
 
 def test_early_refresh_recomputes_before_expiry(cache: Cache) -> None:
