@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from conformance.dict_backend import DictBackend
 from kirocache import Cache, CircuitBreaker
 from kirocache._cache import invalidations, writes
-from kirocache._cache.driver import Io, arun, run
+from kirocache._cache.driver import Io, Pages, arun, run
 from kirocache._cache.guard import FAILED, is_fault
 from kirocache.backends import BackendStats, MemoryBackend, Op, OpResult
 from kirocache.exceptions import (
@@ -127,19 +128,57 @@ def test_delete_cascades_through_dependents_level_by_level() -> None:
     assert record.removed == 1
 
 
-def test_pattern_delete_scans_then_deletes_page_by_page_skipping_internal_keys() -> None:
+def test_pattern_delete_scans_and_deletes_page_by_page_skipping_internal_keys() -> None:
     cache = offline_cache(key_prefix="app:")
     steps = invalidations.delete_pattern(cache, "user:*", None, 2)
     scan = next(steps)
-    assert (scan.method, scan.args) == ("scan", ("app:user:*", 2))
-    found = ["app:user:1", "app:user:2", "app:kirocache:tag:x", "app:user:3"]
-    page = steps.send(found)
-    assert [op.key for op in page.args[0]] == ["app:user:1", "app:user:2"]
-    page = steps.send([True, True])
-    assert [op.key for op in page.args[0]] == ["app:user:3"]
+    assert isinstance(scan.target, Pages)
+    assert (scan.method, scan.args) == ("take", (2,))
+    delete = steps.send(["app:user:1", "app:user:2"])
+    assert (delete.method, delete.args) == ("delete_many", (["app:user:1", "app:user:2"],))
+    assert steps.send(2).method == "take"
+    assert steps.send(["app:kirocache:tag:x", "app:user:3"]).method == "take"  # half a page
+    delete = steps.send([])  # the scan is over: the rest goes
+    assert delete.args == (["app:user:3"],)
     with pytest.raises(StopIteration) as done:
-        steps.send([False])
+        steps.send(0)
     assert done.value.value == 2
+
+
+def test_pattern_delete_on_the_small_protocol_deletes_with_ops() -> None:
+    cache = Cache(DictBackend(error=BackendError, stats=BackendStats))
+    steps = invalidations.delete_pattern(cache, "user:*", None, 500)
+    next(steps)
+    delete = steps.send(["user:1", "user:2"])
+    assert delete.method == "execute"
+    assert [(op.name, op.key) for op in delete.args[0]] == [
+        ("delete", "user:1"),
+        ("delete", "user:2"),
+    ]
+    with pytest.raises(StopIteration) as done:
+        steps.send([True, False])
+    assert done.value.value == 1
+    for n in range(3):
+        cache.set(f"user:{n}", n)
+    assert cache.delete_pattern("user:*") == 3
+    assert cache.get_many(["user:0", "user:1"]) == {}
+
+
+def test_pages_read_a_scan_a_page_at_a_time_on_both_sides() -> None:
+    backend = MemoryBackend()
+    for n in range(5):
+        backend.set(f"k{n}", b"v", None)
+    pages = Pages(backend, "k*", 2)
+    sync = [pages.take(2), pages.take(2), pages.take(2), pages.take(2)]
+    assert [len(page) for page in sync] == [2, 2, 1, 0]
+
+    async def pages_async() -> list[list[str]]:
+        apages = Pages(backend, "k*", 2)
+        return [await apages.atake(2) for _ in range(4)]
+
+    assert sorted(k for page in asyncio.run(pages_async()) for k in page) == sorted(
+        k for page in sync for k in page
+    )
 
 
 # -- the drivers ---------------------------------------------------------------------------------

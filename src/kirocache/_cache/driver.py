@@ -17,7 +17,8 @@ those are the operation's to sort, with ``Guard.slot_failure``.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from kirocache._cache.guard import FAILED
@@ -25,7 +26,7 @@ from kirocache._cache.guard import FAILED
 if TYPE_CHECKING:
     from kirocache._cache.guard import Guard
 
-__all__ = ["Flow", "Io", "arun", "run"]
+__all__ = ["Flow", "Io", "Pages", "arun", "run"]
 
 T = TypeVar("T")
 
@@ -67,6 +68,46 @@ Flow: TypeAlias = Generator[Io, Any, T]
 for a step that failed open) and returns a ``T``."""
 
 
+class Pages:
+    """A SCAN read page by page, as a step target for either driver.
+
+    ``Io(pages, "take", (size,), ...)`` answers the next ``size`` keys (fewer at the end):
+    the sync driver calls ``take``, the async one awaits ``atake``. An operation over a
+    million keys so holds one page at a time, never the whole key list.
+
+    Args:
+        backend: The backend to scan.
+        pattern: The glob.
+        count: The SCAN batch hint.
+    """
+
+    __slots__ = ("_async", "_backend", "_count", "_pattern", "_sync")
+
+    def __init__(self, backend: Any, pattern: str, count: int) -> None:
+        self._backend = backend
+        self._pattern = pattern
+        self._count = count
+        self._sync: Iterator[str] | None = None
+        self._async: AsyncIterator[str] | None = None
+
+    def take(self, size: int) -> list[str]:
+        """The next ``size`` keys, or fewer when the scan ends."""
+        if self._sync is None:
+            self._sync = iter(self._backend.scan(self._pattern, self._count))
+        return list(islice(self._sync, size))
+
+    async def atake(self, size: int) -> list[str]:
+        """The next ``size`` keys, or fewer when the scan ends: ``take``'s async twin."""
+        if self._async is None:
+            self._async = aiter(self._backend.ascan(self._pattern, self._count))
+        page: list[str] = []
+        async for key in self._async:  # a break leaves the scan open for the next page
+            page.append(key)
+            if len(page) >= size:
+                break
+        return page
+
+
 def run(guard: Guard, steps: Flow[T]) -> T:
     """Drive ``steps`` with the backend's sync methods under the fault policy.
 
@@ -97,10 +138,7 @@ def run(guard: Guard, steps: Flow[T]) -> T:
                 value = FAILED
                 continue
             try:
-                if call.method == "scan":
-                    value = list(call.target.scan(*call.args))
-                else:
-                    value = getattr(call.target, call.method)(*call.args)
+                value = getattr(call.target, call.method)(*call.args)
             except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
                 value = guard.failed(call.op, call.label, exc, call.started)  # fails open
                 continue
@@ -140,11 +178,7 @@ async def arun(guard: Guard, steps: Flow[T]) -> T:
                 value = FAILED
                 continue
             try:
-                if call.method == "scan":
-                    value = [key async for key in call.target.ascan(*call.args)]
-                else:
-                    method = getattr(call.target, "a" + call.method)
-                    value = await method(*call.args)
+                value = await getattr(call.target, "a" + call.method)(*call.args)
             except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
                 value = guard.failed(call.op, call.label, exc, call.started)  # fails open
                 continue
