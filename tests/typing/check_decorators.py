@@ -7,6 +7,7 @@ Each ``# type: ignore[...]`` below is a call mypy must reject; with ``warn_unuse
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from typing_extensions import assert_type
 
@@ -20,6 +21,8 @@ from kirocache import (
     invalidates,
     warm,
 )
+from kirocache._decorators.options import Options, StampedeGuard
+from kirocache._decorators.plan import Plan
 from kirocache.presets import USER_PROFILE
 
 
@@ -100,3 +103,20 @@ async def check_async() -> None:
     assert_type(await Repo().afind(3), list[str])
     assert_type(await awarm(aget_profile, [1]), int)
     await aget_profile("1")  # type: ignore[arg-type]
+
+
+def check_options() -> None:
+    # What a decorator is given reaches the plan typed: mypy follows it end to end.
+    options = Options.checked(
+        prefix=USER_PROFILE, key="{user_id}", ttl=60, cache=None, condition=None, lock=True
+    )
+    assert_type(options.key, str | None)
+    assert_type(options.ttl, float | None)
+    assert_type(options.tags, tuple[str, ...])
+    assert_type(options.lock, StampedeGuard)
+    assert_type(options.stale_ttl, float)
+    plan = Plan(get_profile.__wrapped__, options)
+    assert_type(plan.options, Options)
+    assert_type(plan.ttl, float | None)
+    assert_type(plan.keys((1,), {}), tuple[str, Sequence[str]])
+    options.ttl = 5  # type: ignore[misc]
