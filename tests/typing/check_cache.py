@@ -20,6 +20,7 @@ async def check_async(cache: Cache) -> None:
     assert_type(await cache.aget_or_set("k", lambda: 3), int)
     assert_type(await cache.astats(), BackendStats)
     assert_type(await cache.aping(), float)
+    assert_type(await cache.aprune_indexes(), dict[str, int])
 
 
 def check_sync() -> None:
@@ -33,6 +34,13 @@ def check_sync() -> None:
     assert_type(cache.incr("n", 2), int | None)
     assert_type(cache.get_or_set("k", lambda: "v"), str)
     assert_type(cache.delete_pattern("user:*"), int)
+    assert_type(cache.prune_indexes(), dict[str, int])
+    # the attributes kept by the collaborators keep their types
+    assert_type(cache.breaker, CircuitBreaker | None)
+    assert_type(cache.key_prefix, str)
+    assert_type(cache.errors_total, int)
+    assert_type(cache.tombstone_ttl, float | None)
+    cache.errors_total = "many"  # type: ignore[assignment]
     miss = MISSING
     assert_type(miss, Missing)
     ns = Namespace("user:profile:", ttl=3600)

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from kirocache._cache.driver import Flow, Io
 from kirocache._cache.guard import FAILED
 from kirocache._types import to_seconds
-from kirocache.backends import Op
-from kirocache.backends._protocol import TOMBSTONE_PREFIX
+from kirocache.backends import TOMBSTONE_PREFIX, Op
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import (
     KEYS_PER_RECORD,
