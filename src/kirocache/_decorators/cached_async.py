@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from time import perf_counter
 from typing import Any, Concatenate, TypeVar, cast, overload
 
@@ -84,8 +85,8 @@ class AsyncCachedFunction(Wrapper[P, R]):
             (id(job.cache), job.body),
             job.read_at,
             plan.options.lock_timeout,
-            lambda reread: self._lead(job, reread),
-            lambda: self._compute(job),
+            partial(self._lead, job),
+            partial(self._compute, job),
         )
 
     async def _lead(self, job: Job, reread: bool) -> R:
@@ -114,7 +115,7 @@ class AsyncCachedFunction(Wrapper[P, R]):
         value: R = await self._func(*job.args, **job.kwargs)
         if not plan.should_store(value):
             return value
-        stored = plan.wrap(value, perf_counter() - started, cache.clock.time())
+        stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
             if job.seen is None:
                 await cache.aset(
@@ -175,9 +176,8 @@ async def awarm(func: AsyncCachedFunction[..., Any], arguments: Sequence[Any]) -
         return plan.body(args, kwargs), value, perf_counter() - started
 
     results = await asyncio.gather(*(one(args, kwargs) for args, kwargs in calls))
-    now = cache.clock.time()
     entries = {
-        body: plan.wrap(value, took, now)
+        body: plan.wrap(value, took, cache.clock)
         for body, value, took in results
         if plan.should_store(value)
     }

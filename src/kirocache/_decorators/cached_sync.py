@@ -10,6 +10,7 @@ waiting (``flight.py``); what is left is the same steps in the same order, with 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from time import perf_counter
 from typing import Any, Concatenate, TypeVar, cast, overload
 
@@ -82,8 +83,8 @@ class CachedFunction(Wrapper[P, R]):
             (id(job.cache), job.body),
             job.read_at,
             plan.options.lock_timeout,
-            lambda reread: self._lead(job, reread),
-            lambda: self._compute(job),
+            partial(self._lead, job),
+            partial(self._compute, job),
         )
 
     def _lead(self, job: Job, reread: bool) -> R:
@@ -112,7 +113,7 @@ class CachedFunction(Wrapper[P, R]):
         value: R = self._func(*job.args, **job.kwargs)
         if not plan.should_store(value):
             return value
-        stored = plan.wrap(value, perf_counter() - started, cache.clock.time())
+        stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
             if job.seen is None:
                 cache.set(
@@ -178,7 +179,7 @@ def warm(func: CachedFunction[..., Any], arguments: Sequence[Any]) -> int:
         value = func._func(*full, **kwargs)
         if plan.should_store(value):
             took = perf_counter() - started
-            entries[plan.body(full, kwargs)] = plan.wrap(value, took, cache.clock.time())
+            entries[plan.body(full, kwargs)] = plan.wrap(value, took, cache.clock)
     if entries:
         cache.set_many(entries, plan.stored_ttl, namespace=plan.namespace)
     return len(entries)

@@ -20,6 +20,7 @@ from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
 
 if typing.TYPE_CHECKING:
     from kirocache._cache import Cache
+    from kirocache._clock import Clock
     from kirocache._core import Seen
 
 __all__ = ["Freshness", "Job", "Plan", "resolve_cache", "return_type"]
@@ -169,18 +170,18 @@ class Plan:
         condition = self.options.condition
         return condition is None or bool(condition(value))
 
-    def wrap(self, value: object, compute_time: float, now: float) -> object:
+    def wrap(self, value: object, compute_time: float, clock: Clock) -> object:
         """What is stored: the value, or an envelope with its fresh-until time.
 
         Args:
             value: The computed value.
             compute_time: How long the computation took (early refreshes weigh it).
-            now: The cache clock's wall time (``cache.clock.time()``).
+            clock: The cache's clock; an envelope's stamp is its wall time.
         """
         if not self.enveloped:
             return value
         assert self.ttl is not None
-        return (now + self.ttl, compute_time, value)
+        return (clock.time() + self.ttl, compute_time, value)
 
     def freshness(self, entry: tuple[float, float, Any], now: float) -> Freshness:
         """Fresh, due for an early refresh (probabilistic, XFetch), or stale.
