@@ -306,3 +306,28 @@ def test_a_flow_answered_by_the_sync_and_the_async_driver_alike() -> None:
     cache.set("k", 1)
     assert run(cache.guard, writes.exists(cache, "k", None)) is True
     assert asyncio.run(arun(cache.guard, writes.exists(cache, "k", None))) is True
+
+
+# -- the one clock ---------------------------------------------------------------------------------
+
+
+def test_the_default_breaker_and_the_log_read_the_cache_clock() -> None:
+    clock = ManualClock()
+    faulty = FaultyBackend(MemoryBackend())
+    cache = Cache(faulty, clock=clock)
+    faulty.failing = True
+    for _ in range(3):  # the default breaker opens after 3 faults in a row
+        assert cache.get("k", "fallback") == "fallback"
+    breaker = cache.breaker
+    assert breaker is not None
+    assert breaker.times_opened == 1
+    faulty.failing = False
+    assert cache.get("k", "fallback") == "fallback"  # refused: no time has passed
+    clock.advance(1.0)  # the default recovery time, on the cache's clock
+    assert cache.set("k", 1) is True
+    assert breaker.state == "closed"
+    at = clock.time()
+    cache.delete("k")
+    record = cache.invalidation_log.why("k")
+    assert record is not None
+    assert record.at == at
