@@ -1,4 +1,4 @@
-"""The drivers: one sync and one async loop that run every operation's steps, with the fault policy.
+"""One sync and one async driver: they run every operation's steps and own the fault policy.
 
 An operation that takes round trips is written once, as a generator (``Flow[T]``) that
 yields ``Io`` steps and is sent their results. ``run`` calls the backend's sync methods,
