@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kirocache._breaker import CircuitBreaker
+from kirocache import CircuitBreaker
 from kirocache.exceptions import ConfigurationError
 
 

@@ -4,11 +4,13 @@
 - ``keyspace``: ``KeySpace``, where keys live (prefix, namespaces, generations, internal keys).
 - ``codec``: ``Codec``, values to bytes and back.
 - ``guard``: ``Guard``, the fault policy (breaker, fault-or-bug rule, metrics).
+- ``breaker``: ``CircuitBreaker``, which the guard consults before each call.
 - ``invalidator``: ``Invalidator``, tombstones, tags, dependencies, rules and the log.
 - ``driver``: the one sync and one async driver every operation's steps run on.
 - ``writes``, ``invalidations``: the operations, each written once as steps.
 - ``readthrough``: the hot path ``get`` and ``@cached`` take, a hand-written twin pair.
 - ``batch``: ``Batch``, many operations in one round trip.
+- ``urls``: the backend ``Cache.from_url`` builds from a URL.
 """
 
 from __future__ import annotations

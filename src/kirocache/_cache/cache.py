@@ -26,7 +26,7 @@ from kirocache.invalidation import DEFAULT_LOG_SIZE
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from kirocache._breaker import CircuitBreaker
+    from kirocache._cache.breaker import CircuitBreaker
     from kirocache._cache.guard import _DefaultBreaker
     from kirocache._types import Duration
     from kirocache.backends import AsyncBackend, Backend, BackendStats

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
-from kirocache._breaker import CircuitBreaker
+from kirocache._cache.breaker import CircuitBreaker
 from kirocache._clock import Clock
 from kirocache.backends import AsyncBackend, Backend
 from kirocache.exceptions import (
