@@ -10,7 +10,12 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
-from kirocache._config import ENV_CACHE_DEBUG, ENV_REDIS_DB, ENV_REDIS_PASSWORD, ENV_REDIS_URL
+from kirocache.backends._config import (
+    ENV_CACHE_DEBUG,
+    ENV_REDIS_DB,
+    ENV_REDIS_PASSWORD,
+    ENV_REDIS_URL,
+)
 from redis_server import BlackholeServer, RedisServer, find_redis_server
 
 if TYPE_CHECKING:

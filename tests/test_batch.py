@@ -11,13 +11,15 @@ import redis
 
 from kirocache import (
     BackendError,
+    Batch,
+    BatchResult,
     Cache,
     ConfigurationError,
     InvalidKeyError,
     InvalidTTLError,
     SerializationError,
+    batch,
 )
-from kirocache._batch import Batch, BatchResult, batch
 from kirocache.backends.memory import MemoryBackend
 from kirocache.testing import CacheRecorder, FaultyBackend, use_cache
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 import kirocache
-from kirocache import _global
+from kirocache._cache import default as _global
 from kirocache._cli import main
-from kirocache._ring.demo import mask_url
+from kirocache.backends import mask_url
 
 
 def assert_tour(out: str, *, runs: str = "1") -> None:
@@ -116,7 +116,7 @@ def test_demo_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
         "ftp://ada@example.com/0",
     ],
 )
-def test_the_demo_masks_urls_as_the_cache_does(url: str) -> None:
+def test_the_public_mask_url_is_the_one_the_cache_uses(url: str) -> None:
     with pytest.raises(kirocache.ConfigurationError) as info:
         kirocache.Cache.from_url(url)
     assert f"unsupported cache URL {mask_url(url)!r}" in str(info.value)

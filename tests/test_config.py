@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import kirocache
-from kirocache import Cache, ConfigurationError, _global, configure, get_cache
+from kirocache import Cache, ConfigurationError, configure, get_cache
+from kirocache._cache import default as _global
 from kirocache.backends.memory import MemoryBackend
 
 

@@ -25,7 +25,7 @@ from kirocache import (
     presets,
     warm,
 )
-from kirocache._decorators.lock import DistributedLock
+from kirocache.backends._lock import DistributedLock
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.testing import FaultyBackend, ManualClock
@@ -112,7 +112,7 @@ def test_default_cache_is_looked_up_at_call_time() -> None:
 
     first = Cache(MemoryBackend())
     second = Cache(MemoryBackend())
-    previous = kirocache._global._default
+    previous = kirocache._cache.default._default
     try:
         kirocache.configure(first)
         assert answer() == 42
@@ -121,7 +121,7 @@ def test_default_cache_is_looked_up_at_call_time() -> None:
         assert answer() == 42
         assert second.exists("late:")
     finally:
-        kirocache._global._default = previous
+        kirocache._cache.default._default = previous
 
 
 def test_condition_decides_what_is_stored(cache: Cache) -> None:

@@ -125,7 +125,7 @@ def isolated_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     The docs describe a clean environment, so a developer's own settings are hidden.
     """
-    from kirocache import _global
+    from kirocache._cache import default as _global
 
     monkeypatch.setattr(_global, "_default", _global._default)
     for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB", "CACHE_DEBUG"):

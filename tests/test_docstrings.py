@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import kirocache
-from kirocache import _global
+from kirocache._cache import default as _global
 
 MODULES = sorted(
     info.name

@@ -26,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kirocache import keys
-from kirocache._types import NEVER
+from kirocache._values.types import NEVER
 from kirocache.exceptions import ConfigurationError, InvalidKeyError, InvalidTTLError
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace, code_hash, fingerprint, make_key
 

@@ -213,7 +213,7 @@ from kirocache import presets, Cache
 from . import health
 from .._cache import engine
 if TYPE_CHECKING:
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
 else:
     import kirocache.keys
 def later() -> None:
@@ -227,7 +227,7 @@ def test_the_checker_sees_every_kind_of_import() -> None:
         "kirocache.presets",
         "kirocache._ring.health",
         "kirocache._cache.engine",
-        "kirocache._types",
+        "kirocache._values.types",
         "kirocache.keys",
         "kirocache.backends._glob",
     }
@@ -242,7 +242,7 @@ def test_the_checker_sees_every_kind_of_import() -> None:
         ("kirocache", True),
         ("kirocache._ring.health", True),
         ("kirocache._cache.engine", True),
-        ("kirocache._types", False),
+        ("kirocache._values.types", False),
         ("kirocache.keys", True),
         ("kirocache.backends._glob", False),
     ]

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from kirocache._decorators import lock as _lock
-from kirocache._decorators.lock import DistributedLock, _delay
-from kirocache.backends import Op, OpResult
+from kirocache.backends import Op, OpResult, _lock
+from kirocache.backends._lock import DistributedLock, _delay
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import BackendError, ConfigurationError

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kirocache._config import Settings, mask_url, parse_redis_url, settings_from_env
+from kirocache.backends._config import Settings, mask_url, parse_redis_url, settings_from_env
 from kirocache.backends._protocol import Op
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import BackendError, ConfigurationError

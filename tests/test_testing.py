@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import kirocache
-from kirocache import Cache, ConfigurationError, _global
+from kirocache import Cache, ConfigurationError
+from kirocache._cache import default as _global
 from kirocache.backends import MemoryBackend
 from kirocache.testing import CacheRecorder, Recorded, ause_cache, use_cache
 from test_docs import extract_blocks

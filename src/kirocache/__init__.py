@@ -5,22 +5,22 @@ The public API lives here; the extension points are the public modules
 :mod:`kirocache.metrics` and :mod:`kirocache.exceptions`.
 """
 
-from kirocache._batch import Batch, BatchResult, batch
-from kirocache._breaker import BreakerState, CircuitBreaker
-from kirocache._cache import Cache
-from kirocache._cached_many import AsyncCachedManyFunction, CachedManyFunction, cached_many
-from kirocache._clock import Clock
-from kirocache._core import OnError
+from kirocache._cache import Batch, BatchResult, Cache, OnError
+from kirocache._cache.breaker import BreakerState, CircuitBreaker
+from kirocache._cache.default import batch, configure, get_cache
 from kirocache._decorators import (
     AsyncCachedFunction,
+    AsyncCachedManyFunction,
     CachedFunction,
+    CachedManyFunction,
     awarm,
     cached,
+    cached_many,
     invalidates,
     warm,
 )
-from kirocache._global import configure, get_cache
-from kirocache._types import MISSING, NEVER, Duration, Missing
+from kirocache._values.clock import Clock
+from kirocache._values.types import MISSING, NEVER, Duration, Missing
 from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,

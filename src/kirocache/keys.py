@@ -47,10 +47,10 @@ from datetime import date, time
 from decimal import Decimal
 from uuid import UUID
 
-from kirocache._argument_key import ArgumentKey
-from kirocache._fingerprint import _digest, _hex128, _is_text
-from kirocache._key_template import KeyTemplate
-from kirocache._types import Duration, ttl_seconds
+from kirocache._values.argument_key import ArgumentKey
+from kirocache._values.fingerprint import _digest, _hex128, _is_text
+from kirocache._values.key_template import KeyTemplate
+from kirocache._values.types import Duration, ttl_seconds
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
 __all__ = ["ArgumentKey", "KeyTemplate", "Namespace", "code_hash", "fingerprint", "make_key"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from kirocache._formats import OrjsonSerializer, PickleSerializer, RawSerializer
-from kirocache._framing import (
+from kirocache._values.formats import OrjsonSerializer, PickleSerializer, RawSerializer
+from kirocache._values.framing import (
     FLAG_COMPRESSED,
     FLAG_ENCRYPTED,
     FORMAT_JSON,
@@ -25,7 +25,7 @@ from kirocache._framing import (
     frame,
     unframe,
 )
-from kirocache._wrappers import CompressedSerializer, EncryptedSerializer
+from kirocache._values.wrappers import CompressedSerializer, EncryptedSerializer
 from kirocache.exceptions import ConfigurationError
 
 __all__ = [

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from kirocache._cache.cache import Cache
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.backends import OpResult
     from kirocache.keys import Namespace
     from kirocache.metrics import Outcome

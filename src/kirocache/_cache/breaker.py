@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
-from kirocache._types import Duration, to_seconds
+from kirocache._values.types import Duration, to_seconds
 from kirocache.exceptions import ConfigurationError
 
 __all__ = ["BreakerState", "CircuitBreaker"]

@@ -16,10 +16,10 @@ from kirocache._cache.guard import DEFAULT_BREAKER, Guard, OnError
 from kirocache._cache.invalidator import DEFAULT_TOMBSTONE_TTL, Invalidator
 from kirocache._cache.keyspace import KeySpace
 from kirocache._cache.urls import backend_from_url
-from kirocache._clock import SYSTEM_CLOCK, Clock
-from kirocache._config import settings_from_env
-from kirocache._types import MISSING
+from kirocache._values.clock import SYSTEM_CLOCK, Clock
+from kirocache._values.types import MISSING
 from kirocache.backends import arun_steps, run_steps
+from kirocache.backends._config import settings_from_env
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import DEFAULT_LOG_SIZE
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from kirocache._cache.breaker import CircuitBreaker
     from kirocache._cache.guard import _DefaultBreaker
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.backends import AsyncBackend, Backend, BackendStats
     from kirocache.invalidation import (
         InvalidationEvent,

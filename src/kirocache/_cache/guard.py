@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
 from kirocache._cache.breaker import CircuitBreaker
-from kirocache._clock import Clock
+from kirocache._values.clock import Clock
 from kirocache.backends import AsyncBackend, Backend
 from kirocache.exceptions import (
     BackendError,

@@ -16,7 +16,7 @@ from kirocache.invalidation import InvalidationEvent, InvalidationRecord, Tag
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.keys import Namespace
 
 __all__ = [

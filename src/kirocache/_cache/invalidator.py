@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from kirocache._cache.driver import Flow, Io
 from kirocache._cache.guard import FAILED
-from kirocache._types import to_seconds
+from kirocache._values.types import to_seconds
 from kirocache.backends import TOMBSTONE_PREFIX, Op
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import (
@@ -23,8 +23,8 @@ from kirocache.invalidation import (
 if TYPE_CHECKING:
     from kirocache._cache.guard import Guard
     from kirocache._cache.keyspace import KeySpace
-    from kirocache._clock import Clock
-    from kirocache._types import Duration
+    from kirocache._values.clock import Clock
+    from kirocache._values.types import Duration
 
 __all__ = [
     "DEFAULT_TOMBSTONE_TTL",

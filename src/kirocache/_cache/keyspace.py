@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from kirocache._cache.codec import parse_counter
-from kirocache._types import check_key, ttl_seconds
+from kirocache._values.types import check_key, ttl_seconds
 from kirocache.backends import escape_glob
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import Tag
 
 if TYPE_CHECKING:
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.keys import Namespace
 
 __all__ = [

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
-from kirocache._types import MISSING
+from kirocache._values.types import MISSING
 from kirocache.backends import Op
 from kirocache.exceptions import CorruptValueError
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.keys import Namespace
 
 __all__ = [

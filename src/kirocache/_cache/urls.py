@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kirocache._config import mask_url, settings_from_env
+from kirocache.backends._config import mask_url, settings_from_env
 from kirocache.exceptions import ConfigurationError
 
 __all__ = ["CACHE_OPTIONS", "backend_from_url"]

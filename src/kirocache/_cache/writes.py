@@ -13,7 +13,7 @@ from kirocache.backends import Op
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
-    from kirocache._types import Duration
+    from kirocache._values.types import Duration
     from kirocache.keys import Namespace
 
 __all__ = [

@@ -14,7 +14,7 @@ from kirocache._decorators.cached_sync import CachedFunction
 from kirocache._decorators.many import AsyncCachedManyFunction, CachedManyFunction
 from kirocache._decorators.options import LockMode, Options, Shape
 from kirocache._decorators.plan import Plan
-from kirocache._types import Duration
+from kirocache._values.types import Duration
 from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
 

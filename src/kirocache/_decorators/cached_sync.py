@@ -19,7 +19,7 @@ from typing_extensions import ParamSpec, Self
 from kirocache._decorators.flight import Flights, Refreshes, holding
 from kirocache._decorators.plan import Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
-from kirocache._types import MISSING, Missing
+from kirocache._values.types import MISSING, Missing
 from kirocache.exceptions import SerializationError
 
 __all__ = ["CachedFunction", "warm"]

@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
-    from kirocache._decorators.lock import DistributedLock
+    from kirocache.backends._lock import DistributedLock
 
 __all__ = [
-    "PAUSE",
     "AsyncFlights",
     "AsyncRefreshes",
     "Flights",
-    "Pause",
     "Refreshes",
     "aholding",
     "holding",
@@ -218,27 +216,6 @@ class AsyncRefreshes:
 
 
 # -- the distributed lock's wait ---------------------------------------------------------
-
-
-class Pause:
-    """The pause between two tries of a lock, as a step target (``Call(PAUSE, "sleep")``).
-
-    The sync driver calls ``sleep``, which blocks the thread; the async driver awaits
-    ``asleep``, which lets the loop run.
-    """
-
-    __slots__ = ()
-
-    def sleep(self, seconds: float) -> None:
-        """Block this thread for ``seconds``."""
-        time.sleep(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        """Suspend this task for ``seconds``."""
-        await asyncio.sleep(seconds)
-
-
-PAUSE = Pause()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from kirocache._types import Duration, to_seconds, ttl_seconds
+from kirocache._values.types import Duration, to_seconds, ttl_seconds
 from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
 

@@ -13,15 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from kirocache._decorators.lock import DistributedLock
 from kirocache._decorators.options import Options
+from kirocache.backends._lock import DistributedLock
 from kirocache.exceptions import ConfigurationError, SerializationError
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
 
 if typing.TYPE_CHECKING:
-    from kirocache._cache import Cache
-    from kirocache._clock import Clock
-    from kirocache._core import Seen
+    from kirocache._cache import Cache, Seen
+    from kirocache._values.clock import Clock
 
 __all__ = ["Freshness", "Job", "Plan", "resolve_cache", "return_type"]
 
@@ -44,7 +43,7 @@ def resolve_cache(cache: Cache | None) -> Cache:
     """``cache``, or the process-wide default as it is now (so later swaps take effect)."""
     if cache is not None:
         return cache
-    from kirocache._global import get_cache
+    from kirocache._cache.default import get_cache
 
     return get_cache()
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from typing_extensions import ParamSpec, Self
 
 from kirocache._decorators.plan import Plan
-from kirocache._types import MISSING
+from kirocache._values.types import MISSING
 
 __all__ = ["Wrapper", "argument_sets"]
 

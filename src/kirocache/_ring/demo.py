@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import re
 import sys
 import threading
 import time
 from collections import Counter
-from urllib.parse import urlsplit
 
 from kirocache import MISSING, Cache, CircuitBreaker, cached, invalidates, presets
-from kirocache.backends import MemoryBackend
+from kirocache.backends import MemoryBackend, mask_url
 from kirocache.invalidation import InvalidationEvent, Tag
 from kirocache.keys import code_hash
 from kirocache.metrics import InMemoryMetrics
@@ -21,29 +19,7 @@ from kirocache.monitoring import HealthChecker, Monitor
 from kirocache.sessions import SessionStore
 from kirocache.testing import FaultyBackend, use_cache
 
-__all__ = ["demo", "mask_url"]
-
-_MASK = "***"
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``; never raises.
-
-    The same as the one ``Cache.from_url`` logs with, which has no public name yet
-    (test_cli keeps the two equal).
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is not None and "@" in parts.netloc:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
-        url = url.replace(parts.netloc, f"{userinfo}@{hostport}", 1)
-    elif parts is None:
-        url = re.sub(r"(//[^/?#@]*?:)[^@]*@", rf"\g<1>{_MASK}@", url)
-    return re.sub(r"([?&]password=)[^&#]*", rf"\g<1>{_MASK}", url)
+__all__ = ["demo"]
 
 
 @dataclasses.dataclass

@@ -7,18 +7,22 @@ derives ``set``, ``delete``, ``delete_pattern`` and the other convenience method
 
 Work over a backend that takes several round trips is written once as a generator of
 :class:`Call` steps and driven by :func:`run_steps` (sync) or :func:`arun_steps` (async);
+:data:`PAUSE` is the step that waits (a sleep in a thread, an await in a task);
 :class:`DistributedLock` is a lock any backend can hold. Durations are float seconds
-(:func:`to_seconds`, :func:`ttl_seconds`) and patterns Redis globs (:func:`escape_glob`).
+(:func:`to_seconds`, :func:`ttl_seconds`), patterns Redis globs (:func:`escape_glob`), and
+:func:`mask_url` hides a backend URL's password in anything shown.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kirocache._types import to_seconds, ttl_seconds
+from kirocache._values.types import to_seconds, ttl_seconds
+from kirocache.backends._config import mask_url
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend, FullBackend
 from kirocache.backends._derive import with_conveniences
 from kirocache.backends._glob import escape_glob
+from kirocache.backends._lock import DistributedLock
 from kirocache.backends._protocol import (
     TOMBSTONE_PREFIX,
     AsyncBackend,
@@ -28,15 +32,15 @@ from kirocache.backends._protocol import (
     OpName,
     OpResult,
 )
-from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
+from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
 
 if TYPE_CHECKING:
-    from kirocache._lock import DistributedLock
     from kirocache.backends.memory import MemoryBackend
     from kirocache.backends.redis import RedisBackend
     from kirocache.backends.tiered import TieredBackend
 
 __all__ = [
+    "PAUSE",
     "TOMBSTONE_PREFIX",
     "AsyncBackend",
     "AsyncConvenientBackend",
@@ -55,6 +59,7 @@ __all__ = [
     "TieredBackend",
     "arun_steps",
     "escape_glob",
+    "mask_url",
     "run_steps",
     "to_seconds",
     "ttl_seconds",
@@ -65,10 +70,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The concrete backends load on first use, so `import kirocache` stays cheap and a
     # memory-only application never imports redis-py.
-    if name == "DistributedLock":
-        from kirocache._lock import DistributedLock
-
-        return DistributedLock
     if name == "MemoryBackend":
         from kirocache.backends.memory import MemoryBackend
 

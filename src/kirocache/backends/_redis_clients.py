@@ -23,8 +23,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from kirocache._config import ENV_REDIS_URL, RedisURL, parse_db, parse_redis_url, settings_from_env
-from kirocache._types import to_seconds
+from kirocache._values.types import to_seconds
+from kirocache.backends._config import (
+    ENV_REDIS_URL,
+    RedisURL,
+    parse_db,
+    parse_redis_url,
+    settings_from_env,
+)
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_int, op_result
 from kirocache.exceptions import BackendError, ConfigurationError, InvalidTTLError

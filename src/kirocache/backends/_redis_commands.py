@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
-from kirocache._types import ttl_seconds
+from kirocache._values.types import ttl_seconds
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, BackendStats, Op, OpResult
 from kirocache.exceptions import BackendError, ConfigurationError
 

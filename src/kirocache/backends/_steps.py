@@ -1,22 +1,25 @@
 """The one sync/async mechanism: I/O written once, as a generator of ``Call`` steps.
 
-Work that takes several round trips (a session's create, a cleanup run, the cache's
-invalidations) is a generator that yields ``Call``s and is sent their results;
-``run_steps`` calls the sync methods and ``arun_steps`` awaits the ``a``-prefixed twins,
-so the two halves cannot drift. A backend fault is thrown back into the generator
-(translated by ``fault`` when given), so its ``finally`` blocks (lock releases) and
-``except`` blocks still run. The generator is tested by sending it results, with no server.
+Work that takes several round trips (a session's create, a lock's wait, a cleanup's
+pruning) is a generator that yields ``Call``s and is sent their results; ``run_steps``
+calls the sync methods and ``arun_steps`` awaits the ``a``-prefixed twins, so the two
+halves cannot drift. A backend fault is thrown back into the generator (translated by
+``fault`` when given), and so is any other exception a call raises, so the generator's
+``finally`` blocks (lock releases) and ``except`` blocks run at once. The generator is
+tested by sending it results, with no server. ``PAUSE`` is the step that waits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 from kirocache.exceptions import BackendError
 
-__all__ = ["Call", "Fault", "Steps", "arun_steps", "run_steps"]
+__all__ = ["PAUSE", "Call", "Fault", "Pause", "Steps", "arun_steps", "run_steps"]
 
 T = TypeVar("T")
 
@@ -63,10 +66,11 @@ def run_steps(steps: Steps[T], fault: Fault = _same) -> T:
         The generator's return value.
 
     Raises:
-        BackendError: A backend call failed and the steps did not handle it.
+        Exception: A call failed (a ``BackendError`` after ``fault``) and the steps did not
+            handle it.
     """
     value: Any = None
-    error: BackendError | None = None
+    error: Exception | None = None
     while True:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
@@ -80,6 +84,8 @@ def run_steps(steps: Steps[T], fault: Fault = _same) -> T:
                 value = getattr(call.target, call.method)(*call.args, **call.kwargs)
         except BackendError as exc:
             error = fault(call, exc)
+        except Exception as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+            error = exc
 
 
 async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
@@ -93,10 +99,11 @@ async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
         The generator's return value.
 
     Raises:
-        BackendError: A backend call failed and the steps did not handle it.
+        Exception: A call failed (a ``BackendError`` after ``fault``) and the steps did not
+            handle it.
     """
     value: Any = None
-    error: BackendError | None = None
+    error: Exception | None = None
     while True:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
@@ -110,3 +117,27 @@ async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
                 value = await getattr(call.target, "a" + call.method)(*call.args, **call.kwargs)
         except BackendError as exc:
             error = fault(call, exc)
+        except Exception as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+            error = exc
+
+
+class Pause:
+    """The pause between two tries of a lock, as a step target (``Call(PAUSE, "sleep")``).
+
+    The sync driver calls ``sleep``, which blocks the thread; the async driver awaits
+    ``asleep``, which lets the loop run.
+    """
+
+    __slots__ = ()
+
+    def sleep(self, seconds: float) -> None:
+        """Block this thread for ``seconds``."""
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend this task for ``seconds``."""
+        await asyncio.sleep(seconds)
+
+
+PAUSE = Pause()
+"""The step that waits: ``Call(PAUSE, "sleep", (seconds,))``."""

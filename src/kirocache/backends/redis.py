@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
-from kirocache._config import mask_url
+from kirocache.backends._config import mask_url
 from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import (
     AsyncClientFactory,

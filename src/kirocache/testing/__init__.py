@@ -9,7 +9,7 @@ which pytest loads by itself once kirocache is installed. The backend conformanc
 :mod:`kirocache.testing.conformance`.
 """
 
-from kirocache._clock import ManualClock
+from kirocache._values.clock import ManualClock
 from kirocache.testing._faults import FaultyBackend
 from kirocache.testing._swap import CacheRecorder, Recorded, ause_cache, use_cache
 

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kirocache import _global
 from kirocache._cache import Cache
+from kirocache._cache import default as _global
 from kirocache.exceptions import ConfigurationError
 from kirocache.metrics import InMemoryMetrics, Outcome
 

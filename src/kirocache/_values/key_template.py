@@ -11,8 +11,8 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kirocache._argument_key import ArgumentKey, _component, _limit
-from kirocache._fingerprint import _is_text
+from kirocache._values.argument_key import ArgumentKey, _component, _limit
+from kirocache._values.fingerprint import _is_text
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
 _FIELD = re.compile(r"([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[[^\[\]]+\])*)\Z")

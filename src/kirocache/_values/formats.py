@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from kirocache._framing import (
+from kirocache._values.framing import (
     _CHECKSUM_FROM,
     _LOW_32,
     _MAGIC,
@@ -28,7 +28,7 @@ from kirocache._framing import (
     _expect,
     frame,
 )
-from kirocache._typed_decode import _decoder
+from kirocache._values.typed_decode import _decoder
 from kirocache.exceptions import ConfigurationError, CorruptValueError, SerializationError
 
 # The first four header bytes of an uncompressed, unencrypted JSON entry, and its seed.

@@ -11,14 +11,21 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from kirocache._formats import OrjsonSerializer, _is_int_in, _secrets
-from kirocache._framing import _MAGIC, _VERSION, FLAG_COMPRESSED, FLAG_ENCRYPTED, frame, unframe
+from kirocache._values.formats import OrjsonSerializer, _is_int_in, _secrets
+from kirocache._values.framing import (
+    _MAGIC,
+    _VERSION,
+    FLAG_COMPRESSED,
+    FLAG_ENCRYPTED,
+    frame,
+    unframe,
+)
 from kirocache.exceptions import ConfigurationError, CorruptValueError, SerializationError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from kirocache._framing import Serializer
+    from kirocache._values.framing import Serializer
 
 _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16

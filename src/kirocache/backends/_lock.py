@@ -2,7 +2,8 @@
 
 Taking and freeing it are written once, as steps (``kirocache.backends.Steps``): the sync
 methods drive them with ``run_steps``, the async ones with ``arun_steps``, and the pause
-between two tries is the one thing that differs (``flight.PAUSE``).
+between two tries is the one thing that differs (``PAUSE``: the sync driver sleeps, the
+async one awaits).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from kirocache._decorators.flight import PAUSE
-from kirocache._types import to_seconds
+from kirocache._values.types import to_seconds
 from kirocache.backends._protocol import Op
-from kirocache.backends._steps import Call, Steps, arun_steps, run_steps
+from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
 from kirocache.exceptions import ConfigurationError, InvalidTTLError
 
 if TYPE_CHECKING:

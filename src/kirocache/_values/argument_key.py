@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
-from kirocache._fingerprint import _digest, _hex128
+from kirocache._values.fingerprint import _digest, _hex128
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
 _BARE = re.compile(r"(?!-?[0-9]+\Z)[A-Za-z0-9_.@\-]{1,64}\Z")
