@@ -208,11 +208,11 @@ class Guard:
             Exception: A programming error in a slot (a value too large for the backend,
                 say), which is the caller's to see, not a fault of the store.
         """
-        failure = next((r for r in results if isinstance(r, Exception)), None)
-        if failure is None:
-            return False
-        self.failed(op, label, failure, started)
-        return True
+        for result in results:
+            if isinstance(result, Exception):
+                self.failed(op, label, result, started)
+                return True
+        return False
 
     def fault(self, op: str, label: str, exc: Exception, started: float) -> None:
         """Count, log once per burst, and fail open or raise, for a backend failure.

@@ -161,6 +161,11 @@ class KeySpace:
 
     def bumpables(self, keys: Iterable[str], namespace: Namespace | None) -> list[Namespace]:
         """The distinct bumpable namespaces of ``keys``."""
+        if namespace is None:
+            if not self._bumpable_known:
+                return []  # every write asks: answer the common case without a call per key
+        elif not namespace.bumpable:
+            return []
         found = {self.bumpable(key, namespace) for key in keys}
         return [space for space in found if space is not None]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Final, Literal, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
     "TOMBSTONE_PREFIX",
@@ -67,9 +67,11 @@ TOMBSTONE_PREFIX: Final = b"\xc5\xfftomb:"
 ``swap``); ``tag_prune`` counts a key holding one as gone."""
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One operation for ``execute``: a kind, a key, and the fields that kind reads.
+
+    An immutable named tuple, not a frozen dataclass: every cache write builds one, and a
+    frozen dataclass costs about 2.5 µs to build against 0.7 µs.
 
     Every op kind and its answer (the value in its slot of ``execute``'s list; a failing
     op's slot holds its exception instead, usually a ``BackendError``):

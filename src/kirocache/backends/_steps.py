@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 from kirocache.exceptions import BackendError
@@ -24,12 +23,13 @@ __all__ = ["PAUSE", "Call", "Fault", "Pause", "Steps", "arun_steps", "run_steps"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
     """One I/O step: ``target.method(*args, **kwargs)``.
 
     The sync driver calls ``method``; the async driver awaits ``"a" + method`` on the same
-    target, which backends and ``DistributedLock`` both provide. ``scan`` answers a list.
+    target, which backends, ``DistributedLock`` and ``PAUSE`` all provide. ``scan`` answers
+    a list. A plain slotted class rather than a dataclass: steps are built on the cache's
+    multi-key reads, where a frozen dataclass's construction is a measurable share.
 
     Attributes:
         target: The object called (a backend, a lock).
@@ -38,10 +38,37 @@ class Call:
         kwargs: Keyword arguments.
     """
 
-    target: Any
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("args", "kwargs", "method", "target")
+
+    def __init__(
+        self,
+        target: Any,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.target = target
+        self.method = method
+        self.args = args
+        self.kwargs: dict[str, Any] = _NO_KWARGS if kwargs is None else kwargs
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _all_slots(self))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _all_slots(self))
+        return f"{type(self).__name__}({fields})"
+
+
+_NO_KWARGS: dict[str, Any] = {}
+
+
+def _all_slots(call: Call) -> list[str]:
+    return [name for cls in type(call).__mro__ for name in getattr(cls, "__slots__", ())]
 
 
 Steps: TypeAlias = Generator[Call, Any, T]
