@@ -359,6 +359,7 @@ def test_recorder_fixture_explains_an_override_that_does_not_record(
     result.stdout.fnmatch_lines(["*metrics=CacheRecorder()*"])
 
 
+@pytest.mark.slow  # runs a pytest session of its own in a subprocess
 def test_the_how_to_pytest_examples_pass(pytester: pytest.Pytester) -> None:
     """The how-to's pytest modules (fenced ``python3``, so test_docs shows them) run here."""
     blocks = extract_blocks(HOW_TO.read_text("utf-8"))

@@ -666,6 +666,7 @@ def test_reads_bypass_the_local_layer_while_the_subscription_is_down(
     assert eventually(lambda: b.get("k") == b"newer")
 
 
+@pytest.mark.slow  # waits on real ping and backoff intervals
 def test_a_silent_connection_is_noticed_by_ping(
     make_tiered: Callable[..., TieredBackend], make_redis_server: Callable[..., RedisServer]
 ) -> None:
@@ -684,6 +685,7 @@ def test_a_silent_connection_is_noticed_by_ping(
     assert b.get("k") == b"v"
 
 
+@pytest.mark.slow  # waits on real ping and backoff intervals
 def test_a_stopped_server_fails_open_and_the_subscriber_backs_off(
     make_tiered: Callable[..., TieredBackend], make_redis_server: Callable[..., RedisServer]
 ) -> None:
