@@ -7,7 +7,7 @@ import math
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
 
-from kirocache.exceptions import InvalidKeyError, InvalidTTLError
+from kirocache.exceptions import ConfigurationError, InvalidKeyError, InvalidTTLError
 
 __all__ = ["MISSING", "NEVER", "Duration", "Missing", "check_key", "to_seconds", "ttl_seconds"]
 
@@ -60,6 +60,27 @@ def to_seconds(value: Duration, *, name: str = "duration") -> float:
     if math.isnan(seconds) or seconds < 0:
         msg = f"{name} must be a non-negative number of seconds, got {value!r}"
         raise InvalidTTLError(msg)
+    return seconds
+
+
+def option_seconds(value: Duration, name: str, *, allow_zero: bool = False) -> float:
+    """An option's duration in seconds: ``to_seconds``, finite, and above 0 unless ``allow_zero``.
+
+    An option set wrong is a ``ConfigurationError`` (where ``to_seconds`` raises the
+    ``InvalidTTLError`` a TTL gets), and a timeout or wait of 0 or ``inf`` makes no sense
+    where a TTL of ``inf`` does. Backend timeouts and the distributed lock use it.
+
+    Raises:
+        ConfigurationError: The value is not such a duration.
+    """
+    try:
+        seconds = to_seconds(value, name=name)
+    except InvalidTTLError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if math.isinf(seconds) or (seconds == 0 and not allow_zero):
+        low = "0 or more" if allow_zero else "greater than 0"
+        msg = f"{name} must be a finite number of seconds, {low}, got {value!r}"
+        raise ConfigurationError(msg)
     return seconds
 
 

@@ -8,7 +8,6 @@ async one awaits).
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 import time
@@ -16,10 +15,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from kirocache._values.types import to_seconds
+from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import Op
 from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
-from kirocache.exceptions import ConfigurationError, InvalidTTLError
 
 if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
@@ -41,19 +39,6 @@ def _delay(attempt: int, remaining: float) -> float:
     """
     ceiling = min(_MAX_DELAY, _FIRST_DELAY * 2**attempt)
     return min(remaining, random.uniform(ceiling / 2, ceiling))
-
-
-def _seconds(value: float | timedelta, name: str, *, allow_zero: bool) -> float:
-    # ``to_seconds`` with the lock's own rules: a ConfigurationError, and never infinite
-    try:
-        seconds = to_seconds(value, name=name)
-    except InvalidTTLError as exc:
-        raise ConfigurationError(str(exc)) from None
-    if math.isinf(seconds) or (seconds == 0 and not allow_zero):
-        low = "0 or more" if allow_zero else "greater than 0"
-        msg = f"{name} must be a finite number of seconds, {low}, got {value!r}"
-        raise ConfigurationError(msg)
-    return seconds
 
 
 class DistributedLock:
@@ -102,8 +87,8 @@ class DistributedLock:
     ) -> None:
         self._backend = backend
         self._key = key
-        self._timeout = _seconds(timeout, "timeout", allow_zero=False)
-        self._wait = _seconds(wait, "wait", allow_zero=True)
+        self._timeout = option_seconds(timeout, "timeout")
+        self._wait = option_seconds(wait, "wait", allow_zero=True)
         self._clock = clock
         self._token: bytes | None = None
 

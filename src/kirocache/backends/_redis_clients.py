@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Final
 
 import redis
@@ -23,7 +21,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from kirocache._values.types import to_seconds
 from kirocache.backends._config import (
     ENV_REDIS_URL,
     RedisURL,
@@ -33,12 +30,11 @@ from kirocache.backends._config import (
 )
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_int, op_result
-from kirocache.exceptions import BackendError, ConfigurationError, InvalidTTLError
+from kirocache.exceptions import BackendError
 
 __all__ = [
     "AsyncClientFactory",
     "RedisTransport",
-    "duration",
     "open_clients",
     "resolve",
     "shown_url",
@@ -56,27 +52,6 @@ _ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
 
 
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
-
-
-def duration(value: float | timedelta, name: str, *, allow_zero: bool = False) -> float:
-    """An option's duration in seconds: ``to_seconds``, finite, above 0 unless ``allow_zero``.
-
-    An option set wrong is a ``ConfigurationError`` (``to_seconds`` raises the
-    ``InvalidTTLError`` a TTL gets), and a timeout of 0 or ``inf`` makes no sense where a
-    TTL of ``inf`` does. ``DistributedLock`` checks its durations with the same rule.
-
-    Raises:
-        ConfigurationError: The value is not such a duration.
-    """
-    try:
-        seconds = to_seconds(value, name=name)
-    except InvalidTTLError as exc:
-        raise ConfigurationError(str(exc)) from None
-    if math.isinf(seconds) or (seconds == 0 and not allow_zero):
-        low = "0 or more" if allow_zero else "greater than 0"
-        msg = f"{name} must be a finite number of seconds, {low}, got {value!r}"
-        raise ConfigurationError(msg)
-    return seconds
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
+from kirocache._values.types import option_seconds
 from kirocache.backends._config import mask_url
 from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import (
     AsyncClientFactory,
     RedisTransport,
-    duration,
     open_clients,
     resolve,
     shown_url,
@@ -113,12 +113,12 @@ class RedisBackend(RedisTransport):
         if max_connections < 1 or isinstance(retries, bool) or retries < 0:
             msg = "max_connections must be >= 1 and retries >= 0"
             raise ConfigurationError(msg)
-        settings["socket_timeout"] = duration(socket_timeout, "socket_timeout")
-        settings["health_check_interval"] = duration(
+        settings["socket_timeout"] = option_seconds(socket_timeout, "socket_timeout")
+        settings["health_check_interval"] = option_seconds(
             health_check_interval, "health_check_interval", allow_zero=True
         )
         if parsed.scheme != "unix":
-            settings["socket_connect_timeout"] = duration(connect_timeout, "connect_timeout")
+            settings["socket_connect_timeout"] = option_seconds(connect_timeout, "connect_timeout")
         if parsed.tls:
             settings.update(
                 ssl_ca_certs=ssl_ca_certs,
@@ -129,7 +129,7 @@ class RedisBackend(RedisTransport):
         elif ssl_ca_certs or ssl_certfile or ssl_keyfile:
             msg = "ssl_ca_certs, ssl_certfile and ssl_keyfile need a rediss:// URL"
             raise ConfigurationError(msg)
-        wait = duration(pool_timeout, "pool_timeout")
+        wait = option_seconds(pool_timeout, "pool_timeout")
         client, async_client = open_clients(
             parsed.scheme, settings, max_connections=max_connections, wait=wait, retries=retries
         )

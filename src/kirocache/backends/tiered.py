@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import BackendStats, Op, OpResult
-from kirocache.backends._redis_clients import duration
 from kirocache.backends._tiered_io import TieredIO
 from kirocache.backends._tiered_local import Local
 
@@ -97,7 +97,7 @@ class TieredBackend:
             msg = f"channel must be a non-empty str, got {channel!r}"
             raise ConfigurationError(msg)
         self._remote = remote
-        local_seconds = duration(local_ttl, "local_ttl")
+        local_seconds = option_seconds(local_ttl, "local_ttl")
         self._memory = MemoryBackend(max_entries=max_entries, max_bytes=max_bytes)
         self._local = Local(self._memory, local_seconds)
         self._channel = channel
@@ -108,7 +108,7 @@ class TieredBackend:
             channel,
             self._sender,
             self._local,
-            duration(ping_interval, "ping_interval"),
+            option_seconds(ping_interval, "ping_interval"),
         )
         self._subscriber.start()
         # A backend dropped without close() still stops its thread (the thread does not
