@@ -21,8 +21,10 @@ from kirocache import (
     Namespace,
     SerializationError,
     ValueTooLargeError,
+    cached,
 )
 from kirocache.metrics import InMemoryMetrics
+from kirocache.testing import FaultyBackend
 
 PROFILES = Namespace("user:profile:", ttl=3600)
 SEARCH = Namespace("search:", ttl=dt.timedelta(minutes=10))
@@ -268,6 +270,146 @@ def test_whole_database_pattern_needs_a_key_prefix(cache: Cache) -> None:
         cache.delete_pattern("*")
     with pytest.raises(ConfigurationError):
         cache.delete_pattern("**")
+
+
+@pytest.mark.parametrize("bad", ["app", "app-", "app_1", "myapp:x"])
+def test_a_key_prefix_must_end_with_a_separator(backend: Any, bad: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{bad!r} must end with a separator"):
+        Cache(backend, key_prefix=bad)
+    with pytest.raises(ConfigurationError, match="separator"):
+        Cache.from_url("memory://", key_prefix=bad)
+
+
+@pytest.mark.parametrize("prefix", ["app:", "app.", "app/", "app|", "", "a:b:"])
+def test_every_separator_is_accepted(backend: Any, prefix: str) -> None:
+    cache = Cache(backend, key_prefix=prefix)
+    cache.set("x", 1)
+    assert backend.get(prefix + "x") is not None
+
+
+def test_no_key_prefix_reaches_another_caches_keys(backend: Any) -> None:
+    """``app`` alone would make ``app*`` of ``delete_pattern("*")`` match ``app2:x``."""
+    with pytest.raises(ConfigurationError):
+        Cache(backend, key_prefix="app")
+    app, app2 = Cache(backend, key_prefix="app:"), Cache(backend, key_prefix="app2:")
+    app2.set("x", "theirs")
+    app.set("x", "mine")
+    assert app.delete_pattern("*") == 1
+    assert app.invalidate_pattern("x*") == 0
+    assert app2.get("x") == "theirs"
+    assert app.get("x") is None
+
+
+# -- the reserved internal key space -----------------------------------------------------
+
+
+def test_a_user_key_cannot_forge_a_generation(backend: Any) -> None:
+    """The issue's reproduction: ``set("kirocache:gen:rec:", 0)`` undid a bump."""
+    recs = Namespace("rec:", ttl=60, bumpable=True)
+    cache = Cache(backend, key_prefix="app:", namespaces=[recs])
+    cache.set("1", "old", namespace=recs)
+    assert cache.bump(recs) == 1
+    with pytest.raises(InvalidKeyError, match="reserved key space 'kirocache:'"):
+        cache.set("kirocache:gen:rec:", 0)
+    with pytest.raises(InvalidKeyError, match="reserved"):
+        cache.delete("kirocache:gen:rec:")
+    assert Cache(backend, key_prefix="app:", namespaces=[recs]).get("1", namespace=recs) is None
+    assert cache.get("1", namespace=recs) is None
+
+
+def _reserved_calls(cache: Cache) -> dict[str, Any]:
+    """Every way a caller's key or pattern enters the cache, aimed at the reserved space."""
+    key, tag_index = "kirocache:gen:rec:", "kirocache:tag:team"
+    kiro = Namespace("kiro")  # not reserved itself, but "kiro" + "cache:..." is
+    return {
+        "get": lambda: cache.get(key),
+        "set": lambda: cache.set(key, 0),
+        "set nx": lambda: cache.set(tag_index, 0, nx=True),
+        "delete": lambda: cache.delete(key),
+        "incr": lambda: cache.incr(key),
+        "exists": lambda: cache.exists(key),
+        "ttl": lambda: cache.ttl(key),
+        "expire": lambda: cache.expire(key, 5),
+        "persist": lambda: cache.persist(key),
+        "get_many": lambda: cache.get_many(["ok", key]),
+        "set_many": lambda: cache.set_many({"ok": 1, key: 0}),
+        "delete_many": lambda: cache.delete_many(["ok", key]),
+        "delete_pattern": lambda: cache.delete_pattern("kirocache:*"),
+        "invalidate_pattern": lambda: cache.invalidate_pattern("kirocache:tag:*"),
+        "namespace pattern": lambda: cache.delete_pattern("cache:*", namespace=kiro),
+        "namespace key": lambda: cache.get("cache:gen:rec:", namespace=kiro),
+        "get_or_set": lambda: cache.get_or_set(key, lambda: 0),
+        "depends": lambda: cache.depends("ok", on=key),
+        "batch set": lambda: cache.batch().set(key, 0),
+        "batch get_many": lambda: cache.batch().get_many(["ok", key]),
+        "batch incr": lambda: cache.batch().incr(key),
+        "namespace": lambda: Namespace("kirocache:mine:"),
+        "cached": lambda: cached(prefix="kirocache:mine:", cache=cache)(lambda: 1),
+    }
+
+
+def test_reserved_keys_are_refused_before_anything_is_sent(backend: Any) -> None:
+    recording = FaultyBackend(backend)
+    recs = Namespace("rec:", bumpable=True)  # bumpable: writes read generations first
+    cache = Cache(recording, key_prefix="app:", namespaces=[recs])
+    for name, call in _reserved_calls(cache).items():
+        with pytest.raises(InvalidKeyError, match="reserved key space") as raised:
+            call()
+        assert "kirocache:" in str(raised.value), name
+    assert recording.calls == {}  # nothing reached the backend
+
+
+async def test_async_reserved_keys_are_refused_before_anything_is_sent(backend: Any) -> None:
+    recording = FaultyBackend(backend)
+    cache = Cache(recording)
+    key = "kirocache:dep:k:x"
+
+    async def zero() -> int:
+        return 0
+
+    calls = [
+        cache.aget(key),
+        cache.aset(key, 0),
+        cache.adelete(key),
+        cache.aincr(key),
+        cache.aget_many([key]),
+        cache.adelete_many([key]),
+        cache.adelete_pattern("kirocache:*"),
+        cache.aget_or_set(key, zero),
+        cache.adepends(key, on="ok"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidKeyError, match="reserved key space"):
+            await call
+    assert recording.calls == {}
+
+
+def test_the_caches_own_keys_still_work_beside_the_check(backend: Any) -> None:
+    """Tags, dependencies, generations and @cached's distributed lock live near the space."""
+    recs = Namespace("rec:", ttl=60, bumpable=True)
+    cache = Cache(backend, key_prefix="app:", namespaces=[recs])
+    cache.set("a", 1, tags=["team"])
+    cache.set("b", 2)
+    assert cache.depends("b", on="a") is True
+    cache.set("1", "x", namespace=recs)
+    cache.bump(recs)
+    assert cache.invalidate_tags("team") == 2  # "a" and its dependent "b"
+    assert cache.get("a") is None
+    assert cache.get("b") is None  # followed the dependency
+    assert cache.get("1", namespace=recs) is None
+    # near misses are user keys
+    for key in ("kirocache", "kirocache-x", "Kirocache:x", "x:kirocache:y", "kirocache;"):
+        assert cache.set(key, key) is True
+        assert cache.get(key) == key
+
+    @cached(prefix="locked:", cache=cache, lock="distributed", ttl=60)
+    def locked(n: int) -> int:
+        return n * 2
+
+    assert locked(2) == 4
+    assert locked(2) == 4
+    assert cache.get("kirocache-x") == "kirocache-x"
+    assert cache.delete_pattern("*") >= 1  # the whole cache, internals included, as before
 
 
 # -- get_or_set ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_configure_with_a_cache_refuses_options() -> None:
     ready = Cache(MemoryBackend())
     assert configure(ready) is ready
     with pytest.raises(ConfigurationError, match="options"):
-        configure(ready, key_prefix="x")
+        configure(ready, key_prefix="x:")
 
 
 def test_from_url_rejects_unknown_schemes_and_options() -> None:

@@ -130,6 +130,17 @@ def test_namespace_rejects_bad_prefix(prefix: Any) -> None:
         Namespace(prefix)
 
 
+@pytest.mark.parametrize("prefix", ["kirocache:", "kirocache:gen:", "kirocache:mine:"])
+def test_namespace_refuses_the_reserved_key_space(prefix: str) -> None:
+    with pytest.raises(InvalidKeyError, match="reserved key space 'kirocache:'"):
+        Namespace(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["kiro", "kirocache", "kirocache-x:", "my:kirocache:"])
+def test_namespace_prefixes_near_the_reserved_space_are_allowed(prefix: str) -> None:
+    assert Namespace(prefix).prefix == prefix  # the cache checks the keys built under them
+
+
 @pytest.mark.parametrize("version", [0, -1, True, "2", 1.0])
 def test_namespace_rejects_bad_version(version: Any) -> None:
     with pytest.raises(ConfigurationError, match="version must be an int >= 1"):

@@ -50,7 +50,7 @@ from uuid import UUID
 from kirocache._values.argument_key import ArgumentKey
 from kirocache._values.fingerprint import _digest, _hex128, _is_text
 from kirocache._values.key_template import KeyTemplate
-from kirocache._values.types import Duration, ttl_seconds
+from kirocache._values.types import RESERVED_PREFIX, Duration, reserved_key_error, ttl_seconds
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
 __all__ = ["ArgumentKey", "KeyTemplate", "Namespace", "code_hash", "fingerprint", "make_key"]
@@ -88,6 +88,8 @@ class Namespace:
 
     Raises:
         ConfigurationError: The prefix is not a non-empty str or the version is not an int >= 1.
+        InvalidKeyError: The prefix is in the reserved key space ``kirocache:``, where the
+            cache keeps its own keys.
         InvalidTTLError: The TTL is zero, negative or not a duration.
     """
 
@@ -110,6 +112,8 @@ class Namespace:
                 f"namespace prefix must be a non-empty str such as 'user:profile:', got {prefix!r}"
             )
             raise ConfigurationError(msg)
+        if prefix.startswith(RESERVED_PREFIX):
+            raise reserved_key_error(prefix)  # said where the namespace is made, not at first use
         if version is not None and (type(version) is not int or version < 1):
             msg = f"namespace version must be an int >= 1 or None, got {version!r}"
             raise ConfigurationError(msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -98,7 +99,12 @@ class Cache:
         metrics: A ``MetricsHook``; ``True`` (the default) keeps ``InMemoryMetrics``;
             ``False`` records nothing.
         key_prefix: Prepended to every key in the backend, to share a database between
-            apps; pattern deletes never reach outside it.
+            apps; pattern deletes never reach outside it. It must end with a separator
+            (``:``, ``.``, ``/`` or ``|``, e.g. ``"myapp:"``; ``ConfigurationError``
+            otherwise), so one cache's prefix is never the start of another's (``"app"``
+            would reach ``"app2:x"``). After it, ``kirocache:`` is reserved for the cache's
+            own keys (tag indexes, stamps, dependency sets, generations): a key, pattern or
+            namespace prefix starting there raises ``InvalidKeyError``.
         namespaces: Namespaces whose TTL and metrics label apply to plain keys under their
             prefix.
         default_ttl: TTL for keys with no namespace TTL (``None``: no expiry).
@@ -108,9 +114,9 @@ class Cache:
         debug: Log every operation with key, outcome and latency at DEBUG level;
             ``None`` reads ``CACHE_DEBUG`` from the environment.
         tombstone_ttl: How long an invalidated key keeps a tombstone (60 s by default), so
-            a value computed before the invalidation is not stored by ``@cached``; a
-            computation slower than this is not stored either. ``None`` turns tombstones
-            off (plain deletes, and the race they close is open again).
+            a value computed before the invalidation is not stored by ``@cached`` or
+            ``get_or_set``; a computation slower than this is not stored either. ``None``
+            turns tombstones off (plain deletes, and the race they close is open again).
         invalidation_log_size: How many records ``invalidation_log`` keeps.
         clock: Where the cache reads the time (a ``Clock``; the system clock by default):
             the default breaker's open time, stale-while-revalidate stamps, invalidation
@@ -384,6 +390,10 @@ class Cache:
         """Return the cached value, or call ``factory``, store its result and return it.
 
         A cached ``None`` counts as a hit. With the backend down ``factory`` runs every time.
+        The result is stored with the guarded write ``@cached`` uses: when the key was
+        invalidated (or written by someone else) while ``factory`` ran, or the read failed,
+        the result is returned but not stored, so a value computed before an invalidation
+        never lands after it.
 
         Args:
             key: The key.
@@ -392,11 +402,12 @@ class Cache:
             namespace: Resolve ``key`` inside this namespace.
             type: Decode a hit into this type.
         """
-        value = self.get(key, MISSING, type=type, namespace=namespace)
+        read_at = time.perf_counter()  # before the read: the conservative end of a window
+        value, seen = self._lookup(key, type, namespace)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         fresh = factory()
-        self.set(key, fresh, ttl, namespace=namespace)
+        self._store(key, fresh, ttl, namespace=namespace, seen=seen, read_at=read_at)
         return fresh
 
     async def aget_or_set(
@@ -408,14 +419,15 @@ class Cache:
         namespace: Namespace | None = None,
         type: Any = None,
     ) -> T:
-        """Async ``get_or_set``; ``factory`` may be a coroutine function or a plain one."""
-        value = await self.aget(key, MISSING, type=type, namespace=namespace)
+        """Async ``get_or_set`` (the same guarded write); ``factory`` may be async or not."""
+        read_at = time.perf_counter()
+        value, seen = await self._alookup(key, type, namespace)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         value = factory()
         if inspect.isawaitable(value):
             value = await value
-        await self.aset(key, value, ttl, namespace=namespace)
+        await self._astore(key, value, ttl, namespace=namespace, seen=seen, read_at=read_at)
         return value  # type: ignore[no-any-return]
 
     # -- invalidation --------------------------------------------------------------------------

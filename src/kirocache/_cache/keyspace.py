@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from kirocache._cache.codec import parse_counter
-from kirocache._values.types import check_key, ttl_seconds
+from kirocache._values.types import RESERVED_PREFIX, check_key, reserved_key_error, ttl_seconds
 from kirocache.backends import escape_glob
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import Tag
@@ -21,6 +21,7 @@ __all__ = [
     "DEP_PREFIX",
     "GEN_PREFIX",
     "INTERNAL_PREFIX",
+    "SEPARATORS",
     "STAMP_PREFIX",
     "TAG_PREFIX",
     "KeySpace",
@@ -28,8 +29,11 @@ __all__ = [
 ]
 
 DEFAULT_LABEL: Final = "default"
-# The cache's own keys live under ``<key_prefix>kirocache:``; no user key reaches there.
-INTERNAL_PREFIX: Final = "kirocache:"
+# The cache's own keys live under ``<key_prefix>kirocache:``; ``resolve`` and ``pattern``
+# refuse every user key and pattern there, so none reaches them.
+INTERNAL_PREFIX: Final = RESERVED_PREFIX
+# What a key prefix must end with: without one, ``app``'s ``*`` would match ``app2:x``.
+SEPARATORS: Final = (":", ".", "/", "|")
 TAG_PREFIX: Final = "kirocache:tag:"
 STAMP_PREFIX: Final = "kirocache:tagstamp:"
 DEP_PREFIX: Final = "kirocache:dep:"
@@ -67,6 +71,13 @@ class KeySpace:
         if not isinstance(key_prefix, str):
             msg = f"key_prefix must be a str, not {type(key_prefix).__name__}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
+        if key_prefix and not key_prefix.endswith(SEPARATORS):
+            msg = (
+                f"key_prefix {key_prefix!r} must end with a separator ({' '.join(SEPARATORS)}), "
+                f"such as {key_prefix + ':'!r}: without one its keys and patterns would reach "
+                f"another cache's (a pattern {key_prefix + '*'!r} matches {key_prefix + '2:x'!r})"
+            )
+            raise ConfigurationError(msg)
         self.key_prefix = key_prefix
         self.default_ttl = ttl_seconds(default_ttl)
         self.generations: dict[str, int] = {}
@@ -103,11 +114,18 @@ class KeySpace:
         ``generations`` when given (a read builds its keys from the generations it is
         checking), else the last one learned.
 
+        Every caller's key comes through here (reads, writes, deletes, batches, the
+        decorators), so this is the one place a key is checked, the reserved internal key
+        space included: one ``startswith`` on the hit path.
+
         Raises:
-            InvalidKeyError: The key is not a valid key.
+            InvalidKeyError: The key is not a valid key, or it is in the reserved key space
+                (``kirocache:``, within the namespace's prefix when there is one).
         """
         if namespace is None:
             check_key(key)
+            if key.startswith(INTERNAL_PREFIX):
+                raise reserved_key_error(key)
             namespace = self.find(key)
             if namespace is None:
                 return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
@@ -115,7 +133,11 @@ class KeySpace:
         else:
             if type(key) is not str:
                 check_key(key)  # raises; an empty key is the body of a call without arguments
-            full = self.key_prefix + namespace.full_key(key)
+            body = namespace.full_key(key)
+            # a namespace's prefix is never reserved, but one such as "kiro" may still lead in
+            if body.startswith(INTERNAL_PREFIX):
+                raise reserved_key_error(body)
+            full = self.key_prefix + body
         if namespace.bumpable:
             known = self.generations if generations is None else generations
             generation = known.get(namespace.prefix, 0)
@@ -126,6 +148,27 @@ class KeySpace:
     def full_key(self, key: str, namespace: Namespace | None = None) -> str:
         """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
         return self.resolve(key, namespace)[0]
+
+    @staticmethod
+    def check(key: str, namespace: Namespace | None) -> str:
+        """``key`` if it is a valid caller's key (see ``resolve``), without building it.
+
+        For the steps that look at keys before resolving them (the generations a write
+        reads first), so a bad or reserved key is refused before anything is sent.
+
+        Raises:
+            InvalidKeyError: The key is not a valid key or is in the reserved key space.
+        """
+        if namespace is None:
+            check_key(key)
+            body = key
+        else:
+            if type(key) is not str:
+                check_key(key)
+            body = namespace.full_key(key)
+        if body.startswith(INTERNAL_PREFIX):
+            raise reserved_key_error(body)
+        return key
 
     @staticmethod
     def ttl(ttl: Duration | None, default: float | None) -> float | None:
@@ -166,7 +209,8 @@ class KeySpace:
                 return []  # every write asks: answer the common case without a call per key
         elif not namespace.bumpable:
             return []
-        found = {self.bumpable(key, namespace) for key in keys}
+        # checked here: a write reads these generations before it resolves its keys
+        found = {self.bumpable(self.check(key, namespace), namespace) for key in keys}
         return [space for space in found if space is not None]
 
     def generation_key(self, namespace: Namespace) -> str:
@@ -233,10 +277,11 @@ class KeySpace:
         In a bumpable namespace the glob matches the keys of its current generation.
 
         Raises:
-            InvalidKeyError: The pattern is not a valid key.
+            InvalidKeyError: The pattern is not a valid key, or is in the reserved key
+                space (the cache's own keys are never the target of a pattern).
             ConfigurationError: With no key prefix, the pattern would match every key.
         """
-        check_key(pattern)
+        self.check(pattern, namespace)
         scope = self.key_prefix + (namespace.full_key("") if namespace is not None else "")
         if not scope and pattern.strip("*") == "":
             msg = (

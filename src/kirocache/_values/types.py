@@ -9,7 +9,17 @@ from typing import Final, Literal, TypeAlias
 
 from kirocache.exceptions import ConfigurationError, InvalidKeyError, InvalidTTLError
 
-__all__ = ["MISSING", "NEVER", "Duration", "Missing", "check_key", "to_seconds", "ttl_seconds"]
+__all__ = [
+    "MISSING",
+    "NEVER",
+    "RESERVED_PREFIX",
+    "Duration",
+    "Missing",
+    "check_key",
+    "reserved_key_error",
+    "to_seconds",
+    "ttl_seconds",
+]
 
 
 class _MissingType(enum.Enum):
@@ -35,6 +45,13 @@ Duration: TypeAlias = "float | int | timedelta"
 
 NEVER: Final[float] = math.inf
 """A TTL meaning "never expires" (where ``None`` would mean "use the default")."""
+
+RESERVED_PREFIX: Final = "kirocache:"
+"""Where the cache keeps its own keys, after the key prefix: no user key may start with it.
+
+Tag indexes, tag stamps, dependency sets and namespace generations live there; a user key
+written there would forge one (a ``set("kirocache:gen:<ns>", 0)`` would undo a ``bump``).
+"""
 
 
 def to_seconds(value: Duration, *, name: str = "duration") -> float:
@@ -116,3 +133,13 @@ def check_key(key: object) -> str:
         return key
     msg = f"cache key must be str, not {type(key).__name__} ({key!r:.60})"
     raise InvalidKeyError(msg)
+
+
+def reserved_key_error(key: str) -> InvalidKeyError:
+    """The error for a caller's key (or pattern) inside the reserved internal key space."""
+    msg = (
+        f"cache key {key!r:.80} is in the reserved key space {RESERVED_PREFIX!r}: the cache "
+        "keeps its tag indexes, stamps, dependency sets and generations there; choose "
+        "another key or namespace prefix"
+    )
+    return InvalidKeyError(msg)
