@@ -98,6 +98,9 @@ class Namespace:
     version: int | None
     bumpable: bool
     _head: str = dataclasses.field(init=False, repr=False, compare=False)
+    # Whether a key body can complete the prefix into the reserved space (a prefix such as
+    # "kiro"): the cache checks such keys, and skips the check for every other namespace.
+    _near_reserved: bool = dataclasses.field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class Namespace:
         object.__setattr__(self, "bumpable", bumpable)
         head = prefix if version is None else f"{prefix}v{version}:"
         object.__setattr__(self, "_head", head)
+        object.__setattr__(self, "_near_reserved", RESERVED_PREFIX.startswith(head))
 
     def key(self, *parts: object) -> str:
         """Build a key in this namespace from parts, as `make_key` joins them.

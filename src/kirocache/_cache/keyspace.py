@@ -134,8 +134,9 @@ class KeySpace:
             if type(key) is not str:
                 check_key(key)  # raises; an empty key is the body of a call without arguments
             body = namespace.full_key(key)
-            # a namespace's prefix is never reserved, but one such as "kiro" may still lead in
-            if body.startswith(INTERNAL_PREFIX):
+            # a namespace's prefix is never reserved, but one such as "kiro" may still lead
+            # in: only those are checked (a flag read, not a ``startswith``, on the hit path)
+            if namespace._near_reserved and body.startswith(INTERNAL_PREFIX):
                 raise reserved_key_error(body)
             full = self.key_prefix + body
         if namespace.bumpable:
