@@ -967,3 +967,21 @@ def test_docstring_examples_run() -> None:
     failed, attempted = doctest.testmod(keys)
     assert attempted > 0
     assert failed == 0
+
+
+@given(st.one_of(st.text(min_size=1), st.text().map(lambda tail: "kirocache" + tail)))
+def test_the_reserved_check_is_exactly_the_prefix(key: str) -> None:
+    """The cheap range comparison in ``KeySpace.resolve`` refuses exactly these keys."""
+    from kirocache._cache.keyspace import KeySpace
+
+    space = KeySpace("app:", None, [Namespace("kiro"), Namespace("x:")])
+    for body, namespace in ((key, None), (key[4:] if key.startswith("kiro") else None, "kiro")):
+        if body is None or (namespace is not None and not body):
+            continue
+        ns = Namespace(namespace) if namespace else None
+        whole = (namespace or "") + body
+        if whole.startswith("kirocache:"):
+            with pytest.raises(InvalidKeyError, match="reserved"):
+                space.resolve(body, ns)
+        else:
+            assert space.resolve(body, ns)[0] == "app:" + whole

@@ -32,6 +32,9 @@ DEFAULT_LABEL: Final = "default"
 # The cache's own keys live under ``<key_prefix>kirocache:``; ``resolve`` and ``pattern``
 # refuse every user key and pattern there, so none reaches them.
 INTERNAL_PREFIX: Final = RESERVED_PREFIX
+# The strings that start with INTERNAL_PREFIX are exactly those in [INTERNAL_PREFIX, _PAST):
+# two string comparisons cost half a ``startswith`` call on the hit path.
+_PAST: Final = INTERNAL_PREFIX[:-1] + chr(ord(INTERNAL_PREFIX[-1]) + 1)
 # What a key prefix must end with: without one, ``app``'s ``*`` would match ``app2:x``.
 SEPARATORS: Final = (":", ".", "/", "|")
 TAG_PREFIX: Final = "kirocache:tag:"
@@ -124,7 +127,7 @@ class KeySpace:
         """
         if namespace is None:
             check_key(key)
-            if key.startswith(INTERNAL_PREFIX):
+            if INTERNAL_PREFIX <= key < _PAST:  # key.startswith(INTERNAL_PREFIX), cheaper
                 raise reserved_key_error(key)
             namespace = self.find(key)
             if namespace is None:
