@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 
 from kirocache import Cache, Namespace
 from kirocache.backends import MemoryBackend, Op
@@ -22,7 +23,10 @@ from kirocache.sessions import SessionStore, SessionStoreError
 from kirocache.testing import FaultyBackend, ManualClock
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kirocache.testing.conformance import FullBackend
+    from redis_server import RedisServer
 
 TTL = 0.3
 REAL_TTL = 0.5
@@ -465,3 +469,353 @@ def test_configuration_errors(backend: FullBackend) -> None:
     sessions = store(backend)
     with pytest.raises(TypeError, match="dict"):
         sessions.create("ada", ["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+# -- eviction and revocation: validity is proved by presence ------------------------------
+# Whatever an eviction policy (or a lost write) removes must end a session, never revive a
+# revoked one. The tests below delete keys the way an eviction would and rewrite records
+# the way a racing touch would, then count the revoked sessions that still work: none.
+
+
+def _store_keys(sessions: SessionStore, backend: FullBackend) -> list[str]:
+    head = sessions._steps.key("")
+    return sorted(key for key in backend.scan(head + "*") if ":stat:" not in key)
+
+
+def test_revoke_all_needs_no_index(backend: FullBackend) -> None:
+    # allkeys-lru evicts the idle index while the sessions stay hot; revoke_all used to
+    # find nothing to revoke and report success.
+    sessions = store(backend)
+    ada = [sessions.create("ada", {"n": n}) for n in range(3)]
+    bob = sessions.create("bob", {})
+    backend.execute([Op("delete", sessions._steps.key("user:ada"))])  # evicted
+    assert all(sessions.get(sid) is not None for sid in ada)
+    sessions.revoke_all("ada")
+    assert [sessions.get(sid) for sid in ada] == [None, None, None]
+    assert sessions.get(bob) == {}
+    # A new login works and the old sessions stay dead.
+    fresh = sessions.create("ada", {})
+    assert sessions.get(fresh) == {}
+    assert [sessions.get(sid) for sid in ada] == [None, None, None]
+    assert [s.session_id for s in sessions.user_sessions("ada")] == [fresh]
+
+
+async def test_revoke_all_needs_no_index_async(backend: FullBackend) -> None:
+    sessions = store(backend)
+    ada = [await sessions.acreate("ada", {}) for _ in range(2)]
+    backend.execute([Op("delete", sessions._steps.key("user:ada"))])  # evicted
+    await sessions.arevoke_all("ada")
+    assert [await sessions.aget(sid) for sid in ada] == [None, None]
+    fresh = await sessions.acreate("ada", {})
+    assert await sessions.aget(fresh) == {}
+
+
+def test_evicting_any_key_never_revives_a_revoked_session(backend: FullBackend) -> None:
+    # Every key of the store, evicted alone, with every record rewritten afterwards by a
+    # late write (a touch that raced the revocation): revoked sessions stay refused and no
+    # session that was logged out comes back.
+    def scene() -> tuple[SessionStore, dict[str, str], dict[str, bytes]]:
+        for key in backend.scan("ev:*"):
+            backend.execute([Op("delete", key)])
+        sessions = SessionStore(Cache(backend), namespace=Namespace("ev:", ttl=60))
+        ids = {f"ada{n}": sessions.create("ada", {"n": n}) for n in range(3)}
+        ids |= {f"bob{n}": sessions.create("bob", {"n": n}) for n in range(2)}
+        raws = {sid: backend.get(sessions._steps.key(f"id:{sid}")) for sid in ids.values()}
+        sessions.revoke(ids["ada0"])
+        sessions.revoke_all("bob")
+        return sessions, ids, {sid: raw for sid, raw in raws.items() if raw is not None}
+
+    def roles(sessions: SessionStore, ids: dict[str, str]) -> dict[str, str]:
+        """Each key of the store by its role: the session ids replaced by their labels."""
+        named = {}
+        for key in _store_keys(sessions, backend):
+            role = key
+            for label, sid in ids.items():
+                role = role.replace(sid, label)
+            named[role] = key
+        return named
+
+    sessions, ids, _ = scene()
+    every = sorted(roles(sessions, ids))
+    assert len(every) >= 4
+    revoked_reads = 0
+    for victim in every:
+        sessions, ids, raws = scene()
+        backend.execute([Op("delete", roles(sessions, ids)[victim])])  # evicted
+        for sid, raw in raws.items():  # late writes of racing touches
+            backend.set(sessions._steps.key(f"id:{sid}"), raw, 60)
+        for label in ("ada0", "bob0", "bob1"):
+            assert sessions.get(ids[label]) is None, f"{label} alive after evicting {victim}"
+            assert sessions.touch(ids[label]) is False
+            revoked_reads += 1
+        # The others are alive, or logged out by the eviction; never an error.
+        assert sessions.get(ids["ada1"]) in ({"n": 1}, None)
+        assert sessions.get(ids["ada2"]) in ({"n": 2}, None)
+        listed = {s.session_id for s in sessions.user_sessions("ada")}
+        assert listed <= {ids["ada1"], ids["ada2"]}
+        assert sessions.user_sessions("bob") == []
+    assert revoked_reads == 3 * len(every)
+
+
+def test_a_missing_generation_logs_the_user_out(backend: FullBackend) -> None:
+    sessions = store(backend)
+    ada = [sessions.create("ada", {}) for _ in range(2)]
+    bob = sessions.create("bob", {})
+    backend.execute([Op("delete", sessions._steps.key("gen:ada"))])  # evicted
+    assert [sessions.get(sid) for sid in ada] == [None, None]
+    assert sessions.touch(ada[0]) is False
+    assert sessions.user_sessions("ada") == []
+    assert sessions.get(bob) == {}
+    # The next login makes a fresh generation: it works, the evicted one never returns.
+    fresh = sessions.create("ada", {})
+    assert sessions.get(fresh) == {}
+    assert [sessions.get(sid) for sid in ada] == [None, None]
+
+
+def test_records_written_before_generations_read_as_logged_out(backend: FullBackend) -> None:
+    sessions = store(backend)
+    sid = sessions.create("ada", {"k": 1})
+    key = sessions._steps.key(f"id:{sid}")
+    raw = backend.get(key)
+    assert raw is not None
+    old = sessions._steps.serializer.loads(raw)
+    del old["gen"]
+    backend.set(key, sessions._steps.serializer.dumps(old), 60)
+    assert sessions.get(sid) is None
+    assert sessions.user_sessions("ada") == []
+
+
+class _RevokesDuringCreate:
+    """Runs ``revoke_all`` right after a create wrote its record, before it goes live."""
+
+    def __init__(self, inner: FullBackend) -> None:
+        self.inner = inner
+        self.store: SessionStore | None = None
+        self.raced = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        results = self.inner.execute(ops, transaction=transaction)
+        if self.store is not None and any(op.name == "tag_add" for op in ops):
+            racer, self.store = self.store, None
+            racer.revoke_all("ada")
+            self.raced += 1
+        return results
+
+
+def test_a_login_racing_revoke_all_returns_a_working_session(backend: FullBackend) -> None:
+    # The generation the login read is revoked before its session goes live: the login
+    # starts over with the new generation rather than hand out a dead session (or revive
+    # the revoked ones).
+    racing = _RevokesDuringCreate(backend)
+    sessions = store(backend)
+    old = sessions.create("ada", {})
+    sessions._steps.backend = racing
+    racing.store = store(backend)
+    sid = sessions.create("ada", {"n": 1})
+    assert racing.raced == 1
+    assert sessions.get(sid) == {"n": 1}
+    assert sessions.get(old) is None
+
+
+def _first_logins(sessions: SessionStore, user: str, count: int) -> list[str]:
+    made: list[str] = []
+    barrier = threading.Barrier(count)
+
+    def login() -> None:
+        barrier.wait()
+        made.append(sessions.create(user, {}))
+
+    threads = [threading.Thread(target=login) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return made
+
+
+def test_concurrent_first_logins_all_work(backend: FullBackend) -> None:
+    # A user's first logins race to create the generation: one SET NX wins, the others
+    # retry with it, and every id handed out works.
+    sessions = store(backend)
+    for round_ in range(3):
+        made = _first_logins(sessions, f"new{round_}", 8)
+        assert len(made) == 8
+        assert [sid for sid in made if sessions.get(sid) is None] == []
+        assert len(sessions.user_sessions(f"new{round_}")) == 8
+
+
+class _FailsAt:
+    """Passes calls through, but its ``fail_at``-th ``execute`` raises a fault."""
+
+    def __init__(self, inner: FullBackend, fail_at: int) -> None:
+        self.inner = inner
+        self.left = fail_at
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        self.left -= 1
+        if self.left == 0:
+            msg = "connection lost"
+            raise BackendError(msg)
+        return self.inner.execute(ops, transaction=transaction)
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["revoke", "revoke_all"])
+def test_a_revocation_failing_part_way_raises_or_holds(
+    backend: FullBackend, everything: bool
+) -> None:
+    # Defect 1 on sessions: whichever backend call fails, revoke and revoke_all either
+    # raise SessionStoreError or leave the session refused; never a success not applied.
+    outcomes = Counter[str]()
+    for fail_at in range(1, 9):
+        sessions = SessionStore(Cache(backend), namespace=Namespace(f"p{fail_at}:", ttl=60))
+        sid = sessions.create("ada", {})
+        sessions._steps.backend = _FailsAt(backend, fail_at)
+        try:
+            sessions.revoke_all("ada") if everything else sessions.revoke(sid)
+        except SessionStoreError:
+            outcomes["raised"] += 1
+            continue
+        finally:
+            sessions._steps.backend = backend
+        assert sessions.get(sid) is None, fail_at
+        outcomes["applied"] += 1
+    assert outcomes["raised"] >= 2
+    assert outcomes["applied"] >= 1
+
+
+# -- a real redis-server at maxmemory ----------------------------------------------------
+
+USERS = 20
+PER_USER = 3
+FILLER = b"x" * 1024
+
+
+def _fill(raw: redis.Redis, start: int, count: int, *, ttl: int | None) -> int:
+    """Write ``count`` 1 KiB filler keys (write pressure); how many the server refused."""
+    pipe = raw.pipeline(transaction=False)
+    for n in range(start, start + count):
+        pipe.set(f"filler:{n}", FILLER, ex=ttl)
+    return sum(isinstance(r, redis.ResponseError) for r in pipe.execute(raise_on_error=False))
+
+
+def _valid(sessions: SessionStore, ids: list[str]) -> list[str]:
+    return [sid for sid in ids if sessions.get(sid) is not None]
+
+
+def _pressure(
+    raw: redis.Redis, sessions: SessionStore, ids: list[str], written: int, seconds: float
+) -> int:
+    """Write filler for ``seconds`` while reading ``ids`` (hot); the filler count after.
+
+    About 1 MB a second against 4 MB: Redis keeps LRU time in whole seconds, so memory
+    must turn over slower than that for LRU to tell a key read a moment ago from one idle
+    for seconds (faster, and eviction is as good as random: sessions go too).
+    """
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        _fill(raw, written, 100, ttl=3600)  # a TTL, so volatile-lru may evict them too
+        written += 100
+        _valid(sessions, ids)
+        time.sleep(0.08)
+    return written
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru"])
+def test_revocation_under_eviction_on_a_real_server(
+    make_redis_server: Callable[..., RedisServer], policy: str
+) -> None:
+    # 20 users with 3 sessions each, read all the time (hot) while filler keys many times
+    # maxmemory push the idle keys (the per-user indexes) out; then half the users are
+    # revoked everywhere and one session of each other user alone, under more pressure.
+    # Redis keeps LRU time in whole seconds, hence the real waits (see _pressure).
+    from kirocache.backends.redis import RedisBackend
+
+    server = make_redis_server(maxmemory="4mb", extra_args=["--maxmemory-policy", policy])
+    with redis.Redis.from_url(server.url) as raw, Cache(RedisBackend(server.url)) as cache:
+        sessions = SessionStore(cache, ttl=3600)
+        users = {
+            f"user{n}": [sessions.create(f"user{n}", {"n": n}) for _ in range(PER_USER)]
+            for n in range(USERS)
+        }
+        every = [sid for ids in users.values() for sid in ids]
+        written = _pressure(raw, sessions, every, 0, 4.0)
+        assert int(raw.info("stats")["evicted_keys"]) > 0
+        indexes = [sessions._steps.key(f"user:{user}") for user in users]
+        evicted_indexes = sum(not raw.exists(index) for index in indexes)
+        # Revoke what works now: the sessions of half the users, and one of each other's.
+        revoked: list[str] = []
+        for n, (user, ids) in enumerate(users.items()):
+            if n < USERS // 2:
+                revoked += _valid(sessions, ids)
+                sessions.revoke_all(user)
+            elif valid := _valid(sessions, ids):
+                assert sessions.revoke(valid[0]) is True
+                revoked.append(valid[0])
+        # Enough sessions survived the pressure for the figures to mean something.
+        assert len(revoked) >= (len(every) + USERS) // 4
+        refused = 0
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            written = _pressure(raw, sessions, every, written, 0.1)
+            assert _valid(sessions, revoked) == []
+            refused += len(revoked)
+        kept = [sid for sid in every if sid not in set(revoked)]
+        logging.getLogger(__name__).info(
+            "%s: %d indexes of %d evicted; %d revoked sessions, %d reads of them, all "
+            "refused; %d of %d others still valid; %d keys evicted",
+            policy,
+            evicted_indexes,
+            USERS,
+            len(revoked),
+            refused,
+            len(_valid(sessions, kept)),
+            len(kept),
+            int(raw.info("stats")["evicted_keys"]),
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_revocation_at_maxmemory_under_noeviction(
+    make_redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Out of memory, Redis refuses writes but not deletions: revocations (deletions) still
+    # apply and report it, reads still answer, and what needs a write (a login) fails loud.
+    from kirocache.backends.redis import RedisBackend
+
+    server = make_redis_server(maxmemory="2mb", extra_args=["--maxmemory-policy", "noeviction"])
+    with redis.Redis.from_url(server.url) as raw, Cache(RedisBackend(server.url)) as cache:
+        sessions = SessionStore(cache, ttl=3600)
+        users = {
+            f"user{n}": [sessions.create(f"user{n}", {"n": n}) for _ in range(PER_USER)]
+            for n in range(USERS)
+        }
+        written = refused_writes = 0
+        while refused_writes == 0:
+            refused_writes = _fill(raw, written, 200, ttl=None)
+            written += 200
+        assert raw.info("stats")["evicted_keys"] == 0
+        with pytest.raises(SessionStoreError, match="maxmemory"):
+            sessions.create("user0", {})
+        revoked: list[str] = []
+        with caplog.at_level(logging.WARNING, logger="kirocache.sessions"):
+            for n, (user, ids) in enumerate(users.items()):
+                if n < USERS // 2:
+                    assert sessions.revoke_all(user) == PER_USER
+                    revoked += ids
+                else:
+                    assert sessions.revoke(ids[0]) is True
+                    revoked.append(ids[0])
+        assert "counter" in caplog.text  # the stats INCR was refused, and said so
+        assert _fill(raw, written, 50, ttl=None) > 0  # still out of memory
+        assert _valid(sessions, revoked) == []
+        kept = [sid for ids in users.values() for sid in ids if sid not in set(revoked)]
+        assert _valid(sessions, kept) == kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,16 +36,42 @@ _log = logging.getLogger("kirocache.sessions")
 _CLOCK_SKEW: Final = 1.0
 _LOCK_TIMEOUT: Final = 10.0
 _LOCK_WAIT: Final = 5.0
+# A create retries when a revoke_all (or another first login of the user) changed the
+# generation between its read and its record; more than this many in a row is an error.
+_CREATE_TRIES: Final = 5
+# 128 random bits: a token already deleted is never drawn again in practice.
+_GEN_BYTES: Final = 16
+# The record field holding the generation token (old records lack it: logged out).
+_GEN: Final = "gen"
 
 
 class SessionSteps:
     """What ``SessionStore`` does, as steps the sync and the async driver both run.
 
-    Keys: a session's record at ``<namespace>id:<id>``, its tombstone at
-    ``<namespace>revoked:<id>``, a user's index (a tag set of ``"<created ms>.<id>"``
-    entries) at ``<namespace>user:<user id>``, counters at ``<namespace>stat:<name>``.
-    Every call goes to the backend protocol (``execute``, ``get_many``, ``scan``), never
-    through the cache's fail-open methods.
+    Keys: a session's record at ``<namespace>id:<id>``, its liveness key at
+    ``<namespace>live:<id>``, a user's generation at ``<namespace>gen:<user id>``, a user's
+    index (a tag set of ``"<created ms>.<id>"`` entries) at ``<namespace>user:<user id>``,
+    counters at ``<namespace>stat:<name>``. Every call goes to the backend protocol
+    (``execute``, ``get``, ``get_many``, ``scan``), never through the cache's fail-open
+    methods.
+
+    Validity is proved by presence, never by the absence of a marker, so whatever an
+    eviction policy (or a lost write) removes ends a session and nothing can revive one:
+
+    - a session is valid only while its record, its liveness key and its user's
+      generation key all exist and the generation key holds the token the record carries;
+    - ``revoke`` deletes the liveness key, and only ``create`` ever writes one, for a
+      fresh id: a late write of the record (a touch racing the revoke) finds it missing;
+    - ``revoke_all`` deletes the generation key (one DEL, no index needed), and only
+      ``create`` ever writes one, with a fresh 128-bit random token and SET NX: a token is
+      never written again once its key is gone (a value read back is never written), so
+      neither eviction nor a later login revives the records that carry it;
+    - both revocations are deletions, which Redis accepts even at ``maxmemory`` under
+      ``noeviction``, and they run outside MULTI (which refuses every command when out of
+      memory); a write that fails raises ``SessionStoreError``.
+
+    The index only serves listings, the cap and ``stats``; an evicted index loses entries
+    from those, never a revocation.
 
     Args:
         cache: Gives the backend, the key prefix and the clock.
@@ -86,10 +113,20 @@ class SessionSteps:
     def _index(self, user_id: str) -> str:
         return self.key(f"user:{user_id}")
 
-    def _dumps(self, info: SessionInfo) -> bytes:
-        return self.serializer.dumps(info.record())
+    def _gen(self, user_id: str) -> str:
+        return self.key(f"gen:{user_id}")
 
-    def _loads(self, session_id: str, raw: bytes) -> SessionInfo:
+    def _record(self, session_id: str) -> str:
+        return self.key(f"id:{session_id}")
+
+    def _live(self, session_id: str) -> str:
+        return self.key(f"live:{session_id}")
+
+    def _dumps(self, info: SessionInfo, gen: bytes) -> bytes:
+        return self.serializer.dumps({**info.record(), _GEN: gen.decode("ascii")})
+
+    def _decode(self, session_id: str, raw: bytes) -> tuple[SessionInfo, bytes | None]:
+        """The record and the generation token it carries (None: a record from before them)."""
         try:
             record = self.serializer.loads(raw)
         except (CorruptValueError, SerializationError) as exc:
@@ -98,31 +135,62 @@ class SessionSteps:
         if not isinstance(record, Mapping):
             msg = f"session {mask(session_id)} holds a {type(record).__name__}, not a record"
             raise SessionStoreError(msg)
-        return SessionInfo.from_record(session_id, record)
+        gen = record.get(_GEN)
+        return SessionInfo.from_record(session_id, record), (
+            gen.encode("ascii") if isinstance(gen, str) and gen.isascii() else None
+        )
 
     def _entry(self, info: SessionInfo) -> str:
         return member(round(info.created_at * 1000), info.session_id)
 
+    def _counted(self, name: str, amount: int, what: str) -> Steps[None]:
+        """Add ``amount`` to a counter, after the operation it counts took effect.
+
+        A failure is logged, not raised: the revocation it counts is already applied, and
+        an error would tell the caller it was not (INCR is refused at ``maxmemory`` under
+        ``noeviction``, where the deletions that revoke are not).
+        """
+        if amount <= 0:
+            return
+        try:
+            yield from execute(
+                self.backend, [Op("incr", self.key(f"stat:{name}"), amount=amount)], what
+            )
+        except SessionStoreError as exc:
+            _log.warning("session counter %r not updated after %s: %s", name, what, exc)
+
     # -- one session -------------------------------------------------------------------------
 
-    def read(self, session_id: str) -> Steps[tuple[SessionInfo | None, float | None]]:
-        """The live session and its remaining TTL, or ``(None, None)``."""
+    def read(self, session_id: str) -> Steps[tuple[SessionInfo | None, float | None, bytes]]:
+        """The valid session, its remaining TTL and its generation, or ``(None, None, b"")``.
+
+        Two round trips, no transaction (MULTI refuses even reads at ``maxmemory`` under
+        ``noeviction``): the record, its TTL and its liveness key, then the generation key
+        of the record's user. The order needs no atomicity: a record's token never changes
+        and a deleted liveness or generation key never comes back, so once a revocation has
+        returned, every later read sees it.
+        """
+        dead: tuple[None, None, bytes] = (None, None, b"")
         if not valid_id(session_id):
-            return None, None
-        key, tomb = self.key(f"id:{session_id}"), self.key(f"revoked:{session_id}")
-        ops = [Op("get", key), Op("ttl", key), Op("exists", tomb)]
-        raw, left, revoked = yield from execute(self.backend, ops, "a read", transaction=True)
-        if raw is None:
-            return None, None
-        if revoked:
-            # A touch raced a revoke and rewrote the record: finish the revoke.
-            yield from execute(self.backend, [Op("delete", key)], "a read")
-            return None, None
-        return self._loads(session_id, raw), remaining(left)
+            return dead
+        key = self._record(session_id)
+        # GET the liveness key, not EXISTS: EXISTS leaves Redis's LRU clock alone, so an
+        # LRU policy would see a session's liveness key as idle and log it out first.
+        ops = [Op("get", key), Op("ttl", key), Op("get", self._live(session_id))]
+        raw, left, live = yield from execute(self.backend, ops, "a read")
+        if raw is None or live is None:
+            return dead
+        info, gen = self._decode(session_id, raw)
+        if gen is None:
+            return dead  # written before generations existed: logged out
+        [current] = yield from execute(self.backend, [Op("get", self._gen(info.user_id))], "a read")
+        if current != gen:
+            return dead  # revoke_all, or the generation was evicted: logged out
+        return info, remaining(left), gen
 
     def data(self, session_id: str) -> Steps[dict[str, Any] | None]:
-        """The data of a live session, or ``None``."""
-        info, _ = yield from self.read(session_id)
+        """The data of a valid session, or ``None``."""
+        info, _, _ = yield from self.read(session_id)
         return None if info is None else info.data
 
     def create(self, user_id: str, data: dict[str, Any]) -> Steps[str]:
@@ -141,32 +209,56 @@ class SessionSteps:
                 excess = len(live) + 1 - self.max_sessions_per_user
                 for old in live[: max(excess, 0)]:
                     yield from self.revoke(old)
-            now = self.clock.time()
-            info = SessionInfo(new_session_id(), user_id, data, now, now)
-            # The record and its index entry are written in one transaction (MULTI/EXEC on
-            # Redis, one lock hold in memory): a call that dies half way leaves neither.
-            ops = [
-                Op("set", self.key(f"id:{info.session_id}"), self._dumps(info), ttl=self.ttl),
-                Op(
-                    "tag_add",
-                    self._index(user_id),
-                    ttl=self.index_ttl,
-                    members=(self._entry(info),),
-                ),
-                Op("incr", self.key("stat:created")),
-            ]
-            yield from execute(self.backend, ops, "create", transaction=True)
-            _log.debug("created session %s for user %r", mask(info.session_id), user_id)
-            return info.session_id
+            for _ in range(_CREATE_TRIES):
+                session_id = yield from self._create_once(user_id, data)
+                if session_id is not None:
+                    return session_id
+            msg = f"the generation of user {user_id!r} kept changing during a login"
+            raise SessionStoreError(msg)
         finally:
             if lock is not None:
                 yield Call(lock, "release")
 
+    def _create_once(self, user_id: str, data: dict[str, Any]) -> Steps[str | None]:
+        """Write one session; its id, or None if its generation was replaced meanwhile."""
+        gen_key = self._gen(user_id)
+        held = yield Call(self.backend, "get", (gen_key,))
+        # A generation read back is never written: only a fresh token, and only with NX, so
+        # a generation revoke_all deleted (or an eviction removed) can never return.
+        gen = held if held is not None else secrets.token_hex(_GEN_BYTES).encode("ascii")
+        now = self.clock.time()
+        info = SessionInfo(new_session_id(), user_id, data, now, now)
+        record, live = self._record(info.session_id), self._live(info.session_id)
+        # The record and its index entry are written in one transaction (MULTI/EXEC on
+        # Redis, one lock hold in memory): a call that dies half way leaves neither.
+        ops = [
+            Op("set", record, self._dumps(info, gen), ttl=self.ttl),
+            Op("tag_add", self._index(user_id), ttl=self.index_ttl, members=(self._entry(info),)),
+            Op("incr", self.key("stat:created")),
+        ]
+        yield from execute(self.backend, ops, "create", transaction=True)
+        # Then the session goes live: until its liveness key exists the record is inert,
+        # so a call that dies here leaves a session that never worked.
+        keep = (
+            Op("expire", gen_key, ttl=self.index_ttl)
+            if held is not None
+            else Op("set", gen_key, gen, ttl=self.index_ttl, nx=True)
+        )
+        ops = [Op("set", live, b"1", ttl=self.ttl), keep, Op("get", gen_key)]
+        _, _, current = yield from execute(self.backend, ops, "create", transaction=True)
+        if current != gen:
+            # A revoke_all ran since the read, or another first login made the generation:
+            # this record is dead for good; drop it and try again with the new generation.
+            yield from execute(self.backend, [Op("delete", live), Op("delete", record)], "create")
+            return None
+        _log.debug("created session %s for user %r", mask(info.session_id), user_id)
+        return info.session_id
+
     def update(
         self, session_id: str, data: dict[str, Any], activity: dict[str, Any] | None
     ) -> Steps[bool]:
-        """Replace the data (``activity`` None) or merge activity; whether it was live."""
-        info, ttl = yield from self.read(session_id)
+        """Replace the data (``activity`` None) or merge activity; whether it was valid."""
+        info, ttl, gen = yield from self.read(session_id)
         if info is None:
             return False
         if activity is None:
@@ -180,32 +272,46 @@ class SessionSteps:
             )
             if self.sliding:
                 ttl = self.ttl
-                add = Op(
-                    "tag_add",
-                    self._index(info.user_id),
-                    ttl=self.index_ttl,
-                    members=(self._entry(info),),
-                )
-                yield from execute(self.backend, [add], "a touch")
-        record = Op("set", self.key(f"id:{session_id}"), self._dumps(info), ttl=ttl)
+                # EXPIRE only sets the TTL of a key that exists: a touch racing a revoke
+                # cannot recreate the liveness or generation key it deleted.
+                ops = [
+                    Op(
+                        "tag_add",
+                        self._index(info.user_id),
+                        ttl=self.index_ttl,
+                        members=(self._entry(info),),
+                    ),
+                    Op("expire", self._live(session_id), ttl=self.ttl),
+                    Op("expire", self._gen(info.user_id), ttl=self.index_ttl),
+                ]
+                yield from execute(self.backend, ops, "a touch")
+        # A revoke racing this write leaves a record without its liveness key: inert.
+        record = Op("set", self._record(session_id), self._dumps(info, gen), ttl=ttl)
         yield from execute(self.backend, [record], "an update")
         return True
 
     def revoke(self, info: SessionInfo) -> Steps[bool]:
-        """Tombstone and delete one session, unindex it; returns whether it was live."""
-        key, tomb = self.key(f"id:{info.session_id}"), self.key(f"revoked:{info.session_id}")
-        ops = [Op("delete", key), Op("set", tomb, b"1", ttl=self.ttl + self.skew)]
-        existed, _ = yield from execute(self.backend, ops, "revoke", transaction=True)
-        unindex = Op("tag_remove", self._index(info.user_id), members=(self._entry(info),))
-        yield from execute(self.backend, [unindex], "revoke")
+        """End one session, unindex it; returns whether its liveness key existed.
+
+        The liveness key is deleted first and on its own: that DEL is the revocation, and
+        it succeeds even where the record's removal or the index's cannot.
+        """
+        [existed] = yield from execute(
+            self.backend, [Op("delete", self._live(info.session_id))], "revoke"
+        )
+        tidy = [
+            Op("delete", self._record(info.session_id)),
+            Op("tag_remove", self._index(info.user_id), members=(self._entry(info),)),
+        ]
+        yield from execute(self.backend, tidy, "revoke")
         if existed:
-            yield from execute(self.backend, [Op("incr", self.key("stat:revoked"))], "revoke")
+            yield from self._counted("revoked", 1, "revoke")
             _log.debug("revoked session %s of user %r", mask(info.session_id), info.user_id)
         return bool(existed)
 
     def revoke_id(self, session_id: str) -> Steps[bool]:
-        """Revoke the session ``session_id``; whether it was live."""
-        info, _ = yield from self.read(session_id)
+        """Revoke the session ``session_id``; whether it was valid."""
+        info, _, _ = yield from self.read(session_id)
         if info is None:
             return False
         return (yield from self.revoke(info))
@@ -219,56 +325,62 @@ class SessionSteps:
         return list(entries)
 
     def revoke_all(self, user_id: str) -> Steps[int]:
-        """Revoke every session of ``user_id``; how many were live."""
-        # Every entry is revoked, live or not: one whose creation is in flight gets its
-        # tombstone first, so its record is dead on arrival.
+        """Revoke every session of ``user_id``; how many valid ones the index listed.
+
+        Deleting the generation key is the revocation, and needs no index: the count and
+        the removal of the records come from the index, best effort, after it.
+        """
+        sessions, _ = yield from self.scan_user(user_id, prune=False)
+        yield from execute(self.backend, [Op("delete", self._gen(user_id))], "revoke_all")
         entries = yield from self._members(user_id, "revoke_all")
-        count = 0
+        tidy = [Op("delete", self._index(user_id))]
         for entry in entries:
             parsed = parse_member(entry)
             if parsed is not None:
-                created_ms, session_id = parsed
-                stub = SessionInfo(session_id, user_id, {}, created_ms / 1000, created_ms / 1000)
-                count += yield from self.revoke(stub)
-        return count
+                tidy += [Op("delete", self._live(parsed[1])), Op("delete", self._record(parsed[1]))]
+        yield from execute(self.backend, tidy, "revoke_all")
+        yield from self._counted("revoked", len(sessions), "revoke_all")
+        _log.debug("revoked every session of user %r (%d listed)", user_id, len(sessions))
+        return len(sessions)
 
     def live(self, user_id: str) -> Steps[list[SessionInfo]]:
-        """The user's live sessions, oldest first; dead entries leave the index on the way."""
+        """The user's valid sessions, oldest first; dead entries leave the index on the way."""
         sessions, _ = yield from self.scan_user(user_id, prune=True)
         return sessions
 
     def scan_user(self, user_id: str, *, prune: bool) -> Steps[tuple[list[SessionInfo], int]]:
-        """``(live sessions oldest first, expired entries dropped)`` of one user's index.
+        """``(valid sessions oldest first, expired entries dropped)`` of one user's index.
 
-        With ``prune``, entries of expired, revoked or foreign sessions leave the index.
+        With ``prune``, entries of expired, revoked or foreign sessions leave the index. An
+        entry younger than the clock-skew allowance stays whatever it finds: its creation
+        may still be in flight (record written, not yet live).
         """
         index = self._index(user_id)
         entries = yield from self._members(user_id, "a listing")
         parsed = [(entry, parse_member(entry)) for entry in entries]
-        ops: list[Op] = []
+        ops: list[Op] = [Op("get", self._gen(user_id))]
         for _, item in parsed:
             if item is not None:
-                ops += [
-                    Op("get", self.key(f"id:{item[1]}")),
-                    Op("exists", self.key(f"revoked:{item[1]}")),
-                ]
-        results: list[Any] = []
-        if ops:
-            results = yield from execute(self.backend, ops, "a listing", transaction=True)
+                ops += [Op("get", self._record(item[1])), Op("get", self._live(item[1]))]
+        slots = iter((yield from execute(self.backend, ops, "a listing")))
+        current = next(slots)
         live: list[SessionInfo] = []
         expired: list[str] = []
         stale: list[str] = []
         now = self.clock.time()
-        slots = iter(results)
         for entry, item in parsed:
             if item is None:
                 stale.append(entry)
                 continue
-            raw, revoked = next(slots), next(slots)
-            if revoked:
-                stale.append(entry)
-            elif raw is not None:
-                live.append(self._loads(item[1], raw))
+            raw, alive = next(slots), next(slots)
+            settled = item[0] / 1000 + self.skew <= now
+            if raw is not None:
+                info, gen = self._decode(item[1], raw)
+                valid = alive is not None and gen is not None and gen == current
+                if valid and info.user_id == user_id:
+                    live.append(info)
+                elif settled:
+                    stale.append(entry)
             elif item[0] / 1000 + self.ttl + self.skew <= now:
                 expired.append(entry)
         dropped = 0
