@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
+    "PENDING",
     "InMemoryMetrics",
     "MetricsHook",
     "MultiMetrics",
@@ -25,6 +26,15 @@ __all__ = [
 Outcome: TypeAlias = Literal["hit", "miss", "set", "delete", "error", "stale", "skip"]
 """What an operation came to. ``stale``: a stale copy was served; ``skip``: a write was
 not made (for instance a ``condition`` said no, or ``nx`` found the key present)."""
+
+
+PENDING = "pending"
+"""The namespace label of pending invalidations. An invalidation the backend could not
+apply is recorded as operation ``"invalidate_pending"`` (outcome ``"delete"``, ``count``
+the entries kept: keys, tags, patterns, namespace bumps) and its replay as
+``"invalidate_replay"`` (``count`` the entries applied), so any hook can follow them;
+:meth:`InMemoryMetrics.invalidations` turns them into ``invalidations_pending`` and
+``invalidations_replayed``."""
 
 
 @runtime_checkable
@@ -206,6 +216,20 @@ class InMemoryMetrics:
                     hits += good
                     reads += good + series.counts["miss"]
         return hits / reads if reads else None
+
+    def invalidations(self) -> dict[str, int]:
+        """``invalidations_pending`` (kept, not replayed yet) and ``invalidations_replayed``.
+
+        Counted since the last reset from what the cache recorded under ``PENDING``: an
+        invalidation the backend could not apply is kept and replayed when it is back (see
+        the invalidation guide).
+        """
+        with self._lock:
+            kept = self._series.get((PENDING, "invalidate_pending"))
+            replayed = self._series.get((PENDING, "invalidate_replay"))
+            added = kept.counts["delete"] if kept is not None else 0
+            done = replayed.counts["delete"] if replayed is not None else 0
+        return {"invalidations_pending": max(added - done, 0), "invalidations_replayed": done}
 
     def namespaces(self) -> list[str]:
         """Every namespace seen so far, sorted."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -29,7 +30,10 @@ __all__ = [
     "invalidate_namespace",
     "invalidate_tags",
     "prune_indexes",
+    "replay",
 ]
+
+_log = logging.getLogger("kirocache")
 
 # Members checked per round trip when pruning one index.
 _PRUNE_CHUNK: Final = 500
@@ -40,8 +44,8 @@ def delete(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
     yield from refresh_generations(cache, (key,), namespace)
     full, label, _ = cache.keyspace.resolve(key, namespace)
     started = time.perf_counter()
-    removed, erased, direct = yield from cache.invalidator.cascade(
-        "delete", label, started, [full], []
+    removed, erased, direct, _ = yield from cache.invalidator.cascade(
+        cache, "delete", label, started, [full], []
     )
     cache.invalidator.record("delete", started, removed=removed, fulls=erased)
     return direct > 0
@@ -55,8 +59,8 @@ def delete_many(cache: Cache, keys: Sequence[str], namespace: Namespace | None) 
     resolved = [cache.keyspace.resolve(key, namespace) for key in keys]
     started = time.perf_counter()
     fulls = [full for full, _, _ in resolved]
-    removed, erased, direct = yield from cache.invalidator.cascade(
-        "delete_many", resolved[0][1], started, fulls, []
+    removed, erased, direct, _ = yield from cache.invalidator.cascade(
+        cache, "delete_many", resolved[0][1], started, fulls, []
     )
     cache.invalidator.record("delete", started, removed=removed, fulls=erased)
     return direct
@@ -65,8 +69,8 @@ def delete_many(cache: Cache, keys: Sequence[str], namespace: Namespace | None) 
 def invalidate_tags(cache: Cache, tags: Sequence[str]) -> Flow[int]:
     """``Cache.invalidate_tags``: every entry of the tags, and their dependents."""
     started = time.perf_counter()
-    removed, erased, _ = yield from cache.invalidator.cascade(
-        "invalidate_tags", "tags", started, [], list(tags)
+    removed, erased, _, _ = yield from cache.invalidator.cascade(
+        cache, "invalidate_tags", "tags", started, [], list(tags)
     )
     cache.invalidator.record("tags", started, removed=removed, fulls=erased, tags=tags)
     return removed
@@ -96,8 +100,22 @@ def _delete_glob(
     Indexes, stamps and namespace generations live under the key prefix too, and a pattern
     must not reach them (a generation deleted would bring old entries back), unless it
     clears the whole cache (``*`` with no namespace). A fault anywhere counts the whole
-    pattern delete as failed: it removed 0.
+    pattern delete as failed: it removed 0, and the glob is kept pending (also when the
+    driver raises and closes the steps).
     """
+    removed: int | Failed = FAILED
+    try:
+        removed = yield from _glob_flow(cache, glob, namespace, started, batch_size)
+    finally:
+        if removed is FAILED:
+            cache.invalidator.pending.add(cache, globs=[(glob, namespace)])
+    return 0 if isinstance(removed, Failed) else removed
+
+
+def _glob_flow(
+    cache: Cache, glob: str, namespace: Namespace | None, started: float, batch_size: int = 500
+) -> Flow[int | Failed]:
+    """``_delete_glob``'s steps: how many keys were deleted, ``FAILED`` on a fault."""
     label = namespace.prefix if namespace is not None else DEFAULT_LABEL
     keys, guard, op = cache.keyspace, cache.guard, "delete_pattern"
     everything = keys.everything(glob)
@@ -106,15 +124,15 @@ def _delete_glob(
     removed, doomed, done = 0, [], False
     while not done:
         page = yield Io(pages, "take", (batch_size,), op, label, started)
-        if page is FAILED:
-            return 0
+        if isinstance(page, Failed):
+            return page
         done = len(page) < batch_size
         doomed += [full for full in page if everything or not keys.internal(full)]
         while len(doomed) >= batch_size or (done and doomed):
             batch, doomed = doomed[:batch_size], doomed[batch_size:]
             count = yield from _delete_keys(cache, batch, bulk, label, started)
             if isinstance(count, Failed):
-                return 0
+                return FAILED
             removed += count
     guard.observe(op, label, "delete", started, glob, count=removed)
     return removed
@@ -162,13 +180,25 @@ def bump(cache: Cache, namespace: Namespace) -> Flow[int]:
 
 
 def _bump_generation(cache: Cache, namespace: Namespace, started: float) -> Flow[int]:
+    """Raise the generation (kept pending on a fault, also when the driver raises)."""
+    generation: int | Failed = FAILED
+    try:
+        generation = yield from _increment(cache, namespace, started)
+    finally:
+        if generation is FAILED:
+            cache.invalidator.pending.add(cache, bumps=[namespace])
+    return 0 if isinstance(generation, Failed) else generation
+
+
+def _increment(cache: Cache, namespace: Namespace, started: float) -> Flow[int | Failed]:
+    """``_bump_generation``'s step: the new generation, ``FAILED`` on a fault."""
     keys, guard = cache.keyspace, cache.guard
     keys.register(namespace)
     label = namespace.prefix
     ops = [Op("incr", keys.generation_key(namespace))]
     results = yield Io(cache.backend, "execute", (ops,), "bump", label, started)
     if results is FAILED or guard.slot_failure("bump", label, results, started):
-        return 0
+        return FAILED
     generation = int(results[0])
     keys.generations[namespace.prefix] = generation
     guard.observe("bump", label, "delete", started)
@@ -240,8 +270,8 @@ def invalidate(cache: Cache, event: InvalidationEvent, source: str) -> Flow[Inva
     globs = [keys.pattern(pattern, None) for pattern in patterns]
     for tag in tags:
         keys.tag_key(tag)
-    removed, erased, _ = yield from invalidator.cascade(
-        "invalidate", "events", started, fulls, list(tags)
+    removed, erased, _, _ = yield from invalidator.cascade(
+        cache, "invalidate", "events", started, fulls, list(tags)
     )
     for glob in globs:
         removed += yield from _delete_glob(cache, glob, None, started)
@@ -261,6 +291,82 @@ def invalidate(cache: Cache, event: InvalidationEvent, source: str) -> Flow[Inva
         event=event.type,
         rules=[rule.name for rule in rules],
     )
+
+
+def replay(cache: Cache) -> Flow[bool]:
+    """Apply every pending invalidation (a snapshot of them); whether nothing is left.
+
+    Keys and tags go through the cascade (their dependents follow), then the globs and
+    the bumps; an overflow clears everything under the key prefix. All or nothing per
+    snapshot: a fault leaves every entry pending (each is safe to apply twice: a tombstone
+    again, a pattern delete again, one more generation) and the next try starts over.
+    """
+    pending = cache.invalidator.pending
+    work = pending.snapshot()
+    if work is None:
+        return not pending.active
+    applied = False
+    started = time.perf_counter()
+    removed: int | Failed = 0
+    erased: list[str] = []
+    try:
+        if work.everything:
+            removed = yield from _clear(cache, started)
+        else:
+            if work.keys or work.tags or work.spared:
+                keys, tags = list(work.keys), list(work.tags)
+                done = yield from cache.invalidator.cascade(
+                    cache,
+                    "replay",
+                    "pending",
+                    started,
+                    keys,
+                    tags,
+                    pend=False,
+                    spared=list(work.spared),
+                )
+                removed, erased = (done.removed, done.erased) if done.complete else (FAILED, [])
+            for glob, (namespace, _) in work.globs.items():
+                if isinstance(removed, Failed):
+                    break
+                count = yield from _glob_flow(cache, glob, namespace, started)
+                removed = count if isinstance(count, Failed) else removed + count
+            for namespace, _ in work.bumps.values():
+                if isinstance(removed, Failed):
+                    break
+                generation = yield from _increment(cache, namespace, started)
+                removed = generation if isinstance(generation, Failed) else removed
+        applied = not isinstance(removed, Failed)
+    finally:
+        pending.settle(work, applied=applied)
+    if isinstance(removed, Failed):
+        return False
+    cache.invalidator.record(
+        "replay",
+        started,
+        removed=removed,
+        fulls=erased,
+        tags=list(work.tags),
+        patterns=list(work.globs),
+        namespaces=list(work.bumps) + (["*"] if work.everything else []),
+    )
+    return not pending.active
+
+
+def _clear(cache: Cache, started: float) -> Flow[int | Failed]:
+    """Delete everything under the key prefix: the replay of an overflowed pending set.
+
+    With no key prefix the cache cannot name its own keys without reaching others', so it
+    cannot clear itself: the overflow stays (every read a miss) and the log says why.
+    """
+    if not cache.keyspace.key_prefix:
+        _log.error(
+            "pending invalidations overflowed and the cache has no key_prefix: it cannot "
+            "clear only its own keys, so it keeps reading as invalid; give it a key_prefix"
+        )
+        return FAILED
+    glob = cache.keyspace.pattern("*", None)
+    return (yield from _glob_flow(cache, glob, None, started))
 
 
 def prune_indexes(cache: Cache) -> Steps[dict[str, int]]:

@@ -6,10 +6,11 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 from kirocache._cache.driver import Flow, Io
 from kirocache._cache.guard import FAILED
+from kirocache._cache.pending import Pending
 from kirocache._values.types import to_seconds
 from kirocache.backends import TOMBSTONE_PREFIX, Op
 from kirocache.exceptions import ConfigurationError
@@ -21,6 +22,7 @@ from kirocache.invalidation import (
 )
 
 if TYPE_CHECKING:
+    from kirocache._cache.cache import Cache
     from kirocache._cache.guard import Guard
     from kirocache._cache.keyspace import KeySpace
     from kirocache._values.clock import Clock
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_TOMBSTONE_TTL",
     "TOMBSTONE",
     "UNREAD",
+    "Cascade",
     "Guards",
     "Invalidator",
     "Seen",
@@ -53,9 +56,30 @@ UNREAD: Final = b""
 entry is never empty: values carry a header, counters at least one digit)."""
 
 
+class Cascade(NamedTuple):
+    """What ``Invalidator.cascade`` did."""
+
+    removed: int
+    """How many live values were removed."""
+    erased: list[str]
+    """Every full key invalidated."""
+    direct: int
+    """How many of the keys given held a live value."""
+    complete: bool
+    """Whether every level and every slot was applied (else the rest is pending, unless
+    ``pend=False``)."""
+
+
 def is_tombstone(raw: object) -> bool:
     """Whether stored bytes are a tombstone (an invalidated key: absent to every reader)."""
     return type(raw) is bytes and raw.startswith(TOMBSTONE)
+
+
+def _next_level(found: list[str], visited: set[str]) -> tuple[list[str], list[str]]:
+    """The keys and tags among the dependents ``found`` that were not visited yet."""
+    fresh = [node for node in dict.fromkeys(found) if node not in visited]
+    keys = [node[2:] for node in fresh if node.startswith("k:")]
+    return keys, [node[2:] for node in fresh if node.startswith("t:")]
 
 
 class Invalidator:
@@ -64,7 +88,8 @@ class Invalidator:
     It owns tombstones (``tombstone_ttl``, the erase ops that leave them), the guarded
     writes that a tombstone or a tag stamp defeats (``store_ops``, ``too_late``), the tag
     op recipes (index entries, stamps), dependency edges and the cascade that follows them,
-    the invalidation rules (``rules``) and the invalidation log (``log``).
+    the invalidation rules (``rules``), the invalidation log (``log``) and what could not be
+    applied yet (``pending``, see ``kirocache._cache.pending``).
 
     Args:
         keyspace: Where the index, stamp and dependency keys live.
@@ -100,6 +125,7 @@ class Invalidator:
         self._guard = guard
         self._backend = backend
         self._clock = clock
+        self.pending = Pending(guard, clock)
 
     # -- tombstones and guarded writes ---------------------------------------------------
 
@@ -167,6 +193,15 @@ class Invalidator:
         ttl = self.tombstone_ttl
         return ttl is not None and time.perf_counter() - read_at >= ttl
 
+    def written(self, fulls: Iterable[str]) -> None:
+        """Tell the pending invalidations that ``fulls`` were written (see ``Pending.written``).
+
+        Every write path calls it after its write came back, so a replay never erases a
+        value stored after the invalidation it replays.
+        """
+        if self.pending.active:
+            self.pending.written(fulls)
+
     # -- the log ---------------------------------------------------------------------------
 
     def record(
@@ -203,68 +238,103 @@ class Invalidator:
     # -- the cascade ---------------------------------------------------------------------------
 
     def cascade(
-        self, op: str, label: str, started: float, fulls: Sequence[str], tags: Sequence[str]
-    ) -> Flow[tuple[int, list[str], int]]:
+        self,
+        cache: Cache,
+        op: str,
+        label: str,
+        started: float,
+        fulls: Sequence[str],
+        tags: Sequence[str],
+        *,
+        pend: bool = True,
+        spared: Sequence[str] = (),
+    ) -> Flow[Cascade]:
         """Invalidate keys and tags, then their dependents, level by level, once each.
 
         Per level: one round trip reads the tags' members and dependents (when there are
         tags), one tombstones the keys, deletes the tag indexes and reads the keys'
         dependents. A node already visited is never visited again, so cycles end.
 
-        Returns:
-            How many live values were removed, every full key invalidated, and how many of
-            the ``fulls`` given held a live value.
+        What a fault keeps from being applied -- the level under way, whose dependents
+        were not read yet -- is kept pending (``pend``), also when the driver raises
+        (``on_error="raise"``) and closes the steps: ``finally`` runs on the close. A
+        failed slot (OOM on one tombstone) keeps that level pending but goes on.
+
+        ``spared`` keys (a replay's keys written since their invalidation was kept) are not
+        erased; their dependents are followed.
         """
         visited: set[str] = set()
         removed, erased, direct = 0, [], -1
         keys, tag_list = list(dict.fromkeys(fulls)), list(dict.fromkeys(tags))
-        while keys or tag_list:
-            visited.update("k:" + key for key in keys)
-            visited.update("t:" + tag for tag in tag_list)
-            found: list[str] = []
-            lists: list[list[str]] = [[] for _ in tag_list]
-            if tag_list:
-                read = yield from self._read_tags(op, label, started, tag_list)
-                if read is None:
-                    break
-                lists, found = read
-                members = dict.fromkeys(m for listed in lists for m in listed)
-                keys += [m for m in members if "k:" + m not in visited]
+        follow = [full for full in dict.fromkeys(spared) if full not in keys]
+        complete, whole = False, True
+        try:
+            while keys or tag_list or follow:
                 visited.update("k:" + key for key in keys)
-            ops = self.erase_ops(keys)
-            # Only the members read leave the index: an entry added since (a value stored
-            # under the new stamp) stays, so the next invalidation of the tag finds it.
-            ops += [
-                Op("tag_remove", self._keys.tag_key(tag), members=tuple(listed))
-                for tag, listed in zip(tag_list, lists, strict=True)
-            ]
-            ops += [Op("tag_members", self._keys.dep_key("k:" + key)) for key in keys]
-            results = yield Io(self._backend, "execute", (ops,), op, label, started)
-            if results is FAILED:
-                break
-            count, failure = self.erased(results[: len(keys)])
-            if failure is not None:
-                self._guard.fault("invalidate", label, failure, started)
-            removed += count
-            direct = count if direct < 0 else direct
-            erased += keys
-            found += [
-                n for r in results[len(keys) + len(tag_list) :] if isinstance(r, list) for n in r
-            ]
-            fresh = [node for node in dict.fromkeys(found) if node not in visited]
-            keys = [node[2:] for node in fresh if node.startswith("k:")]
-            tag_list = [node[2:] for node in fresh if node.startswith("t:")]
+                visited.update("t:" + tag for tag in tag_list)
+                found: list[str] = []
+                lists: list[list[str]] = [[] for _ in tag_list]
+                if tag_list:
+                    read = yield from self._read_tags(op, label, started, tag_list)
+                    if read is None:
+                        break
+                    lists, found, read_whole = read
+                    if not read_whole:
+                        whole = False
+                        if pend:
+                            self.pending.add(cache, tags=tag_list)
+                    members = dict.fromkeys(m for listed in lists for m in listed)
+                    keys += [m for m in members if "k:" + m not in visited]
+                    visited.update("k:" + key for key in keys)
+                ops = self.erase_ops(keys)
+                # Only the members read leave the index: an entry added since (a value stored
+                # under the new stamp) stays, so the next invalidation of the tag finds it.
+                ops += [
+                    Op("tag_remove", self._keys.tag_key(tag), members=tuple(listed))
+                    for tag, listed in zip(tag_list, lists, strict=True)
+                ]
+                reads = [*keys, *follow]
+                visited.update("k:" + key for key in follow)
+                follow = []
+                ops += [Op("tag_members", self._keys.dep_key("k:" + key)) for key in reads]
+                results = yield Io(self._backend, "execute", (ops,), op, label, started)
+                if results is FAILED:
+                    break
+                count, failure = self.erased(results[: len(keys)])
+                if failure is not None:
+                    whole = False
+                    if pend:
+                        self.pending.add(cache, keys=keys)
+                    self._guard.fault("invalidate", label, failure, started)
+                removed += count
+                direct = count if direct < 0 else direct
+                erased += keys
+                found += [
+                    n
+                    for r in results[len(keys) + len(tag_list) :]
+                    if isinstance(r, list)
+                    for n in r
+                ]
+                keys, tag_list = _next_level(found, visited)
+            else:
+                complete = True
+        finally:
+            # A level cut short is pending; a failed slot was kept where it happened.
+            if not complete and pend:
+                self.pending.add(cache, keys=keys, tags=tag_list)
         self._guard.observe(op, label, "delete", started, count=removed)
-        return removed, erased, max(direct, 0)
+        return Cascade(removed, erased, max(direct, 0), complete and whole)
 
     def _read_tags(
         self, op: str, label: str, started: float, tags: list[str]
-    ) -> Flow[tuple[list[list[str]], list[str]] | None]:
+    ) -> Flow[tuple[list[list[str]], list[str], bool] | None]:
         """Change the stamps of ``tags``, read their members and dependents (one round trip).
 
         Returns:
-            The members of each tag's index and the dependents of all the tags, or
-            ``None`` when the backend failed.
+            The members of each tag's index, the dependents of all the tags, and whether
+            every slot succeeded (a failed one, OOM say, leaves a stamp as it was or an
+            index unread); ``None``
+            when the backend failed.
         """
         # The stamps change first, so a write guarded by them (a value loading now) fails
         # even when its key is not in the tag's index yet.
@@ -274,7 +344,9 @@ class Invalidator:
         results = yield Io(self._backend, "execute", (ops,), op, label, started)
         if results is FAILED:
             return None
+        # a failed slot, a stamp or an index read, leaves the tags to be invalidated again
+        whole = not any(isinstance(r, Exception) for r in results)
         self._guard.slot_failure(op, label, results, started)  # stamps included
         lists = [r if isinstance(r, list) else [] for r in results[len(stamps) :]]
         found = [node for dependents in lists[len(tags) :] for node in dependents]
-        return lists[: len(tags)], found
+        return lists[: len(tags)], found, whole

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kirocache._cache import invalidations
 from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
@@ -98,6 +99,10 @@ def lookup(
     keys, guard = self.keyspace, self.guard
     full, label, _ = keys.resolve(key, namespace)
     started = time.perf_counter()
+    if self.invalidator.pending.active and _blocked(self, full):
+        # an invalidation of it is pending: the backend may still hold the old value
+        guard.observe("get", label, "miss", started, full)
+        return MISSING, (full, UNREAD, ())
     if namespace is not None and not namespace.bumpable:
         bumpable = None  # the common case, without a call
     else:
@@ -143,6 +148,10 @@ async def alookup(
     keys, guard = self.keyspace, self.guard
     full, label, _ = keys.resolve(key, namespace)
     started = time.perf_counter()
+    if self.invalidator.pending.active and await _ablocked(self, full):
+        # an invalidation of it is pending: the backend may still hold the old value
+        guard.observe("get", label, "miss", started, full)
+        return MISSING, (full, UNREAD, ())
     if namespace is not None and not namespace.bumpable:
         bumpable = None  # the common case, without a call
     else:
@@ -180,6 +189,59 @@ async def alookup(
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
+
+
+# -- pending invalidations: replay first, else what they reach is a miss ------------------------
+
+
+def _blocked(self: Cache, full: str) -> bool:
+    """Whether a read of ``full`` must be a miss because an invalidation is pending.
+
+    See ``_left``, which replays first. Twin: ``_ablocked``.
+    """
+    return _left(self) and self.invalidator.pending.blocks(full)
+
+
+async def _ablocked(self: Cache, full: str) -> bool:
+    """Async ``_blocked`` (its twin, above)."""
+    return await _aleft(self) and self.invalidator.pending.blocks(full)
+
+
+def _left(self: Cache) -> bool:
+    """Replay the pending invalidations if the backend answers; whether any are left.
+
+    The replay runs when the guard is settled (the last call came back) or a retry is
+    due, so reads are served from a recovered backend only after every invalidation kept
+    during the fault is applied. Twin: ``_aleft``.
+    """
+    pending = self.invalidator.pending
+    if self.guard.settled() or pending.due():
+        run(self.guard, invalidations.replay(self))
+    return pending.active
+
+
+async def _aleft(self: Cache) -> bool:
+    """Async ``_left`` (its twin, above)."""
+    pending = self.invalidator.pending
+    if self.guard.settled() or pending.due():
+        await arun(self.guard, invalidations.replay(self))
+    return pending.active
+
+
+def _fulls(self: Cache, keys: Sequence[str], namespace: Namespace | None) -> dict[str, str]:
+    """The full key of each key."""
+    return {key: self.keyspace.resolve(key, namespace)[0] for key in keys}
+
+
+def _unblocked(
+    fulls: Mapping[str, str], read: tuple[dict[str, Any], dict[str, Seen]]
+) -> tuple[dict[str, Any], dict[str, Seen]]:
+    """Add the blocked keys (those not in ``read``) to what was seen, as unreadable."""
+    found, seen = read
+    for key, full in fulls.items():
+        if key not in seen:
+            seen[key] = (full, UNREAD, ())
+    return found, seen
 
 
 # -- the rare paths of a read, written once -----------------------------------------------------
@@ -272,10 +334,25 @@ def lookup_many(
     """The hits, and what was seen for every key (see ``lookup``), in one round trip.
 
     Twin: ``alookup_many``, below; both take the steps of ``_lookup_many`` when a key is in
-    a bumpable namespace or the backend is failing.
+    a bumpable namespace or the backend is failing. A key a pending invalidation reaches
+    is a miss, read as unreadable (nothing computed for it is stored).
     """
     if not keys:
         return {}, {}
+    if self.invalidator.pending.active and _left(self):
+        fulls = _fulls(self, keys, namespace)
+        blocks = self.invalidator.pending.blocks
+        open_keys = [key for key in keys if not blocks(fulls[key])]
+        if len(open_keys) < len(keys):
+            read = _read_many(self, open_keys, type, namespace) if open_keys else ({}, {})
+            return _unblocked(fulls, read)
+    return _read_many(self, keys, type, namespace)
+
+
+def _read_many(
+    self: Cache, keys: Sequence[str], type: Any, namespace: Namespace | None
+) -> tuple[dict[str, Any], dict[str, Seen]]:
+    """``lookup_many`` once the pending invalidations are out of the way."""
     space, guard = self.keyspace, self.guard
     breaker = guard.breaker
     if (
@@ -309,6 +386,20 @@ async def alookup_many(
     """Async ``lookup_many`` (its twin, above)."""
     if not keys:
         return {}, {}
+    if self.invalidator.pending.active and await _aleft(self):
+        fulls = _fulls(self, keys, namespace)
+        blocks = self.invalidator.pending.blocks
+        open_keys = [key for key in keys if not blocks(fulls[key])]
+        if len(open_keys) < len(keys):
+            read = await _aread_many(self, open_keys, type, namespace) if open_keys else ({}, {})
+            return _unblocked(fulls, read)
+    return await _aread_many(self, keys, type, namespace)
+
+
+async def _aread_many(
+    self: Cache, keys: Sequence[str], type: Any, namespace: Namespace | None
+) -> tuple[dict[str, Any], dict[str, Seen]]:
+    """``alookup_many`` once the pending invalidations are out of the way."""
     space, guard = self.keyspace, self.guard
     breaker = guard.breaker
     if (
@@ -445,7 +536,11 @@ def _store(
     seconds = self.keyspace.ttl(ttl, default_ttl)
     started = time.perf_counter()
     data = self.codec.dumps(full, value)
-    if expected == UNREAD or invalidator.too_late(read_at):
+    if (
+        expected == UNREAD
+        or invalidator.too_late(read_at)
+        or (invalidator.pending.active and invalidator.pending.blocks(full))
+    ):
         guard.observe("set", label, "skip", started, full)
         return False
     ops = invalidator.store_ops(full, data, seconds, expected, tags, guards)
@@ -500,7 +595,7 @@ def _store_many(
     for key, value in mapping.items():
         full, label, default_ttl = keys.resolve(key, namespace)
         full, expected, guards = seen.get(key, (full, UNREAD, ()))
-        if expected == UNREAD:
+        if expected == UNREAD or (invalidator.pending.active and invalidator.pending.blocks(full)):
             continue
         data = self.codec.dumps(full, value)
         ops += invalidator.store_ops(full, data, keys.ttl(ttl, default_ttl), expected, (), guards)
