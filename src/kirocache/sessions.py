@@ -1,4 +1,4 @@
-"""Login sessions on a kirocache backend: per-user index, sliding expiry, fail-closed reads."""
+"""Login sessions on a kirocache backend: per-user generations, sliding expiry, fail-closed."""
 
 from __future__ import annotations
 
@@ -29,17 +29,23 @@ __all__ = ["SessionInfo", "SessionStats", "SessionStore", "SessionStoreError", "
 class SessionStore:
     """Server-side login sessions in a cache's backend, listed per user, failing closed.
 
-    Every session has a record (user, data, creation and activity times) under
-    ``<namespace>id:<session id>`` and an entry in its user's index, a tag set under
-    ``<namespace>user:<user id>``. The store calls the backend directly rather than the
+    Every session has a record (user, data, creation and activity times, the user's
+    generation) under ``<namespace>id:<session id>``, a liveness key under
+    ``<namespace>live:<session id>`` and an entry in its user's index, a tag set under
+    ``<namespace>user:<user id>``; each user has a generation key under
+    ``<namespace>gen:<user id>``. The store calls the backend directly rather than the
     cache's fail-open methods: a backend fault raises :class:`SessionStoreError` (answer
-    503), never a silent "no such session".
+    503), never a silent "no such session", and a revocation that cannot reach the
+    backend raises rather than reporting success.
 
-    Creating a session writes the record and its index entry in one transaction (MULTI/EXEC
-    on Redis, one lock hold in memory), so a call that dies half way leaves neither: no
-    orphan index entry, and never a session that ``revoke_all`` cannot find. Revoking
-    writes a tombstone beside deleting the record, so a ``touch`` racing a revoke cannot
-    bring the session back.
+    Revocation holds under eviction, whatever the ``maxmemory-policy``: a session is valid
+    only while its record and liveness key exist and its user's generation key holds the
+    token the record carries. ``revoke`` deletes the liveness key and ``revoke_all`` the
+    generation key (no index needed); only ``create`` writes either, fresh, so an evicted
+    or deleted key logs users out and never revives a revoked session. Both revocations
+    are deletions, which Redis accepts even out of memory under ``noeviction``. The index
+    serves listings, the cap and ``stats`` only. Records written before generations
+    existed read as logged out.
 
     Every method has an async twin with an ``a`` prefix (``create``/``acreate``, ...).
     Creation and activity times come from the cache's clock (``Cache(clock=...)``); a
@@ -200,10 +206,10 @@ class SessionStore:
         return await run_async(self._steps.live(self._user(user_id)))
 
     def revoke(self, session_id: str) -> bool:
-        """End a session now (log out).
+        """End a session now (log out), even if a ``touch`` races it.
 
         Returns:
-            Whether it was live.
+            Whether it was valid.
 
         Raises:
             SessionStoreError: The backend failed.
@@ -217,8 +223,11 @@ class SessionStore:
     def revoke_all(self, user_id: str | int) -> int:
         """End every session of a user (log out everywhere, password change).
 
+        Applies with or without the user's index (an eviction may have removed it).
+
         Returns:
-            How many sessions were live.
+            How many valid sessions the user's index listed (fewer, down to 0, if the
+            index was evicted: they are revoked all the same).
 
         Raises:
             SessionStoreError: The backend failed.

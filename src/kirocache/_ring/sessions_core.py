@@ -139,11 +139,14 @@ class SessionStats:
     """What ``SessionStore.stats`` reports.
 
     Attributes:
-        live_sessions: Sessions that exist now.
-        users: Users with at least one live session.
+        live_sessions: Valid sessions now, as the users' indexes list them (an evicted
+            index hides its sessions from this figure, not from revocation).
+        users: Users with at least one valid listed session.
         created: Sessions created since the counters began.
         expired: Sessions found expired and dropped from an index (by ``cleanup`` or a listing).
-        revoked: Sessions revoked, including those evicted by ``max_sessions_per_user``.
+        revoked: Sessions revoked, including those evicted by ``max_sessions_per_user``;
+            ``revoke_all`` adds the valid sessions its index listed. Best effort: a
+            refused increment (out of memory) is logged and the revocation stands.
     """
 
     live_sessions: int
