@@ -510,6 +510,20 @@ async def test_revoke_all_needs_no_index_async(backend: FullBackend) -> None:
     assert await sessions.aget(fresh) == {}
 
 
+def test_revoke_all_applies_when_records_cannot_be_decoded(
+    backend: FullBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After a key rotation the records cannot be read for the count; that must not stop
+    # the revocation (a guard: revoke_all reads the records for its count first).
+    sessions = store(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
+    ada = [sessions.create("ada", {}) for _ in range(2)]
+    rotated = store(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
+    with caplog.at_level(logging.WARNING, logger="kirocache.sessions"):
+        assert rotated.revoke_all("ada") == 0
+    assert "without a count" in caplog.text
+    assert [sessions.get(sid) for sid in ada] == [None, None]
+
+
 def test_evicting_any_key_never_revives_a_revoked_session(backend: FullBackend) -> None:
     # Every key of the store, evicted alone, with every record rewritten afterwards by a
     # late write (a touch that raced the revocation): revoked sessions stay refused and no

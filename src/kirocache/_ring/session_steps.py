@@ -178,7 +178,9 @@ class SessionSteps:
         # LRU policy would see a session's liveness key as idle and log it out first.
         ops = [Op("get", key), Op("ttl", key), Op("get", self._live(session_id))]
         raw, left, live = yield from execute(self.backend, ops, "a read")
-        if raw is None or live is None:
+        if raw is None or live is None or left is None:
+            # left None: the record expired between GET and PTTL (no transaction); an
+            # update must not write it back without a TTL.
             return dead
         info, gen = self._decode(session_id, raw)
         if gen is None:
@@ -330,7 +332,13 @@ class SessionSteps:
         Deleting the generation key is the revocation, and needs no index: the count and
         the removal of the records come from the index, best effort, after it.
         """
-        sessions, _ = yield from self.scan_user(user_id, prune=False)
+        try:
+            sessions, _ = yield from self.scan_user(user_id, prune=False)
+        except SessionStoreError as exc:
+            # The count must not stand in the revocation's way (a record the serializer
+            # cannot decode, say); a backend fault fails the DEL below as well.
+            _log.warning("revoke_all of user %r revokes without a count: %s", user_id, exc)
+            sessions = []
         yield from execute(self.backend, [Op("delete", self._gen(user_id))], "revoke_all")
         entries = yield from self._members(user_id, "revoke_all")
         tidy = [Op("delete", self._index(user_id))]
