@@ -599,6 +599,43 @@ def test_records_written_before_generations_read_as_logged_out(backend: FullBack
     assert sessions.user_sessions("ada") == []
 
 
+class _CountsExecutes:
+    def __init__(self, inner: FullBackend) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        self.calls += 1
+        return self.inner.execute(ops, transaction=transaction)
+
+
+def test_a_read_checks_the_generation_in_the_same_round_trip(backend: FullBackend) -> None:
+    # A store remembers whose each session it has seen is: a warm read is one round trip;
+    # a cold one (another process, another store) two; a wrong memo costs a trip only.
+    sessions = store(backend)
+    sid = sessions.create("ada", {})
+    counting = _CountsExecutes(backend)
+    sessions._steps.backend = counting
+    assert sessions.get(sid) == {}
+    assert counting.calls == 1
+    cold = store(backend)
+    cold._steps.backend = counting
+    assert cold.get(sid) == {}
+    assert counting.calls == 3
+    assert cold.get(sid) == {}
+    assert counting.calls == 4
+    sessions._steps._owners[sid] = "mallory"  # cannot happen; must not matter
+    assert sessions.get(sid) == {}
+    sessions._steps.backend = backend
+    sessions.revoke_all("ada")
+    sessions._steps._owners[sid] = "mallory"
+    assert sessions.get(sid) is None
+    assert cold.get(sid) is None
+
+
 class _RevokesDuringCreate:
     """Runs ``revoke_all`` right after a create wrote its record, before it goes live."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +44,8 @@ _CREATE_TRIES: Final = 5
 _GEN_BYTES: Final = 16
 # The record field holding the generation token (old records lack it: logged out).
 _GEN: Final = "gen"
+# How many session ids a store remembers the user of (about 200 bytes each).
+_OWNERS: Final = 10_000
 
 
 class SessionSteps:
@@ -103,6 +106,12 @@ class SessionSteps:
         # An index outlives its sessions by one more ttl, so a cleanup run at least once
         # per ttl sees, drops and counts every expired session.
         self.index_ttl = 2 * ttl + self.skew
+        # Whose each recently seen session is: a session never changes user, so a read
+        # of a known id asks for its user's generation in the same round trip as the
+        # record (checked against the record's user, so a stale entry costs a trip, not
+        # correctness). Bounded; the oldest entry goes first.
+        self._owners: dict[str, str] = {}
+        self._owners_lock = threading.Lock()
 
     # -- keys and records --------------------------------------------------------------------
 
@@ -164,20 +173,24 @@ class SessionSteps:
     def read(self, session_id: str) -> Steps[tuple[SessionInfo | None, float | None, bytes]]:
         """The valid session, its remaining TTL and its generation, or ``(None, None, b"")``.
 
-        Two round trips, no transaction (MULTI refuses even reads at ``maxmemory`` under
-        ``noeviction``): the record, its TTL and its liveness key, then the generation key
-        of the record's user. The order needs no atomicity: a record's token never changes
-        and a deleted liveness or generation key never comes back, so once a revocation has
-        returned, every later read sees it.
+        No transaction (MULTI refuses even reads at ``maxmemory`` under ``noeviction``):
+        the record, its TTL, its liveness key and, when this store has seen the id before,
+        its user's generation key in one round trip; else the generation in a second. The
+        order needs no atomicity: a record's token never changes and a deleted liveness or
+        generation key never comes back, so once a revocation has returned, every later
+        read sees it.
         """
         dead: tuple[None, None, bytes] = (None, None, b"")
         if not valid_id(session_id):
             return dead
         key = self._record(session_id)
+        owner = self._owners.get(session_id)
         # GET the liveness key, not EXISTS: EXISTS leaves Redis's LRU clock alone, so an
         # LRU policy would see a session's liveness key as idle and log it out first.
         ops = [Op("get", key), Op("ttl", key), Op("get", self._live(session_id))]
-        raw, left, live = yield from execute(self.backend, ops, "a read")
+        if owner is not None:
+            ops.append(Op("get", self._gen(owner)))
+        raw, left, live, *known = yield from execute(self.backend, ops, "a read")
         if raw is None or live is None or left is None:
             # left None: the record expired between GET and PTTL (no transaction); an
             # update must not write it back without a TTL.
@@ -185,10 +198,21 @@ class SessionSteps:
         info, gen = self._decode(session_id, raw)
         if gen is None:
             return dead  # written before generations existed: logged out
-        [current] = yield from execute(self.backend, [Op("get", self._gen(info.user_id))], "a read")
+        if owner == info.user_id:
+            [current] = known
+        else:
+            gen_key = self._gen(info.user_id)
+            [current] = yield from execute(self.backend, [Op("get", gen_key)], "a read")
+            self._remember(session_id, info.user_id)
         if current != gen:
             return dead  # revoke_all, or the generation was evicted: logged out
         return info, remaining(left), gen
+
+    def _remember(self, session_id: str, user_id: str) -> None:
+        with self._owners_lock:
+            if len(self._owners) >= _OWNERS:
+                del self._owners[next(iter(self._owners))]
+            self._owners[session_id] = user_id
 
     def data(self, session_id: str) -> Steps[dict[str, Any] | None]:
         """The data of a valid session, or ``None``."""
@@ -253,6 +277,7 @@ class SessionSteps:
             # this record is dead for good; drop it and try again with the new generation.
             yield from execute(self.backend, [Op("delete", live), Op("delete", record)], "create")
             return None
+        self._remember(info.session_id, user_id)
         _log.debug("created session %s for user %r", mask(info.session_id), user_id)
         return info.session_id
 
