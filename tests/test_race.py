@@ -476,14 +476,16 @@ async def test_async_cached_many_does_not_store_ids_invalidated_while_loading(
     assert await profiles([1, 2]) == {1: "new", 2: "old"}
 
 
-# Paths that do NOT keep the promise (in the decorators, not this change): strict xfails,
-# so each turns into a failure the day it is fixed and its mark can go.
+# Paths that did NOT keep the promise at 44f64dd (in the decorators: warm/awarm stored with
+# an unconditional set_many, refresh() with an unconditional set). A fix is under way there;
+# until it is committed these are xfails, not strict, so the suite is green both before and
+# after it lands. Drop the marks with the fix.
 
 WARM_STORES = "warm()/awarm() store with an unconditional set_many, not the guarded write"
 REFRESH_STORES = "CachedFunction.refresh() stores with an unconditional set"
 
 
-@pytest.mark.xfail(strict=True, reason=WARM_STORES)
+@pytest.mark.xfail(strict=False, reason=WARM_STORES)
 def test_warm_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
@@ -496,11 +498,16 @@ def test_warm_does_not_store_a_value_loaded_before_an_invalidation(
     def profile(user_id: int) -> str:
         return source.load()
 
-    assert race(source, lambda: str(warm(profile, [1])), lambda: profile.invalidate(1)) == "1"
+    def warming() -> str:
+        warm(profile, [1])  # how many it reports stored is warm's business, not this test's
+        return "warmed"
+
+    assert race(source, warming, lambda: profile.invalidate(1)) == "warmed"
     assert profile.get_cached(1) != "old"
+    assert profile(1) == "new"
 
 
-@pytest.mark.xfail(strict=True, reason=WARM_STORES)
+@pytest.mark.xfail(strict=False, reason=WARM_STORES)
 async def test_awarm_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
@@ -522,11 +529,12 @@ async def test_awarm_does_not_store_a_value_loaded_before_an_invalidation(
     value = "new"
     await profile.invalidate(1)
     release.set()
-    assert await warming == 1
+    await warming
     assert await profile.get_cached(1) != "old"
+    assert await profile(1) == "new"
 
 
-@pytest.mark.xfail(strict=True, reason=REFRESH_STORES)
+@pytest.mark.xfail(strict=False, reason=REFRESH_STORES)
 def test_refresh_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
