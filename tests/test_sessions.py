@@ -671,6 +671,41 @@ def test_a_login_racing_revoke_all_returns_a_working_session(backend: FullBacken
     assert sessions.get(old) is None
 
 
+class _LogsInDuringRevokeAll:
+    """Logs ada in again right after ``revoke_all`` deleted her generation."""
+
+    def __init__(self, inner: FullBackend, other: SessionStore) -> None:
+        self.inner = inner
+        self.other = other
+        self.made: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        results = self.inner.execute(ops, transaction=transaction)
+        if [op.name for op in ops] == ["delete"] and ":gen:" in ops[0].key:
+            self.made.append(self.other.create("ada", {"after": True}))
+        return results
+
+
+def test_a_login_after_revoke_all_deleted_the_generation_keeps_working(
+    backend: FullBackend,
+) -> None:
+    # revoke_all tidies the records and index entries it listed before revoking, not a
+    # login that started after: that one has a new generation and stays valid and listed.
+    sessions = store(backend)
+    old = [sessions.create("ada", {}) for _ in range(2)]
+    racing = _LogsInDuringRevokeAll(backend, store(backend))
+    sessions._steps.backend = racing
+    assert sessions.revoke_all("ada") == 2
+    sessions._steps.backend = backend
+    [fresh] = racing.made
+    assert sessions.get(fresh) == {"after": True}
+    assert [sessions.get(sid) for sid in old] == [None, None]
+    assert [s.session_id for s in sessions.user_sessions("ada")] == [fresh]
+
+
 def _first_logins(sessions: SessionStore, user: str, count: int) -> list[str]:
     made: list[str] = []
     barrier = threading.Barrier(count)

@@ -357,21 +357,25 @@ class SessionSteps:
         Deleting the generation key is the revocation, and needs no index: the count and
         the removal of the records come from the index, best effort, after it.
         """
+        entries: list[str] = []
         try:
-            sessions, _ = yield from self.scan_user(user_id, prune=False)
+            sessions, _, entries = yield from self._listed(user_id, prune=False)
         except SessionStoreError as exc:
             # The count must not stand in the revocation's way (a record the serializer
             # cannot decode, say); a backend fault fails the DEL below as well.
             _log.warning("revoke_all of user %r revokes without a count: %s", user_id, exc)
             sessions = []
         yield from execute(self.backend, [Op("delete", self._gen(user_id))], "revoke_all")
-        entries = yield from self._members(user_id, "revoke_all")
-        tidy = [Op("delete", self._index(user_id))]
+        # Tidy only what was listed before the DEL: a login that started after it has a
+        # new generation and must keep its liveness key and its index entry.
+        tidy: list[Op] = []
         for entry in entries:
             parsed = parse_member(entry)
             if parsed is not None:
                 tidy += [Op("delete", self._live(parsed[1])), Op("delete", self._record(parsed[1]))]
-        yield from execute(self.backend, tidy, "revoke_all")
+        if entries:
+            tidy.append(Op("tag_remove", self._index(user_id), members=tuple(entries)))
+            yield from execute(self.backend, tidy, "revoke_all")
         yield from self._counted("revoked", len(sessions), "revoke_all")
         _log.debug("revoked every session of user %r (%d listed)", user_id, len(sessions))
         return len(sessions)
@@ -383,6 +387,16 @@ class SessionSteps:
 
     def scan_user(self, user_id: str, *, prune: bool) -> Steps[tuple[list[SessionInfo], int]]:
         """``(valid sessions oldest first, expired entries dropped)`` of one user's index.
+
+        With ``prune``, entries of expired, revoked or foreign sessions leave the index.
+        """
+        live, dropped, _ = yield from self._listed(user_id, prune=prune)
+        return live, dropped
+
+    def _listed(
+        self, user_id: str, *, prune: bool
+    ) -> Steps[tuple[list[SessionInfo], int, list[str]]]:
+        """``scan_user``'s answer and the index entries it read.
 
         With ``prune``, entries of expired, revoked or foreign sessions leave the index. An
         entry younger than the clock-skew allowance stays whatever it finds: its creation
@@ -428,7 +442,7 @@ class SessionSteps:
             unindex = Op("tag_remove", index, members=tuple(stale))
             yield from execute(self.backend, [unindex], "a listing")
         live.sort(key=lambda info: (info.created_at, info.session_id))
-        return live, dropped
+        return live, dropped, entries
 
     def users(self) -> Steps[list[str]]:
         """Every user id with an index, sorted."""
