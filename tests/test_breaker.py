@@ -94,8 +94,30 @@ def test_a_probe_that_never_reports_back_is_given_up(clock: Clock) -> None:
         {"recovery_time": 0},
         {"recovery_time": -1},
         {"recovery_time": 5, "max_recovery_time": 1},
+        {"probe_interval": 0},
+        {"probe_interval": float("inf")},
     ],
 )
 def test_bad_settings_are_rejected(kwargs: dict[str, object]) -> None:
     with pytest.raises((ConfigurationError, ValueError)):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_probes_answer_makes_an_open_breaker_half_open_at_once(clock: Clock) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=30.0, clock=clock)
+    assert breaker.failure()  # it opened
+    assert breaker.is_open
+    breaker.backend_answered()
+    assert breaker.state == "half_open"
+    assert breaker.allow()  # one caller goes through
+    assert not breaker.allow()  # not a herd
+    breaker.success()
+    assert breaker.state == "closed"
+
+
+def test_a_probes_answer_leaves_a_closed_breaker_alone(clock: Clock) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, clock=clock)
+    assert not breaker.failure()
+    breaker.backend_answered()
+    assert breaker.state == "closed"
+    assert breaker.failure()  # the streak was not reset by the probe

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "CircuitOpenError",
+    "CommandError",
     "ConfigurationError",
     "CorruptValueError",
     "InvalidKeyError",
@@ -44,10 +45,27 @@ class ValueTooLargeError(KirocacheError, ValueError):
 
 
 class BackendError(KirocacheError):
-    """The backend failed: connection refused, timeout, READONLY, OOM and the like.
+    """The backend failed: connection refused, timeout, READONLY, LOADING and the like.
 
     The original exception is chained as ``__cause__``. Messages never contain passwords.
+
+    Attributes:
+        outage: Whether the store is unavailable (it counts toward opening the circuit
+            breaker). ``False`` for :class:`CommandError`, and for a call that could not get
+            a pooled connection in time on a busy client (the server is fine).
     """
+
+    outage: bool = True
+
+
+class CommandError(BackendError):
+    """The store answered, refusing this one command: WRONGTYPE, NOPERM, OOM, a script error.
+
+    Only the call fails (open, or raising under ``on_error="raise"``); the store is up, so
+    it never counts toward opening the circuit breaker, and an answer closes a half-open one.
+    """
+
+    outage = False
 
 
 class CircuitOpenError(BackendError):

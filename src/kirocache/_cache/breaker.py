@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
-from kirocache._values.types import Duration, to_seconds
+from kirocache._values.types import Duration, option_seconds, to_seconds
 from kirocache.exceptions import ConfigurationError
 
 __all__ = ["BreakerState", "CircuitBreaker"]
@@ -16,21 +16,30 @@ BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    """Opens after consecutive backend failures, then lets one probe through now and then.
+    """Opens after consecutive backend outages, and closes again as soon as the backend answers.
 
-    Closed: every call goes to the backend. After ``failure_threshold`` failures in a row
-    it opens: calls are refused at once (they cost no timeout) for ``recovery_time``.
-    Then it is half open: one caller probes the backend; success closes the breaker,
-    failure opens it again for twice as long, up to ``max_recovery_time``.
+    Closed: every call goes to the backend. After ``failure_threshold`` outages in a row
+    (connection refused or reset, timeouts, READONLY, LOADING...; never a command the store
+    refused, such as WRONGTYPE) it opens: calls are refused at once, costing no timeout.
+
+    While it is open, the cache pings the backend every ``probe_interval`` on a background
+    daemon thread (a backend with sync methods only): the first answer makes it half open,
+    so hits resume within about ``probe_interval`` of the backend coming back, however long
+    the outage was. Without a probe (an async-only backend, ``probe_interval=None``), it
+    goes half open after ``recovery_time``, then twice as long after each failed try, up
+    to ``max_recovery_time``. Half open lets exactly one call through: its success closes
+    the breaker, its failure opens it again.
 
     Args:
-        failure_threshold: Consecutive failures that open the breaker.
-        recovery_time: How long it stays open the first time.
-        max_recovery_time: The cap on the doubling open time.
+        failure_threshold: Consecutive outages that open the breaker.
+        recovery_time: How long it stays open the first time, without a probe's answer.
+        max_recovery_time: The cap on that doubling open time.
+        probe_interval: Seconds between background PINGs while open; ``None``: no probe.
         clock: Monotonic seconds; injectable for tests.
 
     Raises:
-        ConfigurationError: A threshold below 1 or a recovery time that is not positive.
+        ConfigurationError: A threshold below 1, or a recovery time or probe interval that
+            is not positive.
     """
 
     def __init__(
@@ -39,6 +48,7 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         recovery_time: Duration = 1.0,
         max_recovery_time: Duration = 30.0,
+        probe_interval: Duration | None = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(failure_threshold, bool) or failure_threshold < 1:
@@ -49,6 +59,9 @@ class CircuitBreaker:
         if self._base <= 0 or self._cap < self._base:
             msg = "recovery_time must be > 0 and max_recovery_time >= recovery_time"
             raise ConfigurationError(msg)
+        self.probe_interval = (
+            None if probe_interval is None else option_seconds(probe_interval, "probe_interval")
+        )
         self.failure_threshold = failure_threshold
         self._clock = clock
         self._lock = threading.Lock()
@@ -95,8 +108,12 @@ class CircuitBreaker:
                 self._probe_started = None
                 self.healthy = True
 
-    def failure(self) -> None:
-        """Report a backend failure; may open the breaker."""
+    def failure(self) -> bool:
+        """Report a backend outage; may open the breaker.
+
+        Returns:
+            Whether this failure opened it (the cache then starts its background probe).
+        """
         with self._lock:
             self._failures += 1
             self.healthy = False
@@ -104,8 +121,27 @@ class CircuitBreaker:
             if self._state == "half_open":
                 self._open_for = min(self._open_for * 2, self._cap)
                 self._trip(now)
-            elif self._state == "closed" and self._failures >= self.failure_threshold:
+                return True
+            if self._state == "closed" and self._failures >= self.failure_threshold:
                 self._trip(now)
+                return True
+            return False
+
+    def backend_answered(self) -> None:
+        """The background probe reached the backend: an open breaker goes half open now.
+
+        Half open, the next caller is let through (one, not a herd) and its outcome closes
+        or reopens the breaker; the doubling open time is not waited for.
+        """
+        with self._lock:
+            if self._state == "open":
+                self._state = "half_open"
+                self._probe_started = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether it is open and has not been made half open by a probe's answer."""
+        return self._state == "open"
 
     def _trip(self, now: float) -> None:
         self._state = "open"

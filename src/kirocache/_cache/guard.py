@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
@@ -14,12 +15,13 @@ from kirocache.backends import AsyncBackend, Backend
 from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,
+    CommandError,
     ConfigurationError,
     KirocacheError,
 )
 from kirocache.metrics import InMemoryMetrics, MetricsHook, Outcome
 
-__all__ = ["DEFAULT_BREAKER", "FAILED", "Failed", "Guard", "OnError", "is_fault"]
+__all__ = ["DEFAULT_BREAKER", "FAILED", "Failed", "Guard", "OnError", "is_fault", "is_outage"]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -56,6 +58,44 @@ def is_fault(exc: BaseException) -> bool:
     if isinstance(exc, BackendError):
         return True
     return not isinstance(exc, (KirocacheError, TypeError, AttributeError))
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The same rule, one step further: whether a fault says the store is unavailable.
+
+    Only an outage counts toward opening the circuit breaker. A ``BackendError`` says
+    which it is (``outage``): a ``CommandError`` is the store's answer to one bad command
+    (WRONGTYPE, NOPERM, OOM on one write, a script error) and fails that call only; so does
+    a call that waited too long for a pooled connection on a healthy server. Any other
+    exception a third-party backend raises (not a bug) is taken for an outage.
+    """
+    if isinstance(exc, BackendError):
+        return exc.outage
+    return is_fault(exc)
+
+
+def _probe(guard_ref: weakref.ReferenceType[Guard], stop: threading.Event, interval: float) -> None:
+    """The background probe's loop: PING while the breaker is open, until it is not.
+
+    It holds the guard weakly between pings, so a cache dropped without ``close()`` ends
+    it too; it runs on a daemon thread, so it never keeps a process alive.
+    """
+    while not stop.wait(interval):
+        guard = guard_ref()
+        if guard is None or not guard._probe_needed(stop):
+            return
+        backend, breaker = guard._backend, guard.breaker
+        del guard
+        if backend is None:
+            return
+        try:
+            backend.ping()
+        except Exception:  # noqa: BLE001, S112 - any failure of a PING: still down, try again
+            continue
+        finally:
+            del backend
+        if breaker is not None and not stop.is_set():
+            breaker.backend_answered()
 
 
 class Guard:
@@ -111,6 +151,12 @@ class Guard:
             CircuitBreaker(clock=clock.monotonic) if breaker is DEFAULT_BREAKER else breaker  # type: ignore[assignment]
         )
         self.debug = debug
+        # Only the probe reads it, and only when sync_ok says it has ``ping``.
+        self._backend: Backend | None = backend if self.sync_ok else None  # type: ignore[assignment]
+        # The background probe (one daemon thread at most, while the breaker is open).
+        self._stop = threading.Event()
+        self._probing = False
+        self._refused_logged = 0.0
         self.errors_total = 0
         # Whether a burst of faults is going on; the hot path reads it without the lock.
         self.failing = False
@@ -215,13 +261,30 @@ class Guard:
         return False
 
     def fault(self, op: str, label: str, exc: Exception, started: float) -> None:
-        """Count, log once per burst, and fail open or raise, for a backend failure.
+        """Count, log, and fail open or raise, for a backend failure.
+
+        An outage (``is_outage``) counts toward the breaker and is logged once per burst; a
+        command the store refused fails this call only: it is logged (at most once a
+        second) and, the store having answered, it closes a half-open breaker.
 
         Raises:
             BackendError: ``on_error`` is ``"raise"``.
         """
-        if self.breaker is not None:
-            self.breaker.failure()
+        if is_outage(exc):
+            self._outage(op, exc)
+        else:
+            self._refused(op, exc)
+        self.observe(op, label, "error", started)
+        if self.on_error == "raise":
+            if isinstance(exc, BackendError):
+                raise exc
+            msg = f"cache backend failed during {op}: {type(exc).__name__}: {exc}"
+            raise BackendError(msg) from exc
+
+    def _outage(self, op: str, exc: Exception) -> None:
+        breaker = self.breaker
+        if breaker is not None and breaker.failure():
+            self._start_probe(breaker)
         with self._lock:
             self.errors_total += 1
             self._burst_errors += 1
@@ -235,12 +298,64 @@ class Guard:
                 exc,
                 "raising" if self.on_error == "raise" else "failing open until it recovers",
             )
-        self.observe(op, label, "error", started)
-        if self.on_error == "raise":
-            if isinstance(exc, BackendError):
-                raise exc
-            msg = f"cache backend failed during {op}: {type(exc).__name__}: {exc}"
-            raise BackendError(msg) from exc
+
+    def _refused(self, op: str, exc: Exception) -> None:
+        if isinstance(exc, CommandError) and self.breaker is not None:
+            self.breaker.success()  # it answered: the store is up
+        now = time.monotonic()
+        with self._lock:
+            self.errors_total += 1
+            loud, self._refused_logged = now - self._refused_logged >= 1.0, now
+        if loud:
+            _log.warning(
+                "cache backend refused %s (%s: %s); %s",
+                op,
+                type(exc).__name__,
+                exc,
+                "raising" if self.on_error == "raise" else "that call fails open",
+            )
+
+    # -- the background probe ----------------------------------------------------------------
+
+    def _start_probe(self, breaker: CircuitBreaker) -> None:
+        interval = breaker.probe_interval
+        if interval is None or not self.sync_ok:
+            return  # no sync PING to send: the breaker's timed half-open takes over
+        with self._lock:
+            if self._probing:
+                return
+            self._probing = True
+            self._stop = stop = threading.Event()
+        thread = threading.Thread(
+            target=_probe,
+            args=(weakref.ref(self), stop, interval),
+            name="kirocache-breaker-probe",
+            daemon=True,
+        )
+        thread.start()
+
+    def _probe_needed(self, stop: threading.Event) -> bool:
+        """Whether the probe should PING again; if not, it ends.
+
+        Decided under the lock, so that a breaker reopening at that moment starts a new one.
+        """
+        breaker = self.breaker
+        with self._lock:
+            if stop.is_set():
+                return False
+            if breaker is not None and breaker.is_open:
+                return True
+            self._probing = False
+            return False
+
+    def close(self) -> None:
+        """Stop the background probe (the cache is closing): no PING is sent after this.
+
+        A later outage, if the cache is used again, starts a new one.
+        """
+        with self._lock:
+            self._stop.set()
+            self._probing = False
 
     def ok(self) -> None:
         """A backend call came back: close the breaker, end a burst of failures."""

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
+from kirocache.backends._limits import check_text
 from kirocache.backends._memory_values import (
     INT64_MAX,
     INT64_MIN,
@@ -30,7 +31,7 @@ from kirocache.backends._memory_values import (
     size_of,
 )
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, Op, OpResult
-from kirocache.exceptions import BackendError, ConfigurationError, ValueTooLargeError
+from kirocache.exceptions import CommandError, ConfigurationError, ValueTooLargeError
 
 __all__ = ["MemoryStore"]
 
@@ -67,6 +68,8 @@ class MemoryStore:
     def _live(self, key: str, now: float) -> Entry | None:
         entry = self._data.get(key)
         if entry is None:
+            # Only a miss can be a key Redis would refuse: size_of never stores one.
+            check_text(key)
             return None
         if entry[1] <= now:
             self._remove(key, entry[0])
@@ -184,12 +187,12 @@ class MemoryStore:
             parsed = parse_counter(as_value(key, entry[0]))
             if parsed is None:
                 msg = f"value at {key!r} is not an integer or out of range, so incr cannot add"
-                raise BackendError(msg)
+                raise CommandError(msg)
             current, expires_at = parsed, entry[1]
         result = current + amount
         if not INT64_MIN <= result <= INT64_MAX:
             msg = f"incr of {key!r} by {amount} would overflow a 64-bit integer"
-            raise BackendError(msg)
+            raise CommandError(msg)
         value = str(result).encode("ascii")
         self._store(key, value, self._check_size(key, value), expires_at, now)
         return result

@@ -7,7 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from kirocache.exceptions import BackendError, InvalidTTLError, SerializationError
+from kirocache.backends._limits import MAX_TTL, longest_ttl, not_text
+from kirocache.exceptions import CommandError, InvalidTTLError, SerializationError
 
 __all__ = [
     "INT64_MAX",
@@ -40,38 +41,55 @@ Entry = tuple[Value, float]  # (value, expires_at); expires_at is inf without a 
 
 
 def size_of(key: str, value: Value) -> int:
-    """What an entry weighs against ``max_bytes``: its UTF-8 key plus its value or members."""
+    """What an entry weighs against ``max_bytes``: its UTF-8 key plus its value or members.
+
+    Raises:
+        InvalidKeyError: The key (or a member) has a lone surrogate, as on Redis.
+    """
     held = len(value) if isinstance(value, bytes) else members_size(value)
-    return len(key.encode("utf-8", "surrogatepass")) + held
+    return _utf8_size(key) + held
 
 
 def members_size(members: set[str]) -> int:
-    """The UTF-8 bytes of a tag set's ``members``."""
-    return sum(len(member.encode("utf-8", "surrogatepass")) for member in members)
+    """The UTF-8 bytes of a tag set's ``members``.
+
+    Raises:
+        InvalidKeyError: A member has a lone surrogate, as on Redis.
+    """
+    return sum(_utf8_size(member) for member in members)
+
+
+def _utf8_size(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise not_text(text, exc) from None
 
 
 def as_value(key: str, value: Value) -> bytes:
     """The bytes held at ``key``.
 
     Raises:
-        BackendError: ``key`` holds a tag set (WRONGTYPE).
+        CommandError: ``key`` holds a tag set (WRONGTYPE).
     """
     if isinstance(value, bytes):
         return value
     msg = f"{key!r:.80} holds a tag set, not a value (WRONGTYPE); use a different key"
-    raise BackendError(msg)
+    raise CommandError(msg)
 
 
 def as_tags(key: str, value: Value) -> set[str]:
     """The tag set held at ``key``.
 
     Raises:
-        BackendError: ``key`` holds bytes (WRONGTYPE).
+        CommandError: ``key`` holds bytes (WRONGTYPE).
     """
     if isinstance(value, set):
         return value
     msg = f"{key!r:.80} holds a value, not a tag set (WRONGTYPE); use a different key"
-    raise BackendError(msg)
+    raise CommandError(msg)
 
 
 def as_members(members: Sequence[str]) -> set[str]:
@@ -132,4 +150,6 @@ def deadline(now: float, ttl: object, *, required: bool = False) -> float:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
         msg = f"ttl must be a number of seconds > 0 or None, got {ttl!r}"
         raise InvalidTTLError(msg)
+    if ttl > MAX_TTL and ttl != NO_EXPIRY:
+        longest_ttl(ttl)  # refused as RedisBackend refuses it
     return now + ttl

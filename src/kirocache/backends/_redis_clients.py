@@ -17,8 +17,15 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    DataError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from kirocache.backends._config import (
@@ -28,9 +35,10 @@ from kirocache.backends._config import (
     parse_redis_url,
     settings_from_env,
 )
+from kirocache.backends._limits import not_text
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_int, op_result
-from kirocache.exceptions import BackendError
+from kirocache.exceptions import BackendError, CommandError
 
 __all__ = [
     "AsyncClientFactory",
@@ -48,7 +56,28 @@ _DEFAULT_URL: Final = "redis://localhost:6379/0"
 _BACKOFF_BASE: Final = 0.025
 _BACKOFF_CAP: Final = 0.5
 # Errors of the store or the network; asyncio.TimeoutError is not an OSError before 3.11.
-_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError)
+# UnicodeEncodeError: redis-py encodes a key with a lone surrogate while packing the
+# command, before anything is sent; it is the caller's InvalidKeyError.
+_ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
+# Error replies that say the server cannot serve anyone now (an outage, counted by the
+# breaker), where any other error reply refuses one command only. redis-py strips the code
+# from some replies and raises a class instead: those classes are listed beside it.
+_UNAVAILABLE_CODES: Final = frozenset(
+    {"READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MISCONF"}
+)
+_UNAVAILABLE_REPLIES: Final = (ReadOnlyError, ClusterDownError, TryAgainError)
+# What redis-py's blocking pools raise when no connection came free in time.
+_POOL_WAIT: Final = "No connection available."
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether an error says the server is unavailable, not that it refused one command."""
+    if isinstance(exc, ResponseError):
+        if isinstance(exc, _UNAVAILABLE_REPLIES):
+            return True
+        return str(exc).split(" ", 1)[0] in _UNAVAILABLE_CODES
+    # DataError: redis-py refused the arguments before sending anything.
+    return not isinstance(exc, DataError)
 
 
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
@@ -155,6 +184,10 @@ def open_clients(
 class _LoopClient:
     client: redis.asyncio.Redis
     keeper: AsyncGenerator[None, None]
+    # The loop's queue for pooled connections (None for injected clients): FIFO, where
+    # redis-py's pool lets a task that just released a connection take it back before the
+    # tasks already waiting, so that under load some callers wait out the whole timeout.
+    gate: asyncio.Semaphore | None
 
 
 class _LoopClients:
@@ -166,31 +199,32 @@ class _LoopClients:
     runs the generator's ``finally`` and so closes the client's connections on its loop.
     """
 
-    def __init__(self, factory: AsyncClientFactory) -> None:
+    def __init__(self, factory: AsyncClientFactory, gate_size: int | None) -> None:
         self._factory = factory
+        self._gate_size = gate_size
         self._lock = threading.Lock()
         # Keyed strongly: the client's connections reference their loop, so a weak key
         # would never die anyway. Entries leave when their loop shuts down or is closed.
         self._by_loop: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
 
-    def current(self) -> redis.asyncio.Redis | None:
+    def current(self) -> _LoopClient | None:
         """The running loop's client if it has one yet: the hot path, without an await."""
-        entry = self._by_loop.get(asyncio.get_running_loop())
-        return None if entry is None else entry.client
+        return self._by_loop.get(asyncio.get_running_loop())
 
-    async def get(self) -> redis.asyncio.Redis:
+    async def get(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         entry = self._by_loop.get(loop)
         if entry is not None:
-            return entry.client
+            return entry
         with self._lock:
             self._drop_closed_loops()
             client = self._factory()
-            entry = _LoopClient(client, self._keep(loop, client))
+            gate = None if self._gate_size is None else asyncio.Semaphore(self._gate_size)
+            entry = _LoopClient(client, self._keep(loop, client), gate)
             self._by_loop[loop] = entry
         # Nothing in the generator awaits before its yield, so no task can slip in here.
         await anext(entry.keeper)
-        return client
+        return entry
 
     async def aclose(self) -> None:
         with self._lock:
@@ -234,9 +268,12 @@ class RedisTransport:
         *,
         display_url: str,
         secrets: list[str],
+        pool_size: int | None = None,
+        pool_wait: float = 0.0,
     ) -> None:
         self._client = client
-        self._async_clients = _LoopClients(async_client_factory)
+        self._async_clients = _LoopClients(async_client_factory, pool_size)
+        self._pool_wait = pool_wait
         self._display_url = display_url
         self._secrets = secrets
 
@@ -244,9 +281,20 @@ class RedisTransport:
         return f"{type(self).__name__}({self._display_url!r})"
 
     def _error(self, operation: str, exc: BaseException) -> BackendError:
+        """``exc`` as the error a caller sees: an outage, a refused command, or a bad key.
+
+        Raises:
+            InvalidKeyError: ``exc`` is redis-py failing to encode a key (nothing was sent).
+        """
+        if isinstance(exc, UnicodeEncodeError):
+            raise not_text(exc.object, exc) from None
         detail = _scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
         message = f"Redis {operation} failed on {self._display_url}: {detail}"
-        error = BackendError(message)
+        error = BackendError(message) if _is_outage(exc) else CommandError(message)
+        if isinstance(exc, RedisConnectionError) and str(exc) == _POOL_WAIT:
+            # A busy client, not a down server: every pooled connection was in use for the
+            # whole wait. That call fails; the breaker does not count it.
+            error.outage = False
         error.__cause__ = exc
         return error
 
@@ -304,21 +352,64 @@ class RedisTransport:
 
     # ---- async half: its twin is the sync half above, line for line -------------------------
 
-    async def _acall(self, operation: str, command: Command) -> object:
-        client = self._async_clients.current()
-        if client is None:
-            client = await self._async_clients.get()
+    async def _aentry(self) -> _LoopClient:
+        entry = self._async_clients.current()
+        return entry if entry is not None else await self._async_clients.get()
+
+    async def _queue(self, gate: asyncio.Semaphore, operation: str) -> None:
+        """Wait for a turn at the loop's connections, first come first served, bounded.
+
+        Raises:
+            BackendError: No turn within the pool wait (``outage`` false: the client is
+                busy, the server is not down).
+        """
         try:
-            return await client.execute_command(*command)  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(gate.acquire(), self._pool_wait)
+        except asyncio.TimeoutError as exc:
+            pool_wait = RedisConnectionError(_POOL_WAIT)
+            pool_wait.__cause__ = exc
+            raise self._error(operation, pool_wait) from exc
+
+    async def _acall(self, operation: str, command: Command) -> object:
+        entry = await self._aentry()
+        gate = entry.gate
+        if gate is not None:
+            if gate.locked():
+                await self._queue(gate, operation)
+            else:
+                await gate.acquire()  # a free turn: answered without suspending
+        try:
+            return await entry.client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
+        finally:
+            if gate is not None:
+                gate.release()
 
     async def _apipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
-        client = self._async_clients.current()
-        if client is None:
-            client = await self._async_clients.get()
+        entry = await self._aentry()
+        gate = entry.gate
+        if gate is not None:
+            if gate.locked():
+                await self._queue(gate, operation)
+            else:
+                await gate.acquire()
+        try:
+            return await self._apipe_on(entry.client, operation, commands, transaction, strict)
+        finally:
+            if gate is not None:
+                gate.release()
+
+    async def _apipe_on(
+        self,
+        client: redis.asyncio.Redis,
+        operation: str,
+        commands: Sequence[Command],
+        transaction: bool,
+        strict: bool,
+    ) -> list[object]:
         if len(commands) == 1 and not transaction and not strict:
             # as in _pipe: one command needs no pipeline
             try:
@@ -346,11 +437,17 @@ class RedisTransport:
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.execute_command("UNLINK", key)
 
-        client = await self._async_clients.get()
+        entry = await self._aentry()
+        gate = entry.gate
+        if gate is not None:
+            await self._queue(gate, "delete_if_equals")
         try:
-            return await client.transaction(compare_and_delete, key)
+            return await entry.client.transaction(compare_and_delete, key)
         except _ERRORS as exc:
             raise self._error("delete_if_equals", exc) from exc
+        finally:
+            if gate is not None:
+                gate.release()
 
     async def _aclose_client(self) -> None:
         try:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from kirocache._values.types import ttl_seconds
+from kirocache.backends._limits import longest_ttl
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, BackendStats, Op, OpResult
 from kirocache.exceptions import BackendError, ConfigurationError
 
@@ -41,9 +42,13 @@ Command = tuple[Any, ...]
 
 
 def to_px(ttl: float | None) -> int | None:
-    """Milliseconds for a TTL in seconds (at least 1), ``None`` for no expiry."""
+    """Milliseconds for a TTL in seconds (at least 1), ``None`` for no expiry.
+
+    Raises:
+        InvalidTTLError: Not a TTL, or longer than ``MAX_TTL`` (before anything is sent).
+    """
     seconds = ttl_seconds(ttl)
-    return None if seconds is None else max(1, round(seconds * 1000))
+    return None if seconds is None else max(1, round(longest_ttl(seconds) * 1000))
 
 
 def decode_ttl(pttl: object) -> float | None:

@@ -75,7 +75,7 @@ class MemoryBackend(MemoryStore):
         """Return the bytes stored at ``key``, or ``None``; a hit makes the key most recent.
 
         Raises:
-            BackendError: ``key`` holds a tag set.
+            CommandError: ``key`` holds a tag set.
         """
         now = self._clock()
         with self._lock:
@@ -177,7 +177,7 @@ class MemoryBackend(MemoryStore):
         value is stored as ASCII decimal, as Redis stores counters.
 
         Raises:
-            BackendError: The value is not a 64-bit integer, or the result overflows one.
+            CommandError: The value is not a 64-bit integer, or the result overflows one.
             InvalidTTLError: ``ttl`` is not a number of seconds > 0.
         """
         now = self._clock()
@@ -227,7 +227,7 @@ class MemoryBackend(MemoryStore):
         A new set gets ``ttl``; an existing set's TTL only grows (``None``: no expiry).
 
         Raises:
-            BackendError: ``key`` holds a value that is not a tag set.
+            CommandError: ``key`` holds a value that is not a tag set.
             InvalidTTLError: ``ttl`` is not a number of seconds > 0 or ``None``.
             TypeError: ``members`` is a single ``str``.
         """
@@ -243,7 +243,7 @@ class MemoryBackend(MemoryStore):
         """The members of the tag set at ``key``, sorted; ``[]`` if absent.
 
         Raises:
-            BackendError: ``key`` holds a value that is not a tag set.
+            CommandError: ``key`` holds a value that is not a tag set.
         """
         now = self._clock()
         with self._lock:
@@ -257,7 +257,7 @@ class MemoryBackend(MemoryStore):
             How many of ``members`` were in the set.
 
         Raises:
-            BackendError: ``key`` holds a value that is not a tag set.
+            CommandError: ``key`` holds a value that is not a tag set.
             TypeError: ``members`` is a single ``str``.
         """
         unwanted = as_members(members)
@@ -269,7 +269,7 @@ class MemoryBackend(MemoryStore):
         """Delete ``key`` only if it holds ``value`` (one lock hold); returns whether it did.
 
         Raises:
-            BackendError: ``key`` holds a tag set.
+            CommandError: ``key`` holds a tag set.
         """
         expected = as_bytes(value)
         now = self._clock()

@@ -139,6 +139,8 @@ class RedisBackend(RedisTransport):
             async_client,
             display_url=shown_url(parsed, settings["username"], secret, settings["db"]),
             secrets=[s for s in (secret, parsed.password) if s],
+            pool_size=max_connections,
+            pool_wait=wait,
         )
 
     @classmethod
