@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -25,6 +25,7 @@ from kirocache import (
     presets,
     warm,
 )
+from kirocache.backends import Op, OpResult
 from kirocache.backends._lock import DistributedLock
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
@@ -565,6 +566,67 @@ async def test_async_distributed_lock_fails_open() -> None:
     assert await compute(1) == await compute(1) == 2
 
 
+class UnreachableLocks(MemoryBackend):
+    """A third-party-like backend whose writes fail with a plain ConnectionError."""
+
+    def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        raise ConnectionError("connection refused")
+
+    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        raise ConnectionError("connection refused")
+
+
+def test_distributed_lock_fails_open_on_any_fault_of_a_third_party_backend() -> None:
+    cache = Cache(UnreachableLocks())
+    calls = []
+
+    @cached(prefix="x:", cache=cache, lock="distributed")
+    def compute(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    assert compute(1) == compute(1) == 2
+    assert calls == [1, 1]
+
+
+async def test_async_distributed_lock_fails_open_on_any_fault_of_a_third_party_backend() -> None:
+    cache = Cache(UnreachableLocks())
+    calls = []
+
+    @cached(prefix="x:", cache=cache, lock="distributed")
+    async def compute(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    assert await compute(1) == await compute(1) == 2
+    assert calls == [1, 1]
+
+
+async def test_a_cancelled_leader_does_not_cancel_its_followers() -> None:
+    cache = Cache(MemoryBackend())
+    started, never = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    @cached(prefix="x:", cache=cache, lock=True)
+    async def compute(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:  # the leader hangs until it is cancelled
+            started.set()
+            await never.wait()
+        return x + 1
+
+    leader = asyncio.create_task(compute(1))
+    await started.wait()
+    follower = asyncio.create_task(compute(1))
+    for _ in range(20):  # the follower reads (memory: no real I/O) and joins the flight
+        await asyncio.sleep(0)
+    leader.cancel()
+    assert await follower == 2  # it computed alone instead of being cancelled too
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    assert calls == [1, 1]
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [
@@ -574,6 +636,8 @@ async def test_async_distributed_lock_fails_open() -> None:
         ({"early_refresh": -1.0}, "early_refresh must be a bool or a factor >= 0"),
         ({"ttl": 0}, "ttl must be greater than 0"),
         ({"lock_timeout": -1}, "lock_timeout must be a non-negative number"),
+        ({"lock_timeout": float("inf")}, "lock_timeout must be a finite number of seconds"),
+        ({"lock_timeout": 0}, "lock_timeout must be a finite number of seconds, greater than 0"),
         ({"stale_ttl": "5"}, "stale_ttl must be a number of seconds"),
     ],
 )

@@ -137,3 +137,34 @@ def test_the_driver_is_the_one_sessions_fail_closed_with() -> None:
 
 def collect_failing() -> Steps[None]:
     yield Call(Target(BackendError("down")), "echo", (1,))
+
+
+class Held:
+    """A lock-like target that records its release."""
+
+    def __init__(self) -> None:
+        self.released = False
+
+    async def ahang(self) -> None:
+        await asyncio.Event().wait()
+
+    async def arelease(self) -> None:
+        self.released = True
+
+
+def held_while_waiting(lock: Held) -> Steps[None]:
+    try:
+        yield Call(lock, "hang")
+    finally:
+        yield Call(lock, "release")
+
+
+async def test_a_cancelled_task_runs_the_steps_release_before_it_is_cancelled() -> None:
+    lock = Held()
+    task = asyncio.create_task(arun_steps(held_while_waiting(lock)))
+    await asyncio.sleep(0)  # the task now waits inside the step
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the release step ran inside the driver, not at garbage collection
+    assert lock.released

@@ -18,7 +18,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 from typing_extensions import ParamSpec, Self
 
 from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding
-from kirocache._decorators.plan import Job, Plan, resolve_cache
+from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
 from kirocache.exceptions import SerializationError
@@ -117,20 +117,15 @@ class AsyncCachedFunction(Wrapper[P, R]):
             return value
         stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
-            if job.seen is None:
-                await cache.aset(
-                    job.body, stored, plan.stored_ttl, namespace=plan.namespace, tags=job.tags
-                )
-            else:
-                await cache._astore(
-                    job.body,
-                    stored,
-                    plan.stored_ttl,
-                    namespace=plan.namespace,
-                    seen=job.seen,
-                    read_at=job.read_at,
-                    tags=job.tags,
-                )
+            await cache._astore(
+                job.body,
+                stored,
+                plan.stored_ttl,
+                namespace=plan.namespace,
+                seen=job.seen,
+                read_at=job.read_at,
+                tags=job.tags,
+            )
         except SerializationError as exc:
             raise plan.unserializable(exc) from exc
         return value
@@ -150,7 +145,11 @@ class AsyncCachedFunction(Wrapper[P, R]):
         """Call the function now and store its result, whatever is cached."""
         plan, full = self._plan, self._args(args)
         body, tags = plan.keys(full, kwargs)
-        return await self._compute(Job(plan.target(), body, tags, full, kwargs, None, 0.0))
+        job = Job(plan.target(), body, tags, full, kwargs, NOT_READ, 0.0)
+        # Read first, so the write below is guarded like a miss's: a value computed before
+        # an invalidation that lands meanwhile is not stored after it.
+        await self._read(job)
+        return await self._compute(job)
 
     async def get_cached(self, *args: P.args, **kwargs: P.kwargs) -> R | Missing:
         """The cached result of this call without calling the function, or ``MISSING``."""
@@ -169,18 +168,24 @@ async def awarm(func: AsyncCachedFunction[..., Any], arguments: Sequence[Any]) -
     plan = func._plan
     cache = plan.target()
     calls = [(func._args(args), kwargs) for args, kwargs in argument_sets(arguments)]
+    # One read first, so the one write is guarded as a miss's is (see ``warm``).
+    read_at = perf_counter()
+    bodies = [plan.body(args, kwargs) for args, kwargs in calls]
+    _, seen = await cache._alookup_many(bodies, plan.stored_type, plan.namespace)
 
-    async def one(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any, float]:
+    async def one(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
         started = perf_counter()
         value = await func._func(*args, **kwargs)
-        return plan.body(args, kwargs), value, perf_counter() - started
+        return value, perf_counter() - started
 
     results = await asyncio.gather(*(one(args, kwargs) for args, kwargs in calls))
     entries = {
         body: plan.wrap(value, took, cache.clock)
-        for body, value, took in results
+        for body, (value, took) in zip(bodies, results, strict=True)
         if plan.should_store(value)
     }
-    if entries:
-        await cache.aset_many(entries, plan.stored_ttl, namespace=plan.namespace)
-    return len(entries)
+    if not entries:
+        return 0
+    return await cache._astore_many(
+        entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+    )

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 from typing_extensions import ParamSpec, Self
 
 from kirocache._decorators.flight import Flights, Refreshes, holding
-from kirocache._decorators.plan import Job, Plan, resolve_cache
+from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
 from kirocache.exceptions import SerializationError
@@ -115,20 +115,15 @@ class CachedFunction(Wrapper[P, R]):
             return value
         stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
-            if job.seen is None:
-                cache.set(
-                    job.body, stored, plan.stored_ttl, namespace=plan.namespace, tags=job.tags
-                )
-            else:
-                cache._store(
-                    job.body,
-                    stored,
-                    plan.stored_ttl,
-                    namespace=plan.namespace,
-                    seen=job.seen,
-                    read_at=job.read_at,
-                    tags=job.tags,
-                )
+            cache._store(
+                job.body,
+                stored,
+                plan.stored_ttl,
+                namespace=plan.namespace,
+                seen=job.seen,
+                read_at=job.read_at,
+                tags=job.tags,
+            )
         except SerializationError as exc:
             raise plan.unserializable(exc) from exc
         return value
@@ -148,7 +143,11 @@ class CachedFunction(Wrapper[P, R]):
         """Call the function now and store its result, whatever is cached."""
         plan, full = self._plan, self._args(args)
         body, tags = plan.keys(full, kwargs)
-        return self._compute(Job(plan.target(), body, tags, full, kwargs, None, 0.0))
+        job = Job(plan.target(), body, tags, full, kwargs, NOT_READ, 0.0)
+        # Read first, so the write below is guarded like a miss's: a value computed before
+        # an invalidation that lands meanwhile is not stored after it.
+        self._read(job)
+        return self._compute(job)
 
     def get_cached(self, *args: P.args, **kwargs: P.kwargs) -> R | Missing:
         """The cached result of this call without calling the function, or ``MISSING``."""
@@ -161,7 +160,10 @@ class CachedFunction(Wrapper[P, R]):
 
 
 def warm(func: CachedFunction[..., Any], arguments: Sequence[Any]) -> int:
-    """Compute ``func`` for every argument set and store all results in one round trip.
+    """Compute ``func`` for every argument set and store all results: one read, one write.
+
+    The write is guarded as a miss's is: a result computed before an invalidation that
+    lands while ``warm`` runs is not stored after it.
 
     Args:
         func: A ``@cached`` function.
@@ -172,14 +174,20 @@ def warm(func: CachedFunction[..., Any], arguments: Sequence[Any]) -> int:
     """
     plan = func._plan
     cache = plan.target()
+    calls = [(func._args(args), kwargs) for args, kwargs in argument_sets(arguments)]
+    bodies = [plan.body(args, kwargs) for args, kwargs in calls]
+    # One read first, so the one write is guarded as a miss's is: a value computed before
+    # an invalidation that lands meanwhile is not stored after it.
+    read_at = perf_counter()
+    _, seen = cache._lookup_many(bodies, plan.stored_type, plan.namespace)
     entries: dict[str, object] = {}
-    for args, kwargs in argument_sets(arguments):
-        full = func._args(args)
+    for body, (args, kwargs) in zip(bodies, calls, strict=True):
         started = perf_counter()
-        value = func._func(*full, **kwargs)
+        value = func._func(*args, **kwargs)
         if plan.should_store(value):
-            took = perf_counter() - started
-            entries[plan.body(full, kwargs)] = plan.wrap(value, took, cache.clock)
-    if entries:
-        cache.set_many(entries, plan.stored_ttl, namespace=plan.namespace)
-    return len(entries)
+            entries[body] = plan.wrap(value, perf_counter() - started, cache.clock)
+    if not entries:
+        return 0
+    return cache._store_many(
+        entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+    )

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from kirocache.exceptions import BackendError
+from kirocache._cache.guard import is_fault
 
 if TYPE_CHECKING:
     from kirocache.backends._lock import DistributedLock
@@ -26,6 +26,7 @@ __all__ = [
     "AsyncFlights",
     "AsyncRefreshes",
     "Flights",
+    "LeaderGoneError",
     "Refreshes",
     "aholding",
     "holding",
@@ -148,7 +149,9 @@ class AsyncFlights:
             flight.set_result(value)
             return value
         except BaseException as exc:
-            flight.set_exception(exc)
+            # A leader that was cancelled (or interrupted) is its own business: its followers
+            # see a plain failure and compute alone instead of being cancelled with it.
+            flight.set_exception(exc if isinstance(exc, Exception) else LeaderGoneError())
             flight.exception()  # retrieved here, so an unawaited failure is not logged
             raise
         finally:
@@ -227,14 +230,19 @@ def holding(lock: DistributedLock) -> Iterator[bool]:
     """
     try:
         held = lock.acquire()
-    except BackendError:
+    except Exception as exc:
+        if not is_fault(exc):
+            raise
         held = False
     try:
         yield held
     finally:
         if held:
-            with contextlib.suppress(BackendError):
+            try:
                 lock.release()
+            except Exception as exc:
+                if not is_fault(exc):
+                    raise
 
 
 @contextlib.asynccontextmanager
@@ -242,11 +250,20 @@ async def aholding(lock: DistributedLock) -> AsyncIterator[bool]:
     """``holding``'s asyncio side: the wait lets the loop run."""
     try:
         held = await lock.aacquire()
-    except BackendError:
+    except Exception as exc:
+        if not is_fault(exc):
+            raise
         held = False
     try:
         yield held
     finally:
         if held:
-            with contextlib.suppress(BackendError):
+            try:
                 await lock.arelease()
+            except Exception as exc:
+                if not is_fault(exc):
+                    raise
+
+
+class LeaderGoneError(Exception):
+    """What a flight's followers see when its leader was cancelled: they compute alone."""

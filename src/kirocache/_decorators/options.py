@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from kirocache._values.types import Duration, to_seconds, ttl_seconds
+from kirocache._values.types import Duration, option_seconds, to_seconds, ttl_seconds
 from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
 
@@ -98,7 +98,7 @@ class Options:
         guard: StampedeGuard = (
             "distributed" if lock == "distributed" else "local" if lock else False
         )
-        wait = to_seconds(lock_timeout, name="lock_timeout")
+        wait = option_seconds(lock_timeout, "lock_timeout")
         stale = to_seconds(stale_ttl, name="stale_ttl") if stale_ttl else 0.0
         if isinstance(early_refresh, bool):
             beta = 1.0 if early_refresh else 0.0

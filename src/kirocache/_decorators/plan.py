@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from kirocache._cache import UNREAD
 from kirocache._decorators.options import Options
 from kirocache.backends._lock import DistributedLock
 from kirocache.exceptions import ConfigurationError, SerializationError
@@ -48,6 +49,10 @@ def resolve_cache(cache: Cache | None) -> Cache:
     return get_cache()
 
 
+NOT_READ: Seen = ("", UNREAD, ())
+"""The ``Job.seen`` of a job whose read has not happened yet: a write on it never lands."""
+
+
 @dataclass(slots=True)
 class Job:
     """One computation to run and store: a call's key, tags and arguments, and its read.
@@ -60,7 +65,8 @@ class Job:
         kwargs: The keyword arguments.
         seen: What the read before the computation saw, for the conditional write that
             keeps a value loaded before an invalidation from landing after it (see
-            ``Cache._store``); ``None`` writes unconditionally (``refresh``).
+            ``Cache._store``); ``NOT_READ`` until a read fills it in (nothing is stored
+            on it).
         read_at: When that read started (``time.perf_counter``).
     """
 
@@ -69,7 +75,7 @@ class Job:
     tags: Sequence[str]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    seen: Seen | None
+    seen: Seen
     read_at: float
 
 

@@ -16,8 +16,9 @@ class Clock(Protocol):
     Two readings, as the standard library has them: ``time()`` is wall-clock seconds since
     the epoch, for what is stored and shared between processes (stale-while-revalidate
     stamps, session timestamps, invalidation records); ``monotonic()`` never goes back, for
-    local deadlines (the breaker's open time, a tombstone's age, lock waits). Latencies are
-    measured with ``time.perf_counter`` and are not part of the clock.
+    the cache's local deadlines (the breaker's open time, health and alert stamps).
+    Latencies, and waits on what the server or other processes do (a tombstone's real age,
+    a follower's wait, a lock's polling), use real time and are not part of the clock.
     """
 
     def time(self) -> float:

@@ -4,8 +4,8 @@ Work that takes several round trips (a session's create, a lock's wait, a cleanu
 pruning) is a generator that yields ``Call``s and is sent their results; ``run_steps``
 calls the sync methods and ``arun_steps`` awaits the ``a``-prefixed twins, so the two
 halves cannot drift. A backend fault is thrown back into the generator (translated by
-``fault`` when given), and so is any other exception a call raises, so the generator's
-``finally`` blocks (lock releases) and ``except`` blocks run at once. The generator is
+``fault`` when given), and so is anything else a call raises, a cancellation included, so
+the generator's ``finally`` blocks (lock releases) and ``except`` blocks run at once. It is
 tested by sending it results, with no server. ``PAUSE`` is the step that waits.
 """
 
@@ -97,7 +97,7 @@ def run_steps(steps: Steps[T], fault: Fault = _same) -> T:
             handle it.
     """
     value: Any = None
-    error: Exception | None = None
+    error: BaseException | None = None
     while True:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
@@ -111,7 +111,8 @@ def run_steps(steps: Steps[T], fault: Fault = _same) -> T:
                 value = getattr(call.target, call.method)(*call.args, **call.kwargs)
         except BackendError as exc:
             error = fault(call, exc)
-        except Exception as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+        except BaseException as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+            # a cancellation or an interrupt too: the steps' release runs, then it re-raises
             error = exc
 
 
@@ -130,7 +131,7 @@ async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
             handle it.
     """
     value: Any = None
-    error: Exception | None = None
+    error: BaseException | None = None
     while True:
         try:
             call = steps.send(value) if error is None else steps.throw(error)
@@ -144,7 +145,8 @@ async def arun_steps(steps: Steps[T], fault: Fault = _same) -> T:
                 value = await getattr(call.target, "a" + call.method)(*call.args, **call.kwargs)
         except BackendError as exc:
             error = fault(call, exc)
-        except Exception as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+        except BaseException as exc:  # noqa: BLE001 - thrown back in, so the steps' finally runs now
+            # a cancellation or an interrupt too: the steps' release runs, then it re-raises
             error = exc
 
 
