@@ -917,3 +917,49 @@ def test_object_in_the_annotation_means_any_json_value(cache: Cache) -> None:
 
     assert info(1) == info(1) == {"id": 1, "tags": ["a"], "nested": {"k": None}}
     assert calls == [1]
+
+
+def test_without_a_lock_every_concurrent_miss_computes_and_the_cache_still_fills(
+    cache: Cache,
+) -> None:
+    calls = []
+    barrier = threading.Barrier(4)
+
+    @cached(prefix="nolock:", cache=cache, lock=False)
+    def compute(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    def call() -> int:
+        barrier.wait()
+        return compute(1)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # no single flight: between 1 and 4 calls, each miss computing for itself
+    assert 1 <= len(calls) <= 4
+    assert compute(1) == 2
+    assert compute.get_cached(1) == 2
+
+
+async def test_async_without_a_lock_every_concurrent_miss_computes(cache: Cache) -> None:
+    calls = []
+    all_in, release = asyncio.Event(), asyncio.Event()
+
+    @cached(prefix="anolock:", cache=cache, lock=False)
+    async def compute(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 3:
+            all_in.set()
+        await release.wait()
+        return x + 1
+
+    tasks = [asyncio.create_task(compute(1)) for _ in range(3)]
+    # every caller missed and computes: nobody waits for a leader
+    await asyncio.wait_for(all_in.wait(), 10)
+    release.set()
+    assert await asyncio.gather(*tasks) == [2, 2, 2]
+    assert await compute.get_cached(1) == 2
