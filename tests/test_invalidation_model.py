@@ -3,6 +3,11 @@
 After every step, each key of a small universe must be present in the cache exactly when
 the model says so: nothing that should be gone is still there, and nothing else was
 removed. Runs on memory, fakeredis and the real redis-server.
+
+The second machine adds faults (every call refused, or only the writes, as OOM does; the
+breaker opens on its own) and recoveries. Its invariant is the promise of pending
+invalidations: after an invalidation returns -- applied or not -- no read serves a value
+it removed; a read serves only what the last successful write put there.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from conftest import HYPOTHESIS_EXAMPLES
 from kirocache import Cache, Tag
+from kirocache.testing import ManualClock
+from outage import Outage
 
 if TYPE_CHECKING:
     from kirocache.testing.conformance import FullBackend
@@ -133,6 +140,80 @@ def test_invalidations_agree_with_the_model(backend: FullBackend) -> None:
         settings=settings(
             max_examples=HYPOTHESIS_EXAMPLES,
             stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+class FaultyInvalidations(Invalidations):
+    """The rules above with faults and recoveries; reads may miss, never serve old values."""
+
+    def __init__(self) -> None:
+        RuleBasedStateMachine.__init__(self)
+        self.outage = Outage(self.backend)
+        self.clock = ManualClock()
+        self.cache = Cache(self.outage, key_prefix=f"model:{uuid.uuid4().hex}:", clock=self.clock)
+        self.cache.invalidator.pending.close()  # the calls replay: a deterministic run
+        self.model = Model()
+
+    @rule(writes_only=st.booleans())
+    def fail(self, writes_only: bool) -> None:
+        self.outage.failing, self.outage.writes_only = True, writes_only
+
+    @rule()
+    def recover(self) -> None:
+        self.outage.failing = False
+        self.clock.advance(5)  # past the breaker's recovery time and the replay's backoff
+
+    @rule(
+        key=st.sampled_from(KEYS),
+        value=st.integers(0, 99),
+        tags=st.lists(st.sampled_from(TAGS), max_size=2, unique=True),
+    )
+    def set(self, key: str, value: int, tags: list[str]) -> None:
+        if self.cache.set(key, value, 60, tags=tags):
+            self.model.set(key, value, tags)
+
+    @rule(dependent=st.sampled_from(NODES), source=st.sampled_from(NODES))
+    def depends(self, dependent: str, source: str) -> None:
+        if dependent == source:
+            return
+        if self.cache.depends(node_of(dependent), on=node_of(source), ttl=60):
+            self.model.dependents[source].add(dependent)
+
+    @rule(key=st.sampled_from(KEYS))
+    def delete(self, key: str) -> None:
+        self.cache.delete(key)  # applied or kept pending: the model forgets the key now
+        self.model.cascade([f"k:{key}"])
+
+    @rule(keys=st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
+    def delete_many(self, keys: list[str]) -> None:
+        self.cache.delete_many(keys)
+        self.model.cascade([f"k:{key}" for key in keys])
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def invalidate_pattern(self, family: str) -> None:
+        self.cache.invalidate_pattern(f"{family}*")
+        self.model.delete_family(family)
+
+    @invariant()
+    def cache_agrees_with_model(self) -> None:
+        # A miss is allowed (a fault, a pending invalidation); an old value never is.
+        found = self.cache.get_many(list(KEYS))
+        for key in KEYS:
+            single = self.cache.get(key)
+            for value in (found.get(key), single):
+                assert value is None or value == self.model.live.get(key), (key, value)
+
+
+def test_invalidations_are_never_lost_to_faults(backend: FullBackend) -> None:
+    machine = type("FaultyMachine", (FaultyInvalidations,), {"backend": backend})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=HYPOTHESIS_EXAMPLES,
+            stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
