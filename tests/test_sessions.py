@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -402,6 +403,30 @@ async def test_backend_faults_fail_closed_async(backend: FullBackend) -> None:
 
 
 # -- secrecy -----------------------------------------------------------------------------
+
+
+class _QuotesTheKey:
+    """Fails every ``execute`` with an error quoting its first key, as Redis does."""
+
+    def __init__(self, inner: FullBackend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        msg = f"Command # 1 (GET {ops[0].key}) of pipeline caused error: LOADING"
+        raise BackendError(msg)
+
+
+def test_store_errors_mask_the_session_ids_a_backend_error_quotes(backend: FullBackend) -> None:
+    sessions = store(backend)
+    sid = sessions.create("ada", {})
+    sessions._steps.backend = _QuotesTheKey(backend)
+    with pytest.raises(SessionStoreError) as info:
+        sessions.get(sid)
+    assert sid not in str(info.value)
+    assert f"id:{sid[:6]}\u2026" in str(info.value)
 
 
 def test_encryption_at_rest(backend: FullBackend) -> None:
@@ -889,8 +914,11 @@ def test_revocation_at_maxmemory_under_noeviction(
             refused_writes = _fill(raw, written, 200, ttl=None)
             written += 200
         assert raw.info("stats")["evicted_keys"] == 0
-        with pytest.raises(SessionStoreError, match="maxmemory"):
+        with pytest.raises(SessionStoreError, match="maxmemory") as refused:
             sessions.create("user0", {})
+        # Redis quotes the refused SET with its key: the id in it is masked.
+        assert "session:id:" in str(refused.value)
+        assert re.search(r"[A-Za-z0-9_-]{40}", str(refused.value)) is None
         revoked: list[str] = []
         with caplog.at_level(logging.WARNING, logger="kirocache.sessions"):
             for n, (user, ids) in enumerate(users.items()):

@@ -32,6 +32,8 @@ __all__ = [
 _ID_BYTES: Final = 32
 _ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
 _SHOWN: Final = 6
+# A session id inside a key a backend error names (Redis quotes the failing command).
+_ID_IN_TEXT: Final = re.compile(r"(?<=[:.])[A-Za-z0-9_-]{40,128}")
 
 T = TypeVar("T")
 
@@ -58,6 +60,12 @@ def valid_id(session_id: object) -> bool:
 def mask(session_id: str) -> str:
     """The id as it may appear in logs and reprs: its first characters and an ellipsis."""
     return session_id[:_SHOWN] + "\u2026"
+
+
+def _masked(text: str) -> str:
+    # Backend errors quote the failing command ("Command # 1 (SET session:id:<id> ...)"):
+    # a SessionStoreError's message is what apps log, so ids in it are masked.
+    return _ID_IN_TEXT.sub(lambda found: mask(found.group()), text)
 
 
 def member(created_ms: int, session_id: str) -> str:
@@ -160,7 +168,7 @@ def check_slots(results: list[Any], what: str) -> list[Any]:
     """Raise the first exception a pipeline put in its slots, as a ``SessionStoreError``."""
     for slot in results:
         if isinstance(slot, BaseException):
-            msg = f"session store backend failed during {what}: {slot}"
+            msg = _masked(f"session store backend failed during {what}: {slot}")
             raise SessionStoreError(msg) from slot
     return results
 
@@ -193,7 +201,7 @@ def _fault(call: Call, exc: BackendError) -> SessionStoreError:
     what = call.method
     if what == "execute" and call.args:
         what = "+".join(op.name for op in call.args[0])
-    error = SessionStoreError(f"session store backend failed in {what}: {exc}")
+    error = SessionStoreError(_masked(f"session store backend failed in {what}: {exc}"))
     error.__cause__ = exc
     return error
 
