@@ -269,7 +269,11 @@ class Guard:
 
         Raises:
             BackendError: ``on_error`` is ``"raise"``.
+            Exception: ``exc`` itself when it is not a fault but a programming error (a bad
+                key an op found in a pipeline slot, say): the one rule holds at every door.
         """
+        if not is_fault(exc):
+            raise exc
         if is_outage(exc):
             self._outage(op, exc)
         else:
