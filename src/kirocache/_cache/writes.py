@@ -87,6 +87,8 @@ def set_value(
             )
             if stored is FAILED:
                 return False
+    if stored:
+        invalidator.written((full,))  # a pending invalidation's replay must spare this value
     guard.observe("set", label, "set" if stored else "skip", started, full)
     return bool(stored)
 
@@ -110,6 +112,7 @@ def set_many(
         if results is FAILED or cache.guard.slot_failure("set_many", label, results, started):
             stored = False
         else:
+            cache.invalidator.written(op.key for op in ops)  # spared by a pending replay
             cache.guard.observe("set_many", label, "set", started, count=len(ops))
     return stored
 
