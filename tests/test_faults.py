@@ -380,6 +380,24 @@ async def test_a_wrongtype_answer_raises_under_on_error_raise(backend: Any) -> N
     assert await cache.aget("good") == "value"
 
 
+@pytest.mark.real_redis
+def test_a_read_only_replica_opens_the_breaker(fault_redis: Any) -> None:
+    import redis
+
+    cache = Cache.from_url(fault_redis.url, breaker=CircuitBreaker(probe_interval=None))
+    try:
+        with redis.Redis.from_url(fault_redis.url) as raw:
+            # a replica of a master that is not there: it answers, and refuses every write
+            raw.execute_command("REPLICAOF", "127.0.0.1", "1")
+            for _ in range(3):
+                assert cache.set("k", 1) is False  # READONLY: an outage, failed open
+            assert cache.breaker is not None
+            assert cache.breaker.state == "open"
+            raw.execute_command("REPLICAOF", "NO", "ONE")
+    finally:
+        cache.close()
+
+
 def test_an_answer_to_one_bad_command_closes_a_half_open_breaker() -> None:
     clock = Clock()
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=1.0, clock=clock)

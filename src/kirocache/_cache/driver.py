@@ -10,7 +10,8 @@ policy, so an operation never catches an exception itself:
 - an exception is sorted by the guard's one rule (``is_fault``): a bug is raised out of
   the driver, a fault is counted and logged and answered with ``FAILED`` (the operation
   then returns its fail-open default), or raised as ``BackendError`` under ``"raise"``;
-- a call that came back closes the breaker and ends a burst of faults.
+- a call that came back closes the breaker and ends a burst of faults, unless a slot of its
+  answer says the store is unavailable (``READONLY`` on a write, say).
 
 A step's answer can also be a list of op results whose slots hold exceptions (``execute``);
 those are the operation's to sort, with ``Guard.slot_failure``.
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from kirocache._cache.guard import FAILED
+from kirocache._cache.guard import FAILED, is_outage
 from kirocache.backends._steps import Call
 
 if TYPE_CHECKING:
@@ -56,6 +57,16 @@ class Io(Call):
 Flow: TypeAlias = Generator[Io, Any, T]
 """An operation written once: it yields ``Io`` steps, is sent their answers (``FAILED``
 for a step that failed open) and returns a ``T``."""
+
+
+def _came_back(value: object) -> bool:
+    """Whether an answer says the store is up: not a list with an outage in a slot.
+
+    Only asked while something is failing, so the common path never scans a list.
+    """
+    if type(value) is not list:
+        return True
+    return not any(isinstance(slot, Exception) and is_outage(slot) for slot in value)
 
 
 class Pages:
@@ -132,7 +143,7 @@ def run(guard: Guard, steps: Flow[T]) -> T:
             except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
                 value = guard.failed(call.op, call.label, exc, call.started)  # fails open
                 continue
-            if not guard.settled():
+            if not guard.settled() and _came_back(value):
                 guard.ok()
     finally:
         steps.close()
@@ -172,7 +183,7 @@ async def arun(guard: Guard, steps: Flow[T]) -> T:
             except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
                 value = guard.failed(call.op, call.label, exc, call.started)  # fails open
                 continue
-            if not guard.settled():
+            if not guard.settled() and _came_back(value):
                 guard.ok()
     finally:
         steps.close()
