@@ -275,11 +275,6 @@ def test_an_invalidation_that_raises_is_kept_too(store: MemoryBackend) -> None:
     assert Cache(store).get("k") is None
 
 
-@pytest.mark.xfail(
-    reason="needs the write paths (writes.py) to call cache.invalidator.written() after a "
-    "write comes back; Invalidator.written and the spared replay are in place",
-    strict=False,
-)
 def test_a_set_after_a_pending_delete_is_not_undone_by_the_replay(store: MemoryBackend) -> None:
     backend = Outage(store)
     cache = Cache(backend, breaker=None)
