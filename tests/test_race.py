@@ -476,16 +476,10 @@ async def test_async_cached_many_does_not_store_ids_invalidated_while_loading(
     assert await profiles([1, 2]) == {1: "new", 2: "old"}
 
 
-# Paths that did NOT keep the promise at 44f64dd (in the decorators: warm/awarm stored with
-# an unconditional set_many, refresh() with an unconditional set). A fix is under way there;
-# until it is committed these are xfails, not strict, so the suite is green both before and
-# after it lands. Drop the marks with the fix.
-
-WARM_STORES = "warm()/awarm() store with an unconditional set_many, not the guarded write"
-REFRESH_STORES = "CachedFunction.refresh() stores with an unconditional set"
+# warm/awarm stored with an unconditional set_many and refresh() with an unconditional set
+# until 04e9912; these failed before it (the stale "old" was cached) and pass since.
 
 
-@pytest.mark.xfail(strict=False, reason=WARM_STORES)
 def test_warm_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
@@ -507,7 +501,6 @@ def test_warm_does_not_store_a_value_loaded_before_an_invalidation(
     assert profile(1) == "new"
 
 
-@pytest.mark.xfail(strict=False, reason=WARM_STORES)
 async def test_awarm_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
@@ -534,7 +527,6 @@ async def test_awarm_does_not_store_a_value_loaded_before_an_invalidation(
     assert await profile(1) == "new"
 
 
-@pytest.mark.xfail(strict=False, reason=REFRESH_STORES)
 def test_refresh_does_not_store_a_value_loaded_before_an_invalidation(
     backend: FullBackend,
 ) -> None:
