@@ -20,6 +20,7 @@ from kirocache import (
     SerializationError,
     batch,
 )
+from kirocache.backends import Op
 from kirocache.backends.memory import MemoryBackend
 from kirocache.testing import CacheRecorder, FaultyBackend, use_cache
 
@@ -171,11 +172,11 @@ async def test_a_failed_op_keeps_its_slot_and_the_others_run(
 
 
 async def test_a_failed_get_many_member_fails_its_slot_only(cache: Cache, mode: Mode) -> None:
-    cache.set("tagged", 1, tags=["t"])
     cache.set("plain", 2)
-    # a tag set is not a value: reading one fails as Redis's WRONGTYPE does
-    tag_key = cache.keyspace.tag_key("t")
-    result = await run(Batch(cache).get_many(["plain", tag_key]).get("plain"), mode)
+    # a set (written under a user key by another program) is not a value: reading one fails
+    # as Redis's WRONGTYPE does
+    cache.backend.execute([Op("tag_add", cache.full_key("foreign"), members=("m",))])
+    result = await run(Batch(cache).get_many(["plain", "foreign"]).get("plain"), mode)
     assert isinstance(result[0], BackendError)
     assert result[1] == 2
 
