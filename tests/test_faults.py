@@ -216,6 +216,7 @@ def test_real_server_stopped_mid_run_then_back(fault_redis: Any) -> None:
         assert cache.get("k") == "after"
         assert cache.breaker.state == "closed"
     finally:
+        cache.guard.close()  # no PING in flight past the close below
         cache.close()
 
 
@@ -237,6 +238,7 @@ async def test_real_server_stopped_mid_run_async(fault_redis: Any) -> None:
             await asyncio.sleep(0.05)
         assert await cache.aget("k") == "after"
     finally:
+        cache.guard.close()
         await cache.aclose()
         cache.close()
 
@@ -263,6 +265,7 @@ def test_unanswering_server_costs_one_timeout_then_nothing(blackhole: Any) -> No
         assert backend.calls["get"] == 3  # the other 400 calls never touched the network
         assert backend.calls["set"] == 0
     finally:
+        cache.guard.close()  # the probe would go on PINGing the silent server
         cache.close()
 
 

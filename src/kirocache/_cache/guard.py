@@ -156,6 +156,7 @@ class Guard:
         # The background probe (one daemon thread at most, while the breaker is open).
         self._stop = threading.Event()
         self._probing = False
+        self._probe_thread: threading.Thread | None = None
         self._refused_logged = 0.0
         self.errors_total = 0
         # Whether a burst of faults is going on; the hot path reads it without the lock.
@@ -330,13 +331,13 @@ class Guard:
                 return
             self._probing = True
             self._stop = stop = threading.Event()
-        thread = threading.Thread(
-            target=_probe,
-            args=(weakref.ref(self), stop, interval),
-            name="kirocache-breaker-probe",
-            daemon=True,
-        )
-        thread.start()
+            self._probe_thread = thread = threading.Thread(
+                target=_probe,
+                args=(weakref.ref(self), stop, interval),
+                name="kirocache-breaker-probe",
+                daemon=True,
+            )
+            thread.start()  # under the lock: close() never joins a thread not yet started
 
     def _probe_needed(self, stop: threading.Event) -> bool:
         """Whether the probe should PING again; if not, it ends.
@@ -352,14 +353,19 @@ class Guard:
             self._probing = False
             return False
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Stop the background probe (the cache is closing): no PING is sent after this.
 
-        A later outage, if the cache is used again, starts a new one.
+        Waits up to ``timeout`` seconds for a PING in flight, so that it cannot reopen a
+        connection after the backend's own ``close()``. A later outage, if the cache is
+        used again, starts a new probe.
         """
         with self._lock:
             self._stop.set()
             self._probing = False
+            thread, self._probe_thread = self._probe_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def ok(self) -> None:
         """A backend call came back: close the breaker, end a burst of failures."""
