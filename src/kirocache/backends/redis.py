@@ -62,8 +62,17 @@ class RedisBackend(RedisTransport):
     backoff and jitter; a timeout is not retried, so a hanging server costs one timeout per
     call (the cache's circuit breaker takes it from there).
 
+    Async callers of one event loop take turns at its pool first come, first served, each
+    waiting up to ``pool_timeout`` (redis-py's own pool lets a task that has just released a
+    connection take it back ahead of those already waiting).
+
     Every redis-py error is raised as :class:`~kirocache.exceptions.BackendError`, chained
-    from the original; no message, repr or log line contains the password.
+    from the original: an outage (``outage`` true: refused, reset, timed out, READONLY,
+    LOADING, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, MISCONF), or a
+    :class:`~kirocache.exceptions.CommandError` when the server refused one command
+    (WRONGTYPE, NOPERM, OOM, a script error). A key with a lone surrogate raises
+    ``InvalidKeyError`` and a TTL over 100 years ``InvalidTTLError``, before anything is
+    sent. No message, repr or log line contains the password.
 
     Args:
         url: ``redis://[user[:password]@]host[:port][/db]``, ``rediss://...`` (TLS) or
@@ -72,7 +81,9 @@ class RedisBackend(RedisTransport):
         username: ACL user name (overrides the URL's).
         db: Database number (overrides the URL's).
         max_connections: Pool size, for the sync pool and for each event loop's pool.
-        pool_timeout: How long a call waits for a free pooled connection.
+        pool_timeout: How long a call waits for a free pooled connection (its turn, for
+            async callers); a call that waits it out fails, but does not count toward
+            opening the circuit breaker.
         connect_timeout: Seconds (or a timedelta) to open a connection.
         socket_timeout: Seconds (or a timedelta) to wait for a reply.
         retries: Retries of a refused or reset connection.
