@@ -387,13 +387,13 @@ def test_the_retry_thread_replays_without_any_call(store: MemoryBackend) -> None
     cache.set("k", "old")
     backend.failing = True
     cache.delete("k")
-    threads = [t for t in threading.enumerate() if t.name == "kirocache-pending-replay"]
-    assert threads
-    assert all(t.daemon for t in threads)  # never keeps a process alive
+    thread = cache.invalidator.pending.thread
+    assert thread is not None
+    assert thread.daemon  # never keeps a process alive
     backend.failing = False
     assert _until(lambda: not cache.invalidator.pending.active)
     assert Cache(store).get("k") is None
-    assert _until(lambda: not any(t.is_alive() for t in threads))  # it ends when done
+    assert _until(lambda: not thread.is_alive())  # it ends when nothing is pending
 
 
 def test_close_stops_the_retry_thread(store: MemoryBackend) -> None:
@@ -402,7 +402,8 @@ def test_close_stops_the_retry_thread(store: MemoryBackend) -> None:
     cache.set("k", "old")
     backend.failing = True
     cache.delete("k")
-    [thread] = [t for t in threading.enumerate() if t.name == "kirocache-pending-replay"]
+    thread = cache.invalidator.pending.thread
+    assert thread is not None
     cache.invalidator.pending.close()
     assert not thread.is_alive()
     assert cache.invalidator.pending.active  # kept: the next calls replay it

@@ -319,6 +319,11 @@ class Pending:
             )
             self._thread.start()
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The retry thread while one runs (a daemon named ``kirocache-pending-replay``)."""
+        return self._thread
+
     def close(self) -> None:
         """Stop the retry thread for good; what is pending stays, and the next calls replay it.
 
