@@ -509,3 +509,24 @@ def test_blackholed_server_keeps_the_invalidation(blackhole: Any, store: MemoryB
     assert pending(cache)["invalidations_pending"] == 1
     assert cache.get("k") is None
     cache.close()
+
+
+async def test_adelete_while_the_server_is_down_is_replayed_after_restart(
+    make_redis_server: Callable[..., Any],
+) -> None:
+    server = make_redis_server(extra_args=["--appendonly", "yes", "--appendfsync", "always"])
+    clock = ManualClock()
+    cache = Cache(RedisBackend(server.url), key_prefix="app:", clock=clock)
+    cache.invalidator.pending.close()
+    await cache.aset("k", "old", 3600)
+    await cache.aset("t1", "old", 3600, tags=["t"])
+    server.stop()
+    await cache.adelete("k")
+    await cache.ainvalidate_tags("t")
+    server.start()
+    assert await Cache(RedisBackend(server.url), key_prefix="app:").aget("k") == "old"
+    clock.advance(RETRY)
+    assert await cache.aget_many(["k", "t1"]) == {}  # replayed first, then read
+    assert pending(cache)["invalidations_replayed"] == 2
+    other = Cache(RedisBackend(server.url), key_prefix="app:")
+    assert await other.aget_many(["k", "t1"]) == {}
