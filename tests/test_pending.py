@@ -19,6 +19,8 @@ import pytest
 import redis
 
 from kirocache import Cache, InvalidationEvent, Namespace, cached, invalidates
+from kirocache._cache.guard import FAILED
+from kirocache._cache.pending import glob_regex
 from kirocache.backends import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import BackendError
@@ -530,3 +532,45 @@ async def test_adelete_while_the_server_is_down_is_replayed_after_restart(
     assert pending(cache)["invalidations_replayed"] == 2
     other = Cache(RedisBackend(server.url), key_prefix="app:")
     assert await other.aget_many(["k", "t1"]) == {}
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("glob", "matches", "misses"),
+    [
+        ("app:a*", ["app:a", "app:a:1"], ["app:b", "xapp:a"]),
+        (r"we\*ird:?", ["we*ird:1"], ["weXird:1", "we*ird:12"]),
+        ("k[0-2]", ["k0", "k2"], ["k3", "k"]),
+        ("k[^0]", ["k1"], ["k0"]),
+        (r"p\[x\]:*", ["p[x]:1"], ["px:1"]),
+    ],
+)
+def test_a_pending_glob_matches_what_redis_would(
+    glob: str, matches: list[str], misses: list[str]
+) -> None:
+    regex = glob_regex(glob)
+    assert all(regex.match(key) for key in matches)
+    assert not any(regex.match(key) for key in misses)
+
+
+def test_a_cascade_cut_short_keeps_the_level_under_way() -> None:
+    cache = Cache(MemoryBackend(), breaker=None)
+    cache.invalidator.pending.close()
+    steps = cache.invalidator.cascade(cache, "delete", "default", 0.0, ["a", "b"], ["t"])
+    next(steps)  # the tags' stamps and members
+    with pytest.raises(StopIteration) as done:
+        steps.send(FAILED)
+    assert done.value.value.complete is False
+    assert pending(cache)["invalidations_pending"] == 3  # a, b and the tag t
+    assert cache.get("x") is None  # this process reads nothing the cascade may reach
+
+
+def test_a_cascade_closed_by_the_driver_keeps_its_work() -> None:
+    cache = Cache(MemoryBackend(), breaker=None)
+    cache.invalidator.pending.close()
+    steps = cache.invalidator.cascade(cache, "delete", "default", 0.0, ["a"], [])
+    next(steps)
+    steps.close()  # what the driver does when it raises under on_error="raise"
+    assert pending(cache)["invalidations_pending"] == 1
