@@ -384,6 +384,32 @@ async def test_async_reserved_keys_are_refused_before_anything_is_sent(backend: 
     assert recording.calls == {}
 
 
+def test_a_key_no_backend_can_encode_is_refused_before_an_invalidation(backend: Any) -> None:
+    """A lone surrogate is refused by the key space, so no invalidation of it is recorded."""
+    recording = FaultyBackend(backend)
+    cache = Cache(recording, key_prefix="app:")
+    cache.set("good", "value")
+    recording.calls.clear()
+    bad, space = "user:\ud800", Namespace("user:")
+    for call in (
+        lambda: cache.delete(bad),
+        lambda: cache.delete_many(["good", bad]),
+        lambda: cache.delete("\ud800", namespace=space),
+        lambda: cache.delete_pattern("user:\ud800*"),
+        lambda: cache.depends("good", on=bad),
+        lambda: cache.get(bad),
+        lambda: cache.set(bad, 1),
+    ):
+        with pytest.raises(InvalidKeyError, match="lone surrogate"):
+            call()
+    assert recording.calls == {}
+    assert cache.get("good") == "value"  # nothing pending to replay over it
+    assert cache.set("caf\u00e9", "ok") is True  # non-ASCII text is fine
+    assert cache.get("caf\u00e9") == "ok"
+    with pytest.raises(ConfigurationError, match="key_prefix"):
+        Cache(backend, key_prefix="app\ud800:")
+
+
 def test_the_caches_own_keys_still_work_beside_the_check(backend: Any) -> None:
     """Tags, dependencies, generations and @cached's distributed lock live near the space."""
     recs = Namespace("rec:", ttl=60, bumpable=True)

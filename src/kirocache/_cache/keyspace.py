@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Final
 from kirocache._cache.codec import parse_counter
 from kirocache._values.types import RESERVED_PREFIX, check_key, reserved_key_error, ttl_seconds
 from kirocache.backends import escape_glob
-from kirocache.exceptions import ConfigurationError
+from kirocache.backends._limits import check_text
+from kirocache.exceptions import ConfigurationError, InvalidKeyError
 from kirocache.invalidation import Tag
 
 if TYPE_CHECKING:
@@ -81,6 +82,11 @@ class KeySpace:
                 f"another cache's (a pattern {key_prefix + '*'!r} matches {key_prefix + '2:x'!r})"
             )
             raise ConfigurationError(msg)
+        if not key_prefix.isascii():
+            try:
+                check_text(key_prefix)
+            except InvalidKeyError as exc:
+                raise ConfigurationError(f"key_prefix: {exc}") from None
         self.key_prefix = key_prefix
         self.default_ttl = ttl_seconds(default_ttl)
         self.generations: dict[str, int] = {}
@@ -122,13 +128,16 @@ class KeySpace:
         space included: one ``startswith`` on the hit path.
 
         Raises:
-            InvalidKeyError: The key is not a valid key, or it is in the reserved key space
+            InvalidKeyError: The key is not a valid key (not a non-empty ``str``, or a lone
+                surrogate that no backend can encode), or it is in the reserved key space
                 (``kirocache:``, within the namespace's prefix when there is one).
         """
         if namespace is None:
             check_key(key)
             if INTERNAL_PREFIX <= key < _PAST:  # key.startswith(INTERNAL_PREFIX), cheaper
                 raise reserved_key_error(key)
+            if not key.isascii():  # O(1) for the usual ASCII key
+                check_text(key)  # before anything is recorded: an invalidation is kept pending
             namespace = self.find(key)
             if namespace is None:
                 return self.key_prefix + key, DEFAULT_LABEL, self.default_ttl
@@ -141,6 +150,8 @@ class KeySpace:
             # in: only those are checked (a flag read, not a ``startswith``, on the hit path)
             if namespace._near_reserved and body.startswith(INTERNAL_PREFIX):
                 raise reserved_key_error(body)
+            if not body.isascii():
+                check_text(body)
             full = self.key_prefix + body
         if namespace.bumpable:
             known = self.generations if generations is None else generations
@@ -172,6 +183,7 @@ class KeySpace:
             body = namespace.full_key(key)
         if body.startswith(INTERNAL_PREFIX):
             raise reserved_key_error(body)
+        check_text(body)
         return key
 
     @staticmethod
@@ -239,7 +251,7 @@ class KeySpace:
         Raises:
             InvalidKeyError: The tag is not a valid key.
         """
-        check_key(tag)
+        check_text(check_key(tag))
         return f"{self.key_prefix}{TAG_PREFIX}{tag}"
 
     def stamp_key(self, tag: str) -> str:
@@ -249,7 +261,7 @@ class KeySpace:
     def node(self, target: str | Tag, namespace: Namespace | None) -> str:
         """A dependency graph node: ``k:<full key>`` or ``t:<tag>``."""
         if isinstance(target, Tag):
-            check_key(target.name)
+            check_text(check_key(target.name))
             return "t:" + target.name
         return "k:" + self.resolve(target, namespace)[0]
 
