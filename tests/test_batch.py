@@ -20,7 +20,7 @@ from kirocache import (
     SerializationError,
     batch,
 )
-from kirocache.backends import Op
+from kirocache.backends import TOMBSTONE_PREFIX, Op
 from kirocache.backends.memory import MemoryBackend
 from kirocache.testing import CacheRecorder, FaultyBackend, use_cache
 
@@ -328,3 +328,20 @@ def test_repr_names_the_operations(cache: Cache) -> None:
     b = Batch(cache, transaction=True).set("a", 1).get("a")
     assert repr(b) == "Batch([set, get], transaction=True)"
     assert repr(b.execute()) == "BatchResult([True, 1])"
+
+
+def test_a_delete_the_backend_refused_is_kept_pending_and_batch_reads_miss_it() -> None:
+    backend = FaultyBackend(MemoryBackend())
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old", ttl=3600)
+    backend.failing = True
+    result = Batch(cache).delete("k").execute()
+    assert isinstance(result[0], BackendError)
+    backend.failing = False
+    # this process never serves the old value: a batch read of it is a miss ...
+    assert Batch(cache).get("k").execute()[0] is None
+    # ... and the delete is replayed before a read is served from the backend
+    assert cache.get("k") is None
+    assert cache.invalidator.pending.figures()["invalidations_pending"] == 0
+    raw = backend.get(cache.full_key("k"))
+    assert raw is None or raw.startswith(TOMBSTONE_PREFIX)  # gone from the backend too

@@ -364,8 +364,14 @@ class Batch:
         for step in self._steps:
             for metric_label in step.labels:
                 self.cache.guard.observe(f"batch.{step.kind}", metric_label, "error", started)
+            self._keep_pending(step)
         self.result = BatchResult([error] * len(self._steps), self._names)
         return self.result
+
+    def _keep_pending(self, step: _Step) -> None:
+        """A delete the backend did not apply is never lost: the invalidator keeps it."""
+        if step.kind == "delete":
+            self.cache.invalidator.pending.add(self.cache, keys=[op.key for op in step.ops])
 
     def _finish(self, raws: Sequence[OpResult], started: float) -> BatchResult:
         self.cache.guard.ok()
@@ -385,12 +391,18 @@ class Batch:
         if failure is not None:
             for metric_label in step.labels:
                 observe(operation, metric_label, "error", started)
+            self._keep_pending(step)
             return failure
         if step.kind in ("get", "get_many"):
+            pending = self.cache.invalidator.pending
             found: dict[str, Any] = {}
-            for key, raw, metric_label in zip(step.keys, answers, step.labels, strict=True):
+            for key, op, raw, metric_label in zip(
+                step.keys, step.ops, answers, step.labels, strict=True
+            ):
                 outcome: Outcome = "miss"
-                if isinstance(raw, bytes) and not is_tombstone(raw):
+                if pending.active and pending.blocks(op.key):
+                    pass  # a pending invalidation reaches it: a miss, as every read is
+                elif isinstance(raw, bytes) and not is_tombstone(raw):
                     try:
                         found[key] = self.cache.codec.loads(raw, step.type)
                         outcome = "hit"
