@@ -24,6 +24,7 @@ from kirocache._values.types import MISSING, NEVER, Duration, Missing
 from kirocache.exceptions import (
     BackendError,
     CircuitOpenError,
+    CommandError,
     ConfigurationError,
     CorruptValueError,
     InvalidKeyError,
@@ -53,6 +54,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
+    "CommandError",
     "ConfigurationError",
     "CorruptValueError",
     "Duration",
