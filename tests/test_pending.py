@@ -23,7 +23,7 @@ from kirocache._cache.guard import FAILED
 from kirocache._cache.pending import glob_regex
 from kirocache.backends import MemoryBackend
 from kirocache.backends.redis import RedisBackend
-from kirocache.exceptions import BackendError
+from kirocache.exceptions import BackendError, InvalidKeyError
 from kirocache.metrics import InMemoryMetrics
 from kirocache.testing import FaultyBackend, ManualClock
 from outage import Outage
@@ -574,3 +574,45 @@ def test_a_cascade_closed_by_the_driver_keeps_its_work() -> None:
     next(steps)
     steps.close()  # what the driver does when it raises under on_error="raise"
     assert pending(cache)["invalidations_pending"] == 1
+
+
+def test_a_bad_tag_is_refused_before_anything_is_kept_pending() -> None:
+    cache = Cache(MemoryBackend())
+    cache.set("good", "v")
+    with pytest.raises(InvalidKeyError):
+        cache.invalidate_tags("team:\udfff")
+    assert cache.invalidator.pending.figures()["invalidations_pending"] == 0
+    assert cache.get("good") == "v"  # reads are not blocked by a refused invalidation
+
+
+def test_cache_close_stops_the_retry_thread_and_keeps_what_is_pending(store: MemoryBackend) -> None:
+    backend = Outage(store)
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old")
+    backend.failing = True
+    cache.delete("k")
+    thread = cache.invalidator.pending.thread
+    assert thread is not None
+    backend.close = store.close  # type: ignore[method-assign] # closing works; writes still fail
+    cache.close()
+    assert not thread.is_alive()  # stopped although nothing could be replayed
+    assert cache.invalidator.pending.active  # kept
+    backend.failing = False
+    assert cache.get("k") is None  # the next call replays it
+    assert not cache.invalidator.pending.active
+
+
+async def test_cache_aclose_stops_the_retry_thread_without_waiting(store: MemoryBackend) -> None:
+    backend = Outage(store)
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old")
+    backend.failing = True
+    await cache.adelete("k")
+    thread = cache.invalidator.pending.thread
+    assert thread is not None
+    backend.aclose = store.aclose  # type: ignore[method-assign] # closing works; writes fail
+    await cache.aclose()
+    assert _until(lambda: not thread.is_alive())  # stopped, with nothing replayed
+    assert cache.invalidator.pending.active
+    backend.failing = False
+    assert await cache.aget("k") is None

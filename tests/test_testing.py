@@ -137,7 +137,7 @@ def test_use_cache_restores_no_default_when_none_was_set(
 
 def test_use_cache_rejects_options_with_a_ready_cache() -> None:
     before = kirocache.get_cache()
-    with pytest.raises(ConfigurationError, match="ready Cache"), use_cache(before, key_prefix="x"):
+    with pytest.raises(ConfigurationError, match="ready Cache"), use_cache(before, key_prefix="x:"):
         pass  # pragma: no cover - the swap never happens
     assert kirocache.get_cache() is before
 

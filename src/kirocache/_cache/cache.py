@@ -655,12 +655,22 @@ class Cache:
         return stats
 
     def close(self) -> None:
-        """Release the backend's connections (the cache can be used again afterwards)."""
+        """Release the backend's connections (the cache can be used again afterwards).
+
+        The breaker's background probe and the pending invalidations' retry thread stop
+        first; invalidations still pending stay, and the next calls replay them.
+        """
+        self.guard.close()
+        self.invalidator.pending.close()
         if self.guard.sync_ok:
             self.backend.close()
 
     async def aclose(self) -> None:
-        """Async ``close``."""
+        """Async ``close``: stops the background threads without waiting for them."""
+        # no join: a thread's wait must not block the loop; neither thread touches the
+        # async clients this closes
+        self.guard.close(timeout=0)
+        self.invalidator.pending.close(timeout=0)
         if self.guard.async_ok:
             await self.backend.aclose()
 

@@ -68,6 +68,8 @@ def delete_many(cache: Cache, keys: Sequence[str], namespace: Namespace | None) 
 
 def invalidate_tags(cache: Cache, tags: Sequence[str]) -> Flow[int]:
     """``Cache.invalidate_tags``: every entry of the tags, and their dependents."""
+    for tag in tags:  # checked before anything is sent or kept pending
+        cache.keyspace.tag_key(tag)
     started = time.perf_counter()
     removed, erased, _, _ = yield from cache.invalidator.cascade(
         cache, "invalidate_tags", "tags", started, [], list(tags)

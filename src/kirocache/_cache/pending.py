@@ -324,16 +324,18 @@ class Pending:
         """The retry thread while one runs (a daemon named ``kirocache-pending-replay``)."""
         return self._thread
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         """Stop the retry thread for good; what is pending stays, and the next calls replay it.
 
         For ``Cache.close``: a cache used after it still keeps and replays invalidations,
-        through its calls only (as with an async-only backend).
+        through its calls only (as with an async-only backend). Waits up to ``timeout``
+        seconds for a replay under way (``Cache.aclose`` waits for none: it must not block
+        the event loop).
         """
         self._stop.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=1.0)
+        if thread is not None and thread is not threading.current_thread() and timeout > 0:
+            thread.join(timeout)
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` unless closed; whether it was closed."""
