@@ -325,6 +325,8 @@ def figures(metric: str, value: float) -> HealthReport:
         return dataclasses.replace(report, memory_ratio=value)
     if metric == "connection_errors":
         return dataclasses.replace(report, errors_since_last_check=int(value))
+    if metric == "invalidations_pending":
+        return dataclasses.replace(report, invalidations_pending=int(value))
     if metric == "circuit_breaker_open":
         return dataclasses.replace(report, breaker="open" if value > 0 else "closed")
     assert metric == "backend_unreachable"
@@ -356,6 +358,7 @@ def test_defaults_of_checker_and_rules_are_the_table(cache: Cache) -> None:
         "latency_p95": 0.1,
         "memory": 0.8,
         "connection_errors": 0,
+        "invalidations_pending": 0,
         "circuit_breaker_open": 0,
         "backend_unreachable": 0,
     }
@@ -374,3 +377,23 @@ def test_a_slow_namespace_is_the_same_severity_in_the_check_and_the_alert(
     [issue] = monitor.last_report.issues
     assert (issue.kind, issue.severity) == ("latency", "high")
     assert (alert.rule, alert.severity) == ("latency_p95", "high")
+
+
+def test_an_invalidation_kept_pending_shows_in_health_and_fires_an_alert() -> None:
+    from kirocache.testing import FaultyBackend
+
+    backend = FaultyBackend(MemoryBackend())
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old")
+    backend.failing = True
+    cache.delete("k")  # refused: kept pending
+    backend.failing = False
+    cache.invalidator.pending.close()  # no replay behind the check's back
+    report = HealthChecker(cache).check()
+    assert report.invalidations_pending == 1
+    assert [issue.kind for issue in report.issues] == ["invalidations_pending"]
+    assert report.status == "degraded"
+    alerts = Monitor(cache).evaluate(report)
+    assert [(a.rule, a.severity) for a in alerts] == [("invalidations_pending", "high")]
+    assert cache.get("k") is None  # replayed before the read
+    assert HealthChecker(cache).check().invalidations_pending == 0

@@ -624,6 +624,16 @@ class Cache:
         """
         return Batch(self, transaction=transaction)
 
+    def pending_invalidations(self) -> dict[str, int]:
+        """What this process keeps of invalidations the backend refused, and has replayed.
+
+        Returns:
+            ``invalidations_pending`` (kept now), ``invalidations_replayed`` and
+            ``invalidations_overflowed`` (since the cache was made); health checks and
+            alerts judge the first.
+        """
+        return self.invalidator.pending.figures()
+
     def ping(self) -> float:
         """Round-trip latency to the backend in seconds.
 

@@ -98,6 +98,7 @@ _SUMMARIES: Final[dict[Metric, str]] = {
     "latency_p95": "p95 latency (s)",
     "memory": "memory / maxmemory",
     "connection_errors": "errors since last check",
+    "invalidations_pending": "invalidations kept pending",
     "circuit_breaker_open": "breaker open",
     "backend_unreachable": "ping failed",
 }

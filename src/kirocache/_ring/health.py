@@ -80,6 +80,8 @@ class HealthReport:
         namespaces: Read figures per namespace (from the cache's ``InMemoryMetrics``).
         breaker: The circuit breaker's state, ``None`` without a breaker.
         errors_since_last_check: Backend errors the cache counted since the previous check.
+        invalidations_pending: Invalidations the backend refused that this process keeps
+            until it can replay them (other processes may serve what they invalidate).
         min_reads: Reads a namespace needs before its hit rate is judged.
         issues: What was found wrong, most severe first.
     """
@@ -93,6 +95,7 @@ class HealthReport:
     breaker: BreakerState | None
     errors_since_last_check: int
     min_reads: int
+    invalidations_pending: int = 0
     issues: tuple[Issue, ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
@@ -133,6 +136,10 @@ def _errors(report: HealthReport) -> dict[str, float]:
     return {"backend": float(report.errors_since_last_check)}
 
 
+def _pending(report: HealthReport) -> dict[str, float]:
+    return {"cache": float(report.invalidations_pending)}
+
+
 def _breaker(report: HealthReport) -> dict[str, float]:
     return {} if report.breaker is None else {"breaker": float(report.breaker == "open")}
 
@@ -146,6 +153,7 @@ MEASURES: Final[Mapping[Metric, Callable[[HealthReport], dict[str, float]]]] = {
     "latency_p95": _latencies,
     "memory": _memory,
     "connection_errors": _errors,
+    "invalidations_pending": _pending,
     "circuit_breaker_open": _breaker,
     "backend_unreachable": _unreachable,
 }
@@ -181,6 +189,11 @@ _ISSUES: Final[Mapping[Metric, tuple[str, _Words, str]]] = {
         lambda _, value, __: f"{value:.0f} backend errors since the last check",
         "look for timeouts or connection resets in the cache warnings",
     ),
+    "invalidations_pending": (
+        "invalidations_pending",
+        lambda _, value, __: f"{value:.0f} invalidations kept pending: the backend refused them",
+        "replayed when the backend answers; other processes may serve what they invalidate",
+    ),
     "circuit_breaker_open": (
         "breaker_open",
         lambda *_: "the circuit breaker is open: cache calls are refused",
@@ -206,6 +219,7 @@ _CAUSES: Final[tuple[Metric, ...]] = (
     "backend_unreachable",
     "circuit_breaker_open",
     "connection_errors",
+    "invalidations_pending",
     "memory",
     "latency_p95",
     "hit_rate",
@@ -339,6 +353,7 @@ class HealthChecker:
             breaker=breaker,
             errors_since_last_check=errors,
             min_reads=self.min_reads,
+            invalidations_pending=self.cache.pending_invalidations()["invalidations_pending"],
         )
         return judge(figures, self.thresholds)
 

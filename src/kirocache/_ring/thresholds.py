@@ -14,6 +14,7 @@ Metric: TypeAlias = Literal[
     "latency_p95",
     "memory",
     "connection_errors",
+    "invalidations_pending",
     "circuit_breaker_open",
     "backend_unreachable",
 ]
@@ -48,6 +49,8 @@ THRESHOLDS: Final[tuple[Threshold, ...]] = (
     Threshold("latency_p95", "above", 0.1, "high"),
     Threshold("memory", "above", 0.8, "high"),
     Threshold("connection_errors", "above", 0, "high"),
+    # an invalidation the backend refused: other processes may serve the old value
+    Threshold("invalidations_pending", "above", 0, "high"),
     Threshold("circuit_breaker_open", "above", 0, "critical"),
     Threshold("backend_unreachable", "above", 0, "critical"),
 )
