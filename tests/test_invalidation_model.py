@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from conftest import HYPOTHESIS_EXAMPLES
 from kirocache import Cache, Tag
 from kirocache.testing import ManualClock
-from outage import Outage
+from outage import outage
 
 if TYPE_CHECKING:
     from kirocache.testing.conformance import FullBackend
@@ -151,7 +151,7 @@ class FaultyInvalidations(Invalidations):
 
     def __init__(self) -> None:
         RuleBasedStateMachine.__init__(self)
-        self.outage = Outage(self.backend)
+        self.outage = outage(self.backend)
         self.clock = ManualClock()
         self.cache = Cache(self.outage, key_prefix=f"model:{uuid.uuid4().hex}:", clock=self.clock)
         self.cache.invalidator.pending.close()  # the calls replay: a deterministic run

@@ -26,7 +26,7 @@ from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import BackendError, InvalidKeyError
 from kirocache.metrics import InMemoryMetrics
 from kirocache.testing import FaultyBackend, ManualClock
-from outage import Outage
+from outage import outage
 
 RETRY = 5.0  # past the longest backoff between two replay tries
 
@@ -125,7 +125,7 @@ KINDS: dict[str, tuple[Callable[[Cache], object], list[tuple[str, Namespace | No
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_invalidation_kind_is_kept_and_replayed(kind: str, store: MemoryBackend) -> None:
     invalidate, stale = KINDS[kind]
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, key_prefix="app:", breaker=None, clock=clock)
     cache.invalidator.pending.close()  # no retry thread: this test drives the replay
@@ -151,7 +151,7 @@ def test_each_invalidation_kind_is_kept_and_replayed(kind: str, store: MemoryBac
 def test_a_pending_pattern_or_bump_blocks_only_what_it_reaches(
     kind: str, store: MemoryBackend
 ) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, key_prefix="app:", breaker=None)
     cache.invalidator.pending.close()
     _populate(cache)
@@ -164,7 +164,7 @@ def test_a_pending_pattern_or_bump_blocks_only_what_it_reaches(
 async def test_async_invalidations_are_kept_and_replayed_by_the_next_calls(
     store: MemoryBackend,
 ) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, key_prefix="app:", breaker=None, clock=clock)
     cache.invalidator.pending.close()
@@ -223,7 +223,7 @@ def test_a_failed_slot_keeps_the_invalidation(store: MemoryBackend) -> None:
 
 
 def test_a_value_computed_while_pending_is_not_stored(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, breaker=None, clock=clock)
     cache.invalidator.pending.close()
@@ -246,7 +246,7 @@ def test_a_value_computed_while_pending_is_not_stored(store: MemoryBackend) -> N
 
 
 def test_reads_serve_the_recovered_backend_only_after_the_replay(store: MemoryBackend) -> None:
-    backend = Outage(store, writes_only=False)
+    backend = outage(store, writes_only=False)
     cache = Cache(backend, breaker=None)
     cache.invalidator.pending.close()
     cache.set("k", "old")
@@ -260,7 +260,7 @@ def test_reads_serve_the_recovered_backend_only_after_the_replay(store: MemoryBa
 
 
 def test_an_invalidation_that_raises_is_kept_too(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, on_error="raise", breaker=None, clock=clock)
     cache.invalidator.pending.close()
@@ -278,7 +278,7 @@ def test_an_invalidation_that_raises_is_kept_too(store: MemoryBackend) -> None:
 
 
 def test_a_set_after_a_pending_delete_is_not_undone_by_the_replay(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.invalidator.pending.close()
     cache.set("k", "old")
@@ -294,7 +294,7 @@ def test_a_set_after_a_pending_delete_is_not_undone_by_the_replay(store: MemoryB
 
 
 def test_the_replay_spares_a_key_written_since(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.invalidator.pending.close()
     cache.set("k", "old")
@@ -315,7 +315,7 @@ def test_the_replay_spares_a_key_written_since(store: MemoryBackend) -> None:
 def test_an_overflow_invalidates_the_whole_cache_until_it_is_cleared(
     store: MemoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, key_prefix="app:", breaker=None, clock=clock)
     neighbour = Cache(store, key_prefix="other:")
@@ -353,7 +353,7 @@ def test_an_overflow_invalidates_the_whole_cache_until_it_is_cleared(
 def test_an_overflow_without_a_key_prefix_stays_invalid(
     store: MemoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, breaker=None, clock=clock)
     cache.invalidator.pending.close()
@@ -384,7 +384,7 @@ def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def test_the_retry_thread_replays_without_any_call(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.set("k", "old")
     backend.failing = True
@@ -399,7 +399,7 @@ def test_the_retry_thread_replays_without_any_call(store: MemoryBackend) -> None
 
 
 def test_close_stops_the_retry_thread(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.set("k", "old")
     backend.failing = True
@@ -417,7 +417,7 @@ def test_close_stops_the_retry_thread(store: MemoryBackend) -> None:
 def test_concurrent_readers_never_read_a_value_invalidated_during_a_fault(
     store: MemoryBackend,
 ) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     clock = ManualClock()
     cache = Cache(backend, breaker=None, clock=clock)
     cache.invalidator.pending.close()  # the calls replay, when the test moves the clock
@@ -586,7 +586,7 @@ def test_a_bad_tag_is_refused_before_anything_is_kept_pending() -> None:
 
 
 def test_cache_close_stops_the_retry_thread_and_keeps_what_is_pending(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.set("k", "old")
     backend.failing = True
@@ -603,7 +603,7 @@ def test_cache_close_stops_the_retry_thread_and_keeps_what_is_pending(store: Mem
 
 
 async def test_cache_aclose_stops_the_retry_thread_without_waiting(store: MemoryBackend) -> None:
-    backend = Outage(store)
+    backend = outage(store)
     cache = Cache(backend, breaker=None)
     cache.set("k", "old")
     backend.failing = True

@@ -14,7 +14,7 @@ import kirocache
 from kirocache import Cache, ConfigurationError
 from kirocache._cache import default as _global
 from kirocache.backends import MemoryBackend
-from kirocache.testing import CacheRecorder, Recorded, ause_cache, use_cache
+from kirocache.testing import CacheRecorder, FaultyBackend, Recorded, ause_cache, use_cache
 from test_docs import extract_blocks
 
 pytest_plugins = ["pytester"]
@@ -415,3 +415,14 @@ def test_kirocache_testing_imports_without_pytest() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "plugin needs pytest\n"
+
+
+def test_a_faulty_backend_can_refuse_only_writes_as_a_full_redis_does() -> None:
+    backend = FaultyBackend(MemoryBackend(), reads_work=True)
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old")
+    backend.failing = True
+    assert cache.get("k") == "old"  # reads still answer
+    assert cache.set("k", "new") is False  # writes are refused (and fail open)
+    assert backend.calls["execute"] == 2
+    assert cache.errors_total == 1

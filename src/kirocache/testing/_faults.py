@@ -12,6 +12,8 @@ from kirocache.exceptions import BackendError
 
 __all__ = ["FaultyBackend"]
 
+_READS = frozenset({"get", "get_many", "aget", "aget_many", "scan", "ascan"})
+
 
 class FaultyBackend:
     """Wraps a backend; while ``failing`` is set every call raises instead of running.
@@ -22,6 +24,10 @@ class FaultyBackend:
     Args:
         inner: The backend to wrap (any object with the backend methods).
         error: The exception to raise while failing; a ``BackendError`` by default.
+        reads_work: While failing, let reads (``get``, ``get_many``, ``scan``) through and
+            refuse everything else, as a Redis at ``maxmemory`` with ``noeviction`` does:
+            the case where an invalidation that is refused matters most, since the old
+            value is still readable.
 
     Example:
         >>> from kirocache import Cache
@@ -33,9 +39,12 @@ class FaultyBackend:
         'fallback'
     """
 
-    def __init__(self, inner: Any, error: Exception | None = None) -> None:
+    def __init__(
+        self, inner: Any, error: Exception | None = None, *, reads_work: bool = False
+    ) -> None:
         self.inner = inner
         self.error = error if error is not None else BackendError("injected fault")
+        self.reads_work = reads_work
         self.failing = False
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -43,7 +52,7 @@ class FaultyBackend:
     def _count(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1
-        if self.failing:
+        if self.failing and not (self.reads_work and name in _READS):
             raise self.error
 
     def __getattr__(self, name: str) -> Any:
