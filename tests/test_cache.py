@@ -23,6 +23,7 @@ from kirocache import (
     ValueTooLargeError,
     cached,
 )
+from kirocache.backends import MemoryBackend
 from kirocache.metrics import InMemoryMetrics
 from kirocache.testing import FaultyBackend
 
@@ -565,3 +566,10 @@ def test_metrics_can_be_off(backend: Any) -> None:
     cache.set("k", 1)
     assert cache.get("k") == 1
     assert cache.metrics is None
+
+
+def test_set_many_stores_a_group_all_or_nothing() -> None:
+    cache = Cache(MemoryBackend(max_bytes=300))
+    with pytest.raises(ValueTooLargeError):
+        cache.set_many({"a": "x", "b": "y" * 1000})
+    assert cache.get("a") is None  # not stored beside the one the backend refused

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 from kirocache._cache.driver import Flow, Io, Pages
 from kirocache._cache.guard import FAILED, Failed
 from kirocache._cache.keyspace import DEFAULT_LABEL
-from kirocache._cache.writes import refresh_generations
+from kirocache._cache.writes import has_both, refresh_generations
 from kirocache.backends import Call, Op, Steps
 from kirocache.exceptions import BackendError, ConfigurationError
 from kirocache.invalidation import InvalidationEvent, InvalidationRecord, Tag
@@ -122,7 +122,7 @@ def _glob_flow(
     keys, guard, op = cache.keyspace, cache.guard, "delete_pattern"
     everything = keys.everything(glob)
     pages = Pages(cache.backend, glob, batch_size)
-    bulk = _bulk_delete(cache)
+    bulk = has_both(cache, "delete_many")
     removed, doomed, done = 0, [], False
     while not done:
         page = yield Io(pages, "take", (batch_size,), op, label, started)
@@ -138,14 +138,6 @@ def _glob_flow(
             removed += count
     guard.observe(op, label, "delete", started, glob, count=removed)
     return removed
-
-
-def _bulk_delete(cache: Cache) -> bool:
-    """Whether the backend deletes many keys in one command (``delete_many``, both halves)."""
-    backend, guard = cache.backend, cache.guard
-    return (not guard.sync_ok or callable(getattr(backend, "delete_many", None))) and (
-        not guard.async_ok or callable(getattr(backend, "adelete_many", None))
-    )
 
 
 def _delete_keys(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "exists",
     "expire",
+    "has_both",
     "incr",
     "persist",
     "refresh_generations",
@@ -93,6 +94,17 @@ def set_value(
     return bool(stored)
 
 
+def has_both(cache: Cache, method: str) -> bool:
+    """Whether the backend has ``method`` (and its ``a``-twin) for each half the cache uses.
+
+    The small protocol does not promise it; the built-in backends have it natively.
+    """
+    backend, guard = cache.backend, cache.guard
+    return (not guard.sync_ok or callable(getattr(backend, method, None))) and (
+        not guard.async_ok or callable(getattr(backend, "a" + method, None))
+    )
+
+
 def set_many(
     cache: Cache, mapping: Mapping[str, object], ttl: Duration | None, namespace: Namespace | None
 ) -> Flow[bool]:
@@ -107,9 +119,22 @@ def set_many(
         groups.setdefault((seconds, label), []).append(Op("set", full, data, ttl=seconds))
     started = time.perf_counter()
     stored = True
-    for (_, label), ops in groups.items():
-        results = yield Io(cache.backend, "execute", (ops,), "set_many", label, started)
-        if results is FAILED or cache.guard.slot_failure("set_many", label, results, started):
+    # A backend's own set_many stores a group all or nothing (MSET, or one MULTI with a
+    # TTL); a pipeline of set ops could leave part of a group behind one that fails.
+    whole = has_both(cache, "set_many")
+    for (seconds, label), ops in groups.items():
+        if whole:
+            items = {op.key: op.value for op in ops}
+            answer = yield Io(
+                cache.backend, "set_many", (items, seconds), "set_many", label, started
+            )
+            failed = answer is FAILED
+        else:
+            results = yield Io(cache.backend, "execute", (ops,), "set_many", label, started)
+            failed = results is FAILED or cache.guard.slot_failure(
+                "set_many", label, results, started
+            )
+        if failed:
             stored = False
         else:
             cache.invalidator.written(op.key for op in ops)  # spared by a pending replay
