@@ -58,7 +58,7 @@ __all__ = ["ArgumentKey", "KeyTemplate", "Namespace", "code_hash", "fingerprint"
 
 # ArgumentKey and KeyTemplate are written in private modules but documented and imported from
 # here, so they name this module as theirs (as httpx does): reprs, pickles and doctests see
-# kirocache.keys, as before the split.
+# kirocache.keys.
 for _public in (ArgumentKey, KeyTemplate):
     _public.__module__ = __name__
 del _public
