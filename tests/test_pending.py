@@ -616,3 +616,18 @@ async def test_cache_aclose_stops_the_retry_thread_without_waiting(store: Memory
     assert cache.invalidator.pending.active
     backend.failing = False
     assert await cache.aget("k") is None
+
+
+def test_exists_ttl_and_expire_treat_a_key_a_pending_invalidation_reaches_as_absent(
+    store: MemoryBackend,
+) -> None:
+    backend = outage(store)  # reads answer, writes are refused, as at maxmemory
+    cache = Cache(backend, breaker=None)
+    cache.set("k", "old", ttl=3600)
+    backend.failing = True
+    cache.delete("k")  # refused: kept pending while the old value is still readable
+    cache.invalidator.pending.close()  # no replay behind the test's back
+    assert cache.exists("k") is False
+    assert cache.ttl("k") is None
+    assert cache.expire("k", 60) is False
+    assert cache.persist("k") is False

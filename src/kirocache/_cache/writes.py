@@ -143,11 +143,13 @@ def set_many(
 
 
 def exists(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
-    """``Cache.exists``: a tombstone is absent."""
+    """``Cache.exists``: a tombstone, or a key a pending invalidation reaches, is absent."""
     yield from refresh_generations(cache, (key,), namespace)
     full, label, _ = cache.keyspace.resolve(key, namespace)
     started = time.perf_counter()
-    if cache.invalidator.tombstone_ttl is None:
+    if _pending_reaches(cache, full):
+        found: Any = False
+    elif cache.invalidator.tombstone_ttl is None:
         found = yield from _one(cache, Op("exists", full), "exists", label, started)
     else:
         raw = yield Io(cache.backend, "get", (full,), "exists", label, started)
@@ -159,12 +161,14 @@ def exists(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
 
 
 def ttl(cache: Cache, key: str, namespace: Namespace | None) -> Flow[float | None]:
-    """``Cache.ttl``: ``None`` when absent, invalidated or on a fault."""
+    """``Cache.ttl``: ``None`` when absent, invalidated (or pending so) or on a fault."""
     yield from refresh_generations(cache, (key,), namespace)
     full, label, _ = cache.keyspace.resolve(key, namespace)
     started = time.perf_counter()
     left: Any
-    if cache.invalidator.tombstone_ttl is None:
+    if _pending_reaches(cache, full):
+        left = None
+    elif cache.invalidator.tombstone_ttl is None:
         left = yield from _one(cache, Op("ttl", full), "ttl", label, started)
     else:
         ops = [Op("ttl", full), Op("get", full)]
@@ -208,6 +212,12 @@ def persist(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
     return (yield from expire(cache, key, None, namespace, "persist"))
 
 
+def _pending_reaches(cache: Cache, full: str) -> bool:
+    """Whether an invalidation the backend refused reaches ``full``: it is absent here."""
+    pending = cache.invalidator.pending
+    return pending.active and pending.blocks(full)
+
+
 def _tombstoned(cache: Cache, full: str, label: str, started: float) -> Flow[Any]:
     """Check ``full`` for a tombstone before acting on the key.
 
@@ -215,9 +225,11 @@ def _tombstoned(cache: Cache, full: str, label: str, started: float) -> Flow[Any
     than raising: ``expire`` and ``persist`` work on tag sets too.
 
     Returns:
-        ``False`` if it holds one (an invalidated key is absent to every method),
-        ``FAILED`` if the backend failed, else ``None``: go on.
+        ``False`` if it holds one or a pending invalidation reaches it (an invalidated key
+        is absent to every method), ``FAILED`` if the backend failed, else ``None``: go on.
     """
+    if _pending_reaches(cache, full):
+        return False
     if cache.invalidator.tombstone_ttl is None:
         return None
     ops = [Op("get", full)]
