@@ -129,3 +129,17 @@ async def test_a_task_runs_it_until_stopped() -> None:
 def test_bad_intervals_are_refused(every: object) -> None:
     with pytest.raises((ConfigurationError, ValueError, TypeError)):
         Cleanup(Cache.from_url("memory://"), every=every)  # type: ignore[arg-type]
+
+
+def test_prune_indexes_reads_the_indexes_page_by_page_and_misses_none() -> None:
+    from kirocache.backends import MemoryBackend
+
+    backend = MemoryBackend(max_entries=10_000)
+    cache = Cache(backend)
+    for n in range(1_201):  # three SCAN pages of indexes
+        cache.set(f"k{n}", n, tags=[f"t{n}"])
+    cache.delete_many([f"k{n}" for n in range(0, 1_201, 2)])
+    counts = cache.prune_indexes()
+    assert counts["indexes"] == 1_201
+    assert counts["tag_entries"] == 601  # the deleted keys' entries, in every page
+    assert counts["errors"] == 0

@@ -37,6 +37,7 @@ _log = logging.getLogger("kirocache")
 
 # Members checked per round trip when pruning one index.
 _PRUNE_CHUNK: Final = 500
+_SCAN_PAGE: Final = 500  # index keys a cleanup pass reads per SCAN page
 
 
 def delete(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
@@ -373,17 +374,21 @@ def prune_indexes(cache: Cache) -> Steps[dict[str, int]]:
     counts = {"indexes": 0, "tag_entries": 0, "dependency_edges": 0, "errors": 0}
     tag_glob, dep_glob = cache.keyspace.index_globs()
     for glob, kind in ((tag_glob, "tag_entries"), (dep_glob, "dependency_edges")):
-        try:
-            indexes = yield Call(backend, "scan", (glob,))
-        except BackendError:
-            counts["errors"] += 1
-            continue
-        for index in indexes:
-            counts["indexes"] += 1
+        # one SCAN page at a time: a million indexes are never listed at once
+        pages, done = Pages(backend, glob, _SCAN_PAGE), False
+        while not done:
             try:
-                counts[kind] += yield from _prune(cache, index, kind == "dependency_edges")
+                page: list[str] = yield Call(pages, "take", (_SCAN_PAGE,))
             except BackendError:
                 counts["errors"] += 1
+                break
+            done = len(page) < _SCAN_PAGE
+            for index in page:
+                counts["indexes"] += 1
+                try:
+                    counts[kind] += yield from _prune(cache, index, kind == "dependency_edges")
+                except BackendError:
+                    counts["errors"] += 1
     return counts
 
 
