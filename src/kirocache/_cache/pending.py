@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from kirocache.backends import escape_glob
+from kirocache.backends._glob import glob_to_regex
 from kirocache.metrics import PENDING
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from kirocache._values.clock import Clock
     from kirocache.keys import Namespace
 
-__all__ = ["DEFAULT_PENDING_LIMIT", "Pending", "Work", "glob_regex"]
+__all__ = ["DEFAULT_PENDING_LIMIT", "Pending", "Work"]
 
 _log = logging.getLogger("kirocache")
 
@@ -48,34 +49,6 @@ A key costs about its length plus 100 bytes: the default is about 15 MB at most.
 # a backend that comes back is replayed within a few seconds even after a long outage.
 _FIRST_RETRY: Final = 0.05
 _MAX_RETRY: Final = 2.0
-
-
-def glob_regex(glob: str) -> re.Pattern[str]:
-    r"""The regex of a Redis glob (``*``, ``?``, ``[...]``, ``\`` escapes), anchored."""
-    out, i = [], 0
-    while i < len(glob):
-        char = glob[i]
-        if char == "\\" and i + 1 < len(glob):
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-            continue
-        if char == "*":
-            out.append(".*")
-        elif char == "?":
-            out.append(".")
-        elif char == "[":
-            end = glob.find("]", i + 2)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                body = glob[i + 1 : end].replace("\\", "\\\\")
-                body = "^" + body[1:] if body.startswith("^") else body
-                out.append(f"[{body}]")
-                i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 @dataclass
@@ -218,7 +191,7 @@ class Pending:
         globs = list(work.globs)
         prefix = cache.keyspace.key_prefix
         globs += [escape_glob(prefix + space) + "*" for space in work.bumps]
-        return [glob_regex(glob) for glob in globs]
+        return [glob_to_regex(glob) for glob in globs]
 
     def blocks(self, full: str) -> bool:
         """Whether a read of ``full`` must be a miss (and its computed value not stored).
