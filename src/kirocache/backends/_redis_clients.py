@@ -374,10 +374,7 @@ class RedisTransport:
         entry = await self._aentry()
         gate = entry.gate
         if gate is not None:
-            if gate.locked():
-                await self._queue(gate, operation)
-            else:
-                await gate.acquire()  # a free turn: answered without suspending
+            await self._queue(gate, operation)
         try:
             return await entry.client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
@@ -392,10 +389,7 @@ class RedisTransport:
         entry = await self._aentry()
         gate = entry.gate
         if gate is not None:
-            if gate.locked():
-                await self._queue(gate, operation)
-            else:
-                await gate.acquire()
+            await self._queue(gate, operation)
         try:
             return await self._apipe_on(entry.client, operation, commands, transaction, strict)
         finally:
