@@ -466,10 +466,6 @@ def _open(cache: Cache, faulty: FaultyBackend) -> CircuitBreaker:
     return breaker
 
 
-def _probes() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "kirocache-breaker-probe"]
-
-
 def _wait_for(condition: Any, seconds: float = 2.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -494,17 +490,20 @@ def test_a_background_probe_resumes_hits_as_soon_as_the_backend_answers(
     assert _wait_for(lambda: breaker.state == "half_open")
     assert cache.get("k") == "value"
     assert breaker.state == "closed"
-    assert _wait_for(lambda: not _probes())  # the probe ends with the outage
+    probe = cache.guard.probe_thread
+    assert probe is not None
+    assert _wait_for(lambda: not probe.is_alive())  # the probe ends with the outage
 
 
 def test_the_probe_is_a_daemon_thread_that_stops_on_close(faulty: FaultyBackend) -> None:
     cache = Cache(faulty, breaker=CircuitBreaker(probe_interval=0.02, clock=Clock()))
     _open(cache, faulty)
-    probes = _probes()
-    assert len(probes) == 1
-    assert probes[0].daemon  # never keeps a process alive
+    probe = cache.guard.probe_thread
+    assert probe is not None
+    assert probe.is_alive()
+    assert probe.daemon  # never keeps a process alive
     cache.guard.close()
-    assert _wait_for(lambda: not _probes())
+    assert not probe.is_alive()  # close joins it
     pings = faulty.calls["ping"]
     time.sleep(0.06)
     assert faulty.calls["ping"] == pings
@@ -517,7 +516,7 @@ def test_without_a_probe_the_timed_half_open_remains(faulty: FaultyBackend) -> N
     cache.set("k", "value")
     _open(cache, faulty)
     faulty.failing = False
-    assert not _probes()
+    assert cache.guard.probe_thread is None  # this cache never started one
     assert cache.get("k") is None
     clock.now += 1.0
     assert cache.get("k") == "value"

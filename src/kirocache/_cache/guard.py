@@ -322,6 +322,14 @@ class Guard:
 
     # -- the background probe ----------------------------------------------------------------
 
+    @property
+    def probe_thread(self) -> threading.Thread | None:
+        """The probe thread this guard last started (a daemon ``kirocache-breaker-probe``).
+
+        Alive while it probes; ``None`` before the first outage and after ``close``.
+        """
+        return self._probe_thread
+
     def _start_probe(self, breaker: CircuitBreaker) -> None:
         interval = breaker.probe_interval
         if interval is None or not self.sync_ok:
