@@ -465,7 +465,12 @@ class Cache:
         return await arun(self.guard, invalidations.invalidate_tags(self, tags))
 
     def delete_pattern(
-        self, pattern: str, *, namespace: Namespace | None = None, batch_size: int = 500
+        self,
+        pattern: str,
+        *,
+        namespace: Namespace | None = None,
+        batch_size: int = 500,
+        on_progress: Callable[[int], None] | None = None,
     ) -> int:
         """Delete the keys matching a glob ``pattern`` under this cache's key prefix.
 
@@ -477,6 +482,14 @@ class Cache:
         so a value being computed meanwhile may still be stored; a bumpable namespace
         (``bump``) has no such window.
 
+        Args:
+            pattern: A glob (``*``, ``?``, ``[...]``) over keys, without the key prefix.
+            namespace: Only keys of this namespace (the pattern is relative to it).
+            batch_size: Keys per SCAN page and per batch of deletes.
+            on_progress: Called after each batch with the keys deleted so far, to show
+                progress on long work; an exception it raises stops the delete, and the
+                pattern is kept pending as after a fault.
+
         Returns:
             How many keys were deleted (0 on a backend fault), tombstones of recent
             invalidations included.
@@ -485,13 +498,19 @@ class Cache:
             ConfigurationError: The pattern would match the whole database, or
                 ``batch_size`` is not an int >= 1.
         """
-        return run(self.guard, invalidations.delete_pattern(self, pattern, namespace, batch_size))
+        flow = invalidations.delete_pattern(self, pattern, namespace, batch_size, on_progress)
+        return run(self.guard, flow)
 
     async def adelete_pattern(
-        self, pattern: str, *, namespace: Namespace | None = None, batch_size: int = 500
+        self,
+        pattern: str,
+        *,
+        namespace: Namespace | None = None,
+        batch_size: int = 500,
+        on_progress: Callable[[int], None] | None = None,
     ) -> int:
         """Async ``delete_pattern``."""
-        flow = invalidations.delete_pattern(self, pattern, namespace, batch_size)
+        flow = invalidations.delete_pattern(self, pattern, namespace, batch_size, on_progress)
         return await arun(self.guard, flow)
 
     def invalidate_pattern(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._cache.driver import Flow, Io, Pages
@@ -80,7 +80,11 @@ def invalidate_tags(cache: Cache, tags: Sequence[str]) -> Flow[int]:
 
 
 def delete_pattern(
-    cache: Cache, pattern: str, namespace: Namespace | None, batch_size: int
+    cache: Cache,
+    pattern: str,
+    namespace: Namespace | None,
+    batch_size: int,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Flow[int]:
     """``Cache.delete_pattern``: SCAN the glob, delete page by page, log it."""
     if type(batch_size) is not int or batch_size < 1:
@@ -89,14 +93,19 @@ def delete_pattern(
     yield from refresh_generations(cache, (pattern,), namespace)
     started = time.perf_counter()
     glob = cache.keyspace.pattern(pattern, namespace)
-    removed = yield from _delete_glob(cache, glob, namespace, started, batch_size)
+    removed = yield from _delete_glob(cache, glob, namespace, started, batch_size, on_progress)
     scope = namespace.full_key(pattern) if namespace is not None else pattern
     cache.invalidator.record("pattern", started, removed=removed, patterns=[scope])
     return removed
 
 
 def _delete_glob(
-    cache: Cache, glob: str, namespace: Namespace | None, started: float, batch_size: int = 500
+    cache: Cache,
+    glob: str,
+    namespace: Namespace | None,
+    started: float,
+    batch_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Flow[int]:
     """Delete the keys matching ``glob`` (see ``KeySpace.pattern``), page by page.
 
@@ -108,7 +117,7 @@ def _delete_glob(
     """
     removed: int | Failed = FAILED
     try:
-        removed = yield from _glob_flow(cache, glob, namespace, started, batch_size)
+        removed = yield from _glob_flow(cache, glob, namespace, started, batch_size, on_progress)
     finally:
         if removed is FAILED:
             cache.invalidator.pending.add(cache, globs=[(glob, namespace)])
@@ -116,9 +125,17 @@ def _delete_glob(
 
 
 def _glob_flow(
-    cache: Cache, glob: str, namespace: Namespace | None, started: float, batch_size: int = 500
+    cache: Cache,
+    glob: str,
+    namespace: Namespace | None,
+    started: float,
+    batch_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Flow[int | Failed]:
-    """``_delete_glob``'s steps: how many keys were deleted, ``FAILED`` on a fault."""
+    """``_delete_glob``'s steps: how many keys were deleted, ``FAILED`` on a fault.
+
+    ``on_progress`` hears the running count after each batch of deletes.
+    """
     label = namespace.prefix if namespace is not None else DEFAULT_LABEL
     keys, guard, op = cache.keyspace, cache.guard, "delete_pattern"
     everything = keys.everything(glob)
@@ -137,6 +154,8 @@ def _glob_flow(
             if isinstance(count, Failed):
                 return FAILED
             removed += count
+            if on_progress is not None:
+                on_progress(removed)
     guard.observe(op, label, "delete", started, glob, count=removed)
     return removed
 
