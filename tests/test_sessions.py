@@ -933,3 +933,95 @@ def test_revocation_at_maxmemory_under_noeviction(
         assert _valid(sessions, revoked) == []
         kept = [sid for ids in users.values() for sid in ids if sid not in set(revoked)]
         assert _valid(sessions, kept) == kept
+
+
+# -- no session id anywhere in a failure's chain (issue 12, item 1) -----------------------------
+
+
+class _QuotesTheKeyDeep:
+    """Fails every ``execute`` as RedisBackend does: a ``BackendError`` chained from the
+    client's own error, both quoting the failing command with its key."""
+
+    def __init__(self, inner: FullBackend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def _fail(self, ops: list[Op]) -> BackendError:
+        quoted = f"Command # 1 (GET {ops[0].key}) of pipeline caused error: OOM"
+        cause = redis.ResponseError(quoted)
+        error = BackendError(f"Redis execute failed on redis://x:6379/0: ResponseError: {quoted}")
+        error.__cause__ = cause
+        return error
+
+    def execute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        raise self._fail(ops)
+
+    async def aexecute(self, ops: list[Op], *, transaction: bool = False) -> object:
+        raise self._fail(ops)
+
+
+def _everything_said(error: BaseException, caplog: pytest.LogCaptureFixture) -> str:
+    """Message, repr, the full traceback (causes included) and the log lines of ``error``."""
+    import traceback
+
+    logging.getLogger("kirocache.test").error("session failure", exc_info=error)
+    return "\n".join(
+        [str(error), repr(error), "".join(traceback.format_exception(error)), caplog.text]
+    )
+
+
+def test_no_session_id_in_the_causes_of_a_store_error(
+    backend: FullBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = store(backend)
+    sid = sessions.create("ada", {})
+    sessions._steps.backend = _QuotesTheKeyDeep(backend)
+    with pytest.raises(SessionStoreError) as info:
+        sessions.get(sid)
+    said = _everything_said(info.value, caplog)
+    assert sid not in said
+    assert f"id:{sid[:6]}\u2026" in said  # masked, still telling which key failed
+    # An id of a foreign (but valid) shape a cookie may carry is masked as well.
+    short = "A" * 22
+    with pytest.raises(SessionStoreError) as info:
+        sessions.get(short)
+    assert short not in _everything_said(info.value, caplog)
+
+
+async def test_no_session_id_in_the_causes_of_a_store_error_async(
+    backend: FullBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = store(backend)
+    sid = await sessions.acreate("ada", {})
+    sessions._steps.backend = _QuotesTheKeyDeep(backend)
+    with pytest.raises(SessionStoreError) as info:
+        await sessions.atouch(sid)
+    assert sid not in _everything_said(info.value, caplog)
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_no_session_id_when_redis_refuses_a_session_pipeline(
+    make_redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    # NOPERM on SET: redis-py's "Command # 1 (SET session:id:<id>...) of pipeline caused
+    # error" reaches the BackendError and redis-py's own error, the causes of the store's.
+    from kirocache.backends.redis import RedisBackend
+
+    server = make_redis_server()
+    with redis.Redis.from_url(server.url) as admin:
+        rules = ["on", ">pw", "resetkeys", "~*", "resetchannels", "&*", "+@all", "-set"]
+        admin.execute_command("ACL", "SETUSER", "nowrite", *rules)  # type: ignore[no-untyped-call]
+    url = f"redis://nowrite:pw@127.0.0.1:{server.port}/0"
+    with Cache(RedisBackend(url)) as cache:
+        sessions = SessionStore(cache, ttl=60)
+        with pytest.raises(SessionStoreError, match="SET session:id:") as info:
+            sessions.create("ada", {})
+    said = _everything_said(info.value, caplog)
+    assert "session:id:" in said
+    # Every quote of the new id's key shows its first six characters only.
+    shown = re.findall(r"session:id:([A-Za-z0-9_-]*)", said)
+    assert shown
+    assert all(len(part) == 6 for part in shown), shown

@@ -32,8 +32,11 @@ __all__ = [
 _ID_BYTES: Final = 32
 _ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
 _SHOWN: Final = 6
-# A session id inside a key a backend error names (Redis quotes the failing command).
-_ID_IN_TEXT: Final = re.compile(r"(?<=[:.])[A-Za-z0-9_-]{40,128}")
+# A session id inside a key a backend error names (Redis quotes the failing command, as
+# "Command # 1 (GET session:id:<id>) of pipeline caused error"): any run of the id alphabet
+# as long as the shortest id ``valid_id`` accepts, after the ":" of a key or the "." of an
+# index entry. Masking a long user id too is the safe side.
+_ID_IN_TEXT: Final = re.compile(r"(?<=[:.])[A-Za-z0-9_-]{22,}")
 
 T = TypeVar("T")
 
@@ -66,6 +69,25 @@ def _masked(text: str) -> str:
     # Backend errors quote the failing command ("Command # 1 (SET session:id:<id> ...)"):
     # a SessionStoreError's message is what apps log, so ids in it are masked.
     return _ID_IN_TEXT.sub(lambda found: mask(found.group()), text)
+
+
+def _mask_chain(error: BaseException) -> None:
+    """Mask the ids in the messages of ``error``'s causes and contexts, in place.
+
+    A traceback (``logging.exception``, an error tracker) prints every exception of the
+    chain: the backend's ``BackendError`` and redis-py's own error quote the failing
+    command with its key, so their messages are masked as the store's own is.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if any(isinstance(arg, str) and _ID_IN_TEXT.search(arg) for arg in exc.args):
+            exc.args = tuple(_masked(arg) if isinstance(arg, str) else arg for arg in exc.args)
+        pending += [exc.__cause__, exc.__context__]
 
 
 def member(created_ms: int, session_id: str) -> str:
@@ -169,7 +191,10 @@ def check_slots(results: list[Any], what: str) -> list[Any]:
     for slot in results:
         if isinstance(slot, BaseException):
             msg = _masked(f"session store backend failed during {what}: {slot}")
-            raise SessionStoreError(msg) from slot
+            error = SessionStoreError(msg)
+            error.__cause__ = slot
+            _mask_chain(error)
+            raise error
     return results
 
 
@@ -203,6 +228,7 @@ def _fault(call: Call, exc: BackendError) -> SessionStoreError:
         what = "+".join(op.name for op in call.args[0])
     error = SessionStoreError(_masked(f"session store backend failed in {what}: {exc}"))
     error.__cause__ = exc
+    _mask_chain(error)
     return error
 
 
