@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Self
 
+from kirocache._cache import inspect as inspect_steps
 from kirocache._cache import invalidations, readthrough, writes
 from kirocache._cache.batch import Batch
 from kirocache._cache.codec import DEFAULT_MAX_VALUE_SIZE, Codec
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from kirocache._cache.breaker import CircuitBreaker
     from kirocache._cache.guard import _DefaultBreaker
+    from kirocache._cache.inspect import EntryInfo, KeyPage
     from kirocache._values.types import Duration
     from kirocache.backends import AsyncBackend, Backend, BackendStats
     from kirocache.invalidation import (
@@ -632,6 +634,136 @@ class Cache:
         """Async ``prune_indexes``."""
         self.guard.need_async()
         return await arun_steps(invalidations.prune_indexes(self))
+
+    # -- the operator's view (kirocache/_cache/inspect.py) --------------------------------------
+
+    def scan_keys(
+        self,
+        pattern: str = "*",
+        *,
+        cursor: int = 0,
+        count: int = 100,
+        namespace: Namespace | None = None,
+    ) -> KeyPage:
+        """One page of the keys matching the glob ``pattern`` under the key prefix.
+
+        The cache's own keys (``kirocache:``) are never listed. The cursor needs no state
+        between calls; as with SCAN, keys written or removed between pages may be missed or
+        listed twice, and a page may hold fewer than ``count`` keys before the end.
+
+        Args:
+            pattern: A Redis glob relative to the key prefix (and ``namespace``).
+            cursor: ``0`` for the first page, then the page's ``cursor``.
+            count: Keys per page, 1 to 10,000.
+            namespace: List inside this namespace only.
+
+        Returns:
+            The page; its ``cursor`` is ``0`` when the listing is done.
+
+        Raises:
+            BackendError: The backend failed (a listing never fails open).
+            ConfigurationError: ``cursor`` or ``count`` is out of range.
+            InvalidKeyError: The pattern is not a valid key or is in the reserved space.
+        """
+        self.guard.need_sync()
+        return run_steps(inspect_steps.scan_keys(self, pattern, cursor, count, namespace))
+
+    async def ascan_keys(
+        self,
+        pattern: str = "*",
+        *,
+        cursor: int = 0,
+        count: int = 100,
+        namespace: Namespace | None = None,
+    ) -> KeyPage:
+        """Async ``scan_keys``."""
+        self.guard.need_async()
+        return await arun_steps(inspect_steps.scan_keys(self, pattern, cursor, count, namespace))
+
+    def inspect(self, key: str, *, namespace: Namespace | None = None) -> EntryInfo | None:
+        """What is stored at ``key``: TTL, size, format, tags, dependents; not the value.
+
+        A tombstone (a key invalidated moments ago, absent to readers) is reported as
+        such; the tags are those the entry was written with.
+
+        Returns:
+            The entry's description, or ``None`` when nothing is stored there.
+
+        Raises:
+            BackendError: The backend failed (an inspection never fails open).
+            InvalidKeyError: The key is not a valid key or is in the reserved space.
+        """
+        self.guard.need_sync()
+        return run_steps(inspect_steps.inspect(self, key, namespace))
+
+    async def ainspect(self, key: str, *, namespace: Namespace | None = None) -> EntryInfo | None:
+        """Async ``inspect``."""
+        self.guard.need_async()
+        return await arun_steps(inspect_steps.inspect(self, key, namespace))
+
+    def invalidate_targets(
+        self,
+        *,
+        keys: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        namespaces: Sequence[Namespace | str] = (),
+        event: InvalidationEvent | None = None,
+        source: str = "manual",
+        batch_size: int = 500,
+        log: bool = True,
+    ) -> InvalidationRecord:
+        """Invalidate keys, tags, patterns, whole namespaces and an event's rules at once.
+
+        What an operator (an admin API, a CLI) names by hand, in one invalidation with
+        one log record: keys and tags with their dependents, patterns deleted under the
+        key prefix, namespaces invalidated whole (bumped when bumpable), and what the rules
+        say ``event`` makes stale. Everything is checked before the first change; what the
+        backend refuses is kept pending, as for every invalidation.
+
+        Args:
+            keys: Keys (namespace prefix included).
+            tags: Tags.
+            patterns: Globs relative to the key prefix.
+            namespaces: ``Namespace`` objects, or the prefixes of registered ones.
+            event: An event the cache's rules are applied to.
+            source: The record's ``source``.
+            batch_size: Keys per SCAN page and per delete of a pattern, 1 to 10,000.
+            log: Add the record to ``invalidation_log``; ``False`` hands it back only,
+                for a caller that logs a record of its own.
+
+        Returns:
+            The record: keys removed (the first 100), how many entries, duration.
+
+        Raises:
+            ConfigurationError: A pattern would match every key of a database without key
+                prefix, a namespace prefix is not registered, or ``batch_size`` is out of
+                range.
+            InvalidKeyError: A key, tag or pattern is invalid, or a rule's template reads
+                a field the event does not carry.
+        """
+        flow = inspect_steps.invalidate_targets(
+            self, keys, tags, patterns, namespaces, event, source, batch_size, log
+        )
+        return run(self.guard, flow)
+
+    async def ainvalidate_targets(
+        self,
+        *,
+        keys: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        namespaces: Sequence[Namespace | str] = (),
+        event: InvalidationEvent | None = None,
+        source: str = "manual",
+        batch_size: int = 500,
+        log: bool = True,
+    ) -> InvalidationRecord:
+        """Async ``invalidate_targets``."""
+        flow = inspect_steps.invalidate_targets(
+            self, keys, tags, patterns, namespaces, event, source, batch_size, log
+        )
+        return await arun(self.guard, flow)
 
     # -- batches and the backend ---------------------------------------------------------------
 
