@@ -12,7 +12,7 @@ from kirocache._decorators.bulk import Bulk
 from kirocache._decorators.cached_async import AsyncCachedFunction
 from kirocache._decorators.cached_sync import CachedFunction
 from kirocache._decorators.many import AsyncCachedManyFunction, CachedManyFunction
-from kirocache._decorators.options import LockMode, Options, Shape
+from kirocache._decorators.options import LockMode, Options, Shape, default_prefix
 from kirocache._decorators.plan import Plan
 from kirocache._values.types import Duration
 from kirocache.exceptions import ConfigurationError
@@ -28,12 +28,19 @@ R = TypeVar("R")
 M = TypeVar("M", bound="Mapping[Any, Any] | Sequence[Any]")
 
 
-def _is_async(func: Callable[..., Any], decorator: str) -> bool:
-    """Whether ``func`` is an ``async def``, told once at decoration."""
+def _is_async(func: Callable[..., Any], decorator: str, options: Options) -> bool:
+    """Whether ``func`` is an ``async def``, told once at decoration.
+
+    Raises:
+        ConfigurationError: ``func`` is not a function, or it has no ``prefix`` and its
+            name cannot be one (a lambda, a closure: see ``default_prefix``).
+    """
     target = getattr(func, "__func__", func)
     if not callable(target):
         msg = f"{decorator} decorates functions, not {type(func).__name__}"
         raise ConfigurationError(msg)
+    if options.prefix is None:
+        default_prefix(target, decorator)
     return inspect.iscoroutinefunction(target)
 
 
@@ -50,7 +57,7 @@ class _Cached:
     @overload
     def __call__(self, func: Callable[P, R]) -> CachedFunction[P, R]: ...
     def __call__(self, func: Callable[P, Any]) -> Any:
-        is_async = _is_async(func, "@cached")
+        is_async = _is_async(func, "@cached", self._options)
         plan = Plan(func, self._options)
         return AsyncCachedFunction(func, plan) if is_async else CachedFunction(func, plan)
 
@@ -68,7 +75,7 @@ class _CachedMany:
     @overload
     def __call__(self, func: Callable[P, M]) -> CachedManyFunction[P, M]: ...
     def __call__(self, func: Callable[P, Any]) -> Any:
-        is_async = _is_async(func, "@cached_many")
+        is_async = _is_async(func, "@cached_many", self._options)
         bulk = Bulk(func, Plan(func, self._options))
         return AsyncCachedManyFunction(func, bulk) if is_async else CachedManyFunction(func, bulk)
 
@@ -90,7 +97,8 @@ def cached(
 
     Args:
         prefix: A ``Namespace`` (its TTL is the default) or a prefix string; without one the
-            function's module and qualified name form the prefix.
+            function's module and qualified name form the prefix (refused for a lambda or a
+            function defined inside another, whose names are not unique).
         key: A template over the parameters (``"{user_id}"``, ``"{user.id}:{lang}"``);
             without one the key comes from all bound arguments.
         ttl: Seconds (or a timedelta) to keep a result; overrides the namespace's TTL.
@@ -114,7 +122,8 @@ def cached(
         ``AsyncCachedFunction``, with the same parameters and return type.
 
     Raises:
-        ConfigurationError: A template names an unknown parameter, or an option is invalid.
+        ConfigurationError: A template names an unknown parameter, an option is invalid, or
+            no ``prefix`` is given for a lambda or a nested function (pass ``prefix=``).
 
     Example:
         >>> from kirocache import Cache, cached
@@ -176,7 +185,8 @@ def cached_many(
 
     Args:
         prefix: A ``Namespace`` (its TTL is the default) or a prefix string; without one the
-            function's module and qualified name form the prefix.
+            function's module and qualified name form the prefix (refused for a lambda or a
+            function defined inside another, whose names are not unique).
         key: A template over the parameters, as for ``@cached``; without one the key comes
             from all bound arguments, one id in place of the collection.
         ids: The parameter holding the ids; without one, the first parameter after
@@ -193,8 +203,9 @@ def cached_many(
         ``AsyncCachedManyFunction``, with the same parameters and return type.
 
     Raises:
-        ConfigurationError: No ids parameter, an unknown ``ids`` or template field, or the
-            shape cannot be told (no usable annotation and no ``returns``). At call time:
+        ConfigurationError: No ids parameter, an unknown ``ids`` or template field, the
+            shape cannot be told (no usable annotation and no ``returns``), or no
+            ``prefix`` is given for a lambda or a nested function (pass ``prefix=``). At call time:
             the function returned something that is not of its shape (a list of the wrong
             length, say). ``InvalidKeyError`` at call time: the ids argument is not a
             collection (a str, a mapping, a number).

@@ -14,7 +14,7 @@ from kirocache.keys import Namespace
 if typing.TYPE_CHECKING:
     from kirocache._cache import Cache
 
-__all__ = ["LockMode", "Options", "Shape", "StampedeGuard"]
+__all__ = ["LockMode", "Options", "Shape", "StampedeGuard", "default_prefix"]
 
 LockMode: TypeAlias = "bool | Literal['local', 'distributed']"
 """What ``lock=`` accepts."""
@@ -125,3 +125,40 @@ class Options:
             ids=ids,
             returns=returns,
         )
+
+
+# A qualified name with one of these is not unique in its module: every lambda is
+# ``<lambda>``, and each closure a factory makes shares the factory's ``<locals>`` name.
+_AMBIGUOUS = ("<lambda>", "<locals>")
+
+
+def default_prefix(func: Callable[..., Any], decorator: str = "@cached") -> str:
+    """The key prefix a function gets without ``prefix=``: ``<module>.<qualname>:``.
+
+    Two functions with one qualified name would share their entries and answer each
+    other's calls, so a name that is not unique in its module is refused: two lambdas are
+    both ``<lambda>``, and the closures a factory returns all share one
+    ``factory.<locals>.inner`` name.
+
+    Args:
+        func: The decorated function (a ``classmethod`` or ``staticmethod`` is unwrapped).
+        decorator: The decorator's name, for the message.
+
+    Returns:
+        The prefix.
+
+    Raises:
+        ConfigurationError: The qualified name has ``<lambda>`` or ``<locals>`` in it.
+    """
+    target = getattr(func, "__func__", func)
+    name = f"{target.__module__}.{target.__qualname__}"
+    for mark in _AMBIGUOUS:
+        if mark in name:
+            msg = (
+                f"{decorator} cannot derive a key prefix from {name!r}: {mark} is shared by "
+                f"other functions (every lambda, every closure of one factory), so their "
+                f"cached results would mix. Pass prefix= (a Namespace or a str unique to "
+                f'this function, e.g. prefix="report:")'
+            )
+            raise ConfigurationError(msg)
+    return f"{name}:"
