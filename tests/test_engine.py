@@ -17,6 +17,7 @@ from kirocache import Cache, CircuitBreaker
 from kirocache._cache import invalidations, writes
 from kirocache._cache.driver import Io, Pages, arun, run
 from kirocache._cache.guard import FAILED, is_fault
+from kirocache._values.stamped import unwrap
 from kirocache.backends import BackendStats, MemoryBackend, Op, OpResult
 from kirocache.exceptions import (
     BackendError,
@@ -68,16 +69,35 @@ def offline_cache(**options: Any) -> Cache:
 
 def test_set_is_one_execute_step_and_answers_what_it_is_sent() -> None:
     cache = offline_cache(key_prefix="app:")
-    steps = writes.set_value(cache, "k", {"a": 1}, 60, False, None, ["t"])
+    steps = writes.set_value(cache, "k", {"a": 1}, 60, False, None, ())
     step = next(steps)
     assert isinstance(step, Io)
     assert (step.method, step.op, step.label) == ("execute", "set", "default")
     [ops] = step.args
-    assert [op.name for op in ops] == ["tag_add", "set"]
-    assert ops[1].key == "app:k"
-    assert ops[1].ttl == 60
+    assert [(op.name, op.key, op.ttl) for op in ops] == [("set", "app:k", 60)]
     with pytest.raises(StopIteration) as done:
-        steps.send([True, True])
+        steps.send([True])
+    assert done.value.value is True
+
+
+def test_a_tagged_set_reads_its_stamps_then_stores_them_with_the_value() -> None:
+    cache = offline_cache(key_prefix="app:")
+    steps = writes.set_value(cache, "k", {"a": 1}, 60, False, None, ["t", "u"])
+    read = next(steps)
+    assert (read.method, read.args) == (
+        "get_many",
+        (["app:kirocache:tagstamp:t", "app:kirocache:tagstamp:u"],),
+    )
+    step = steps.send([b"stamp-of-t", None])  # u has no stamp yet: the write creates one
+    [ops] = step.args
+    assert [op.name for op in ops] == ["tag_add", "tag_add", "set", "set"]
+    created, value = ops[2], ops[3]
+    assert (created.key, created.nx, created.ttl) == ("app:kirocache:tagstamp:u", True, None)
+    pairs, frame = unwrap(value.value)
+    assert pairs == [("t", b"stamp-of-t"), ("u", created.value)]
+    assert cache.codec.loads(frame, None) == {"a": 1}
+    with pytest.raises(StopIteration) as done:
+        steps.send([True, True, True, True])
     assert done.value.value is True
 
 

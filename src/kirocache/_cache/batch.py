@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from typing_extensions import Self
 
+from kirocache._cache.driver import arun, run
 from kirocache._cache.guard import is_fault
 from kirocache._cache.invalidator import is_tombstone
 from kirocache._cache.keyspace import DEFAULT_LABEL
+from kirocache._values.stamped import is_stamped
 from kirocache.backends import Op
 from kirocache.exceptions import (
     BackendError,
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from kirocache._cache.cache import Cache
+    from kirocache._cache.driver import Flow
     from kirocache._values.types import Duration
     from kirocache.backends import OpResult
     from kirocache.keys import Namespace
@@ -373,18 +376,66 @@ class Batch:
         if step.kind == "delete":
             self.cache.invalidator.pending.add(self.cache, keys=[op.key for op in step.ops])
 
-    def _finish(self, raws: Sequence[OpResult], started: float) -> BatchResult:
+    def _tagged(self, raws: Sequence[OpResult]) -> dict[str, bytes]:
+        """The tagged entries the batch read, by full key: their stamps need a check."""
+        tagged: dict[str, bytes] = {}
+        at = 0
+        for step in self._steps:
+            if step.kind in ("get", "get_many", "exists"):
+                for op, raw in zip(step.ops, raws[at : at + len(step.ops)], strict=True):
+                    if isinstance(raw, bytes) and is_stamped(raw):
+                        tagged[op.key] = raw
+            at += len(step.ops)
+        return tagged
+
+    def _finish(
+        self, raws: Sequence[OpResult], started: float, opened: Mapping[str, bytes | None]
+    ) -> BatchResult:
         self.cache.guard.ok()
         slots: list[Any] = []
         at = 0
         for step in self._steps:
             answers = raws[at : at + len(step.ops)]
             at += len(step.ops)
-            slots.append(self._decode(step, answers, started))
+            slots.append(self._decode(step, answers, started, opened))
         self.result = BatchResult(slots, self._names)
         return self.result
 
-    def _decode(self, step: _Step, answers: Sequence[OpResult], started: float) -> Any:
+    def _found(
+        self,
+        step: _Step,
+        answers: Sequence[OpResult],
+        started: float,
+        opened: Mapping[str, bytes | None],
+    ) -> dict[str, Any]:
+        """The hits of a read step, by key; each key's outcome observed."""
+        operation = f"batch.{step.kind}"
+        pending = self.cache.invalidator.pending
+        found: dict[str, Any] = {}
+        for key, op, raw, metric_label in zip(
+            step.keys, step.ops, answers, step.labels, strict=True
+        ):
+            outcome: Outcome = "miss"
+            if pending.active and pending.blocks(op.key):
+                pass  # a pending invalidation reaches it: a miss, as every read is
+            elif isinstance(raw, bytes) and not is_tombstone(raw):
+                frame = opened.get(op.key) if is_stamped(raw) else raw
+                try:
+                    if frame is not None:  # None: a stale tagged entry
+                        found[key] = self.cache.codec.loads(frame, step.type)
+                        outcome = "hit"
+                except CorruptValueError:
+                    pass  # a miss; deleting it would cost a second round trip
+            self.cache.guard.observe(operation, metric_label, outcome, started, key)
+        return found
+
+    def _decode(
+        self,
+        step: _Step,
+        answers: Sequence[OpResult],
+        started: float,
+        opened: Mapping[str, bytes | None],
+    ) -> Any:
         operation = f"batch.{step.kind}"
         observe = self.cache.guard.observe
         failure = next((a for a in answers if isinstance(a, BaseException)), None)
@@ -394,21 +445,7 @@ class Batch:
             self._keep_pending(step)
             return failure
         if step.kind in ("get", "get_many"):
-            pending = self.cache.invalidator.pending
-            found: dict[str, Any] = {}
-            for key, op, raw, metric_label in zip(
-                step.keys, step.ops, answers, step.labels, strict=True
-            ):
-                outcome: Outcome = "miss"
-                if pending.active and pending.blocks(op.key):
-                    pass  # a pending invalidation reaches it: a miss, as every read is
-                elif isinstance(raw, bytes) and not is_tombstone(raw):
-                    try:
-                        found[key] = self.cache.codec.loads(raw, step.type)
-                        outcome = "hit"
-                    except CorruptValueError:
-                        pass  # a miss; deleting it would cost a second round trip
-                observe(operation, metric_label, outcome, started, key)
+            found = self._found(step, answers, started, opened)
             return found if step.kind == "get_many" else found.get(step.keys[0])
         if step.kind == "incr":
             observe(operation, step.labels[0], "set", started, step.keys[0])
@@ -418,7 +455,10 @@ class Batch:
                 observe(operation, metric_label, "set", started)
             return True
         answer = answers[0]
-        done = not is_tombstone(answer) if isinstance(answer, bytes) else bool(answer)
+        if isinstance(answer, bytes):  # a read: a tombstone or a stale tagged entry is absent
+            done = not is_tombstone(answer) and opened.get(step.ops[0].key, answer) is not None
+        else:
+            done = bool(answer)
         outcomes: dict[str, tuple[Outcome, Outcome]] = {
             "set": ("set", "skip"),
             "delete": ("delete", "delete"),
@@ -455,7 +495,11 @@ class Batch:
             if not is_fault(exc):
                 raise  # programming errors (ours or a backend's) are not faults of the store
             return self._fault(exc, started)
-        return self._finish(raws, started)
+        tagged = self._tagged(raws)
+        opened: Mapping[str, bytes | None] = {}
+        if tagged:  # a second round trip, only for tagged entries: their stamps
+            opened = self._opened(tagged, run(self.cache.guard, self._check(tagged, started)))
+        return self._finish(raws, started, opened)
 
     async def aexecute(self) -> BatchResult:
         """Async ``execute``: the same round trip on the backend's async half."""
@@ -473,7 +517,24 @@ class Batch:
             if not is_fault(exc):
                 raise  # programming errors (ours or a backend's) are not faults of the store
             return self._fault(exc, started)
-        return self._finish(raws, started)
+        tagged = self._tagged(raws)
+        opened: Mapping[str, bytes | None] = {}
+        if tagged:  # a second round trip, only for tagged entries: their stamps
+            frames = await arun(self.cache.guard, self._check(tagged, started))
+            opened = self._opened(tagged, frames)
+        return self._finish(raws, started, opened)
+
+    def _check(self, tagged: Mapping[str, bytes], started: float) -> Flow[list[bytes | None]]:
+        label = self._steps[0].labels[0] if self._steps[0].labels else DEFAULT_LABEL
+        invalidator = self.cache.invalidator
+        return invalidator.unstamped(list(tagged.values()), {}, label, started)
+
+    @staticmethod
+    def _opened(tagged: Mapping[str, bytes], frames: Any) -> dict[str, bytes | None]:
+        """The frame of each tagged entry (``None``: stale), by full key."""
+        if not isinstance(frames, list):  # the check failed as a whole: nothing is served
+            return dict.fromkeys(tagged)
+        return dict(zip(tagged, frames, strict=True))
 
     def __enter__(self) -> Self:
         return self

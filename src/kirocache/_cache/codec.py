@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from kirocache.exceptions import ConfigurationError, ValueTooLargeError
+from kirocache._values.stamped import is_stamped
+from kirocache.exceptions import ConfigurationError, CorruptValueError, ValueTooLargeError
 from kirocache.serializers import Serializer, resolve_serializer
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "Codec", "parse_counter"]
@@ -67,6 +68,11 @@ class Codec:
             CorruptValueError: The bytes are not a valid entry for this serializer.
         """
         # b"\xc5" starts every framed value, so a frame is never mistaken for a counter
-        if not raw.startswith(b"\xc5") and _COUNTER.fullmatch(raw):
-            return int(raw)
+        if not raw.startswith(b"\xc5"):
+            if _COUNTER.fullmatch(raw):
+                return int(raw)
+            if is_stamped(raw):
+                # the cache opens a tagged entry's envelope once its tags' stamps are checked
+                msg = "a tagged entry must be checked against its tags' stamps first"
+                raise CorruptValueError(msg)
         return self.serializer.loads(raw, type)

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 from kirocache._cache.driver import Flow, Io
 from kirocache._cache.guard import FAILED
 from kirocache._cache.pending import Pending
+from kirocache._values.stamped import is_stamped, unwrap, wrap
 from kirocache._values.types import to_seconds
 from kirocache.backends import TOMBSTONE_PREFIX, Op
-from kirocache.exceptions import ConfigurationError
+from kirocache.exceptions import ConfigurationError, CorruptValueError, InvalidKeyError
 from kirocache.invalidation import (
     KEYS_PER_RECORD,
     InvalidationLog,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_TOMBSTONE_TTL",
     "TOMBSTONE",
     "UNREAD",
+    "WRITTEN_STAMP",
     "Cascade",
     "Guards",
     "Invalidator",
@@ -45,6 +47,16 @@ DEFAULT_TOMBSTONE_TTL: Final = 60.0
 # What an invalidated key holds for ``tombstone_ttl``: this prefix (no serializer header
 # starts so) and a random token, so every invalidation leaves a different tombstone.
 TOMBSTONE: Final = TOMBSTONE_PREFIX
+
+WRITTEN_STAMP: Final = b"\xc5\xfestamp:"
+"""How a tag stamp that a write created starts (an invalidation's starts with ``TOMBSTONE``).
+
+A tagged entry carries the stamps of its tags (``kirocache._values.stamped``) and is valid
+only while each still holds them. The first write of a tag creates its stamp (``SET NX``,
+no expiry); an invalidation replaces it with a tombstone-like stamp that lives
+``tombstone_ttl``, so a write loaded before it fails its guard. Only stamps a write created
+are ever pruned (``prune_indexes``): an invalidation's must outlive the writes it defeats.
+"""
 
 Guards: TypeAlias = "tuple[tuple[str, bytes | None], ...]"
 """The stamps of an entry's tags as a read found them: ``(stamp key, bytes)`` pairs."""
@@ -171,21 +183,90 @@ class Invalidator:
         (absent), a tombstone or the stale entry being refreshed; ``guards`` are the
         stamps of the entry's tags as read then. A key or tag invalidation in between
         changed one of them, so a value computed from data older than the invalidation is
-        never stored. The write's answer is the last slot.
+        never stored. A tagged value is stored in an envelope that carries those stamps
+        (see ``stamped_ops``). The write's answer is the last slot.
         """
         # The index entries go first: a tag invalidation that reads the index between them
         # and the write has already changed the stamp the write checks.
         ops = self.tag_add_ops(tags, full, ttl)
+        if tags:
+            made, data, guards = self.stamped_ops(tags, dict(guards), data)
+            ops += made
         ops.append(Op("set_if", full, data, ttl=ttl, expected=seen, guards=guards))
         return ops
 
+    def stamped_ops(
+        self, tags: Sequence[str], held: dict[str, bytes | None], data: bytes
+    ) -> tuple[list[Op], bytes, Guards]:
+        """The envelope of a tagged value, the ops that create missing stamps, its guards.
+
+        ``held`` maps stamp keys to what a read found there. A stamp found absent (never
+        written, expired or evicted) is created with ``SET NX`` before the value; when
+        another writer or an invalidation got there first, the guard on it fails and the
+        value is not stored, so no entry ever carries a stamp its tag does not hold.
+        """
+        ops: list[Op] = []
+        pairs: list[tuple[str, bytes]] = []
+        guards: list[tuple[str, bytes | None]] = []
+        for tag in dict.fromkeys(tags):
+            key = self._keys.stamp_key(tag)
+            stamp = held.get(key)
+            if stamp is None:
+                stamp = WRITTEN_STAMP + os.urandom(8)
+                ops.append(Op("set", key, stamp, nx=True))
+            pairs.append((tag, stamp))
+            guards.append((key, stamp))
+        return ops, wrap(pairs, data), tuple(guards)
+
     def stamp_ops(self, tags: Sequence[str]) -> list[Op]:
-        """Ops that change the stamps of ``tags``, so writes guarded by them fail."""
-        if self.tombstone_ttl is None:
-            return []
+        """Ops that change the stamps of ``tags``: their entries and guarded writes fail."""
         stamp = TOMBSTONE + os.urandom(8)
-        stamp_key = self._keys.stamp_key
-        return [Op("swap", stamp_key(tag), stamp, ttl=self.tombstone_ttl) for tag in tags]
+        ttl = self.tombstone_ttl or DEFAULT_TOMBSTONE_TTL
+        return [Op("swap", self._keys.stamp_key(tag), stamp, ttl=ttl) for tag in tags]
+
+    def unstamped(
+        self, raws: Sequence[bytes], held: dict[str, bytes | None], label: str, started: float
+    ) -> Flow[list[bytes | None]]:
+        """The frames inside tagged entries' envelopes; ``None`` for each that is stale.
+
+        An entry is stale when a stamp it carries is no longer what its tag's stamp key
+        holds: replaced by an invalidation, or gone (expired, evicted). ``held`` has the
+        stamps already read (a decorator reads its tags' stamps with the key); the others
+        are read in one round trip. When that read fails, every entry counts as stale: a
+        value that cannot be checked is not served.
+        """
+        parsed: list[tuple[list[tuple[str, bytes]], bytes] | None] = []
+        wanted: dict[str, None] = {}
+        for raw in raws:
+            try:
+                pairs, data = unwrap(raw)
+                stamps = [(self._keys.stamp_key(tag), stamp) for tag, stamp in pairs]
+            except (CorruptValueError, InvalidKeyError):
+                parsed.append(None)  # not ours to read: a miss
+                continue
+            parsed.append((stamps, data))
+            wanted.update((key, None) for key, _ in stamps if key not in held)
+        if wanted:
+            keys = list(wanted)
+            found = yield Io(self._backend, "get_many", (keys,), "get", label, started)
+            if found is FAILED:
+                return [None] * len(raws)
+            held = {**held, **dict(zip(keys, found, strict=True))}
+        return [
+            None
+            if entry is None or any(held.get(key) != stamp for key, stamp in entry[0])
+            else entry[1]
+            for entry in parsed
+        ]
+
+    def absent(self, raw: object, label: str, started: float) -> Flow[bool]:
+        """Whether stored bytes read as absent: none, a tombstone or a stale tagged entry."""
+        if raw is None or is_tombstone(raw):
+            return True
+        if type(raw) is bytes and is_stamped(raw):
+            [data] = yield from self.unstamped([raw], {}, label, started)
+            return data is None
+        return False
 
     def too_late(self, read_at: float) -> bool:
         """Whether a tombstone seen (or not) at ``read_at`` may have expired since."""

@@ -21,6 +21,7 @@ from kirocache._cache import invalidations
 from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
+from kirocache._values.stamped import is_stamped
 from kirocache._values.types import MISSING
 from kirocache.backends import Op
 from kirocache.exceptions import CorruptValueError
@@ -131,8 +132,11 @@ def lookup(
     try:
         value = self.codec.loads(raw, type)
     except CorruptValueError:
-        guard.observe("get", label, "miss", started, full)
-        return MISSING, (full, run(guard, _drop_corrupt(self, full, raw, label, started)), guards)
+        # a tagged entry (checked against its tags' stamps), else corrupt bytes
+        value, raw = run(guard, _unreadable(self, full, raw, guards, type, label, started))
+        if value is MISSING:
+            guard.observe("get", label, "miss", started, full)
+            return MISSING, (full, raw, guards)
     metrics = guard.metrics
     if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
@@ -180,9 +184,12 @@ async def alookup(
     try:
         value = self.codec.loads(raw, type)
     except CorruptValueError:
-        guard.observe("get", label, "miss", started, full)
-        dropped = await arun(guard, _drop_corrupt(self, full, raw, label, started))
-        return MISSING, (full, dropped, guards)
+        # a tagged entry (checked against its tags' stamps), else corrupt bytes
+        flow = _unreadable(self, full, raw, guards, type, label, started)
+        value, raw = await arun(guard, flow)
+        if value is MISSING:
+            guard.observe("get", label, "miss", started, full)
+            return MISSING, (full, raw, guards)
     metrics = guard.metrics
     if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
@@ -269,8 +276,7 @@ def _read(
     # the one generation this read checks (a plain dict, not a copy of all of them)
     used = {} if bumpable is None else {bumpable.prefix: keys.generations.get(bumpable.prefix, 0)}
     full, label, _ = keys.resolve(key, namespace, used)
-    tombstones = self.invalidator.tombstone_ttl
-    stamps = [keys.stamp_key(tag) for tag in tags] if tombstones else []
+    stamps = [keys.stamp_key(tag) for tag in tags]
     head = [keys.generation_key(bumpable)] if bumpable is not None else []
     raws = yield Io(backend, "get_many", ([*head, full, *stamps],), "get", label, started)
     if raws is FAILED:
@@ -285,6 +291,26 @@ def _read(
     full = keys.resolve(key, namespace, {**used, bumpable.prefix: generation})[0]
     raw = yield Io(backend, "get", (full,), "get", label, started)
     return raw, full, guards
+
+
+def _unreadable(
+    self: Cache, full: str, raw: bytes, guards: Guards, type: Any, label: str, started: float
+) -> Flow[tuple[Any, Any]]:
+    """What bytes the codec refused hold: a tagged entry's value, or ``MISSING``.
+
+    A tagged entry is opened when its tags' stamps still hold what it carries (``guards``
+    has those read with the key). Returns the value (``MISSING`` when the entry is stale
+    or corrupt) and what the key holds now: a corrupt entry is deleted.
+    """
+    if is_stamped(raw):
+        [frame] = yield from self.invalidator.unstamped([raw], dict(guards), label, started)
+        if frame is None:
+            return MISSING, raw  # stale: a tag was invalidated, or its stamp is gone
+        try:
+            return self.codec.loads(frame, type), raw
+        except CorruptValueError:
+            pass
+    return MISSING, (yield from _drop_corrupt(self, full, raw, label, started))
 
 
 def _drop_corrupt(self: Cache, full: str, raw: bytes, label: str, started: float) -> Flow[Any]:
@@ -372,10 +398,9 @@ def _read_many(
         raws = guard.failed("get_many", label, exc, started)
     if raws is FAILED:
         return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
-    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
-    for key in corrupt:
-        full, raw, _ = seen[key]
-        seen[key] = (full, run(guard, _drop_corrupt(self, full, raw, label, started)), ())
+    found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
+    if unread:
+        run(guard, _settle_many(self, found, seen, unread, type, label, started))
     guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
     return found, seen
 
@@ -419,10 +444,9 @@ async def _aread_many(
         raws = guard.failed("get_many", label, exc, started)
     if raws is FAILED:
         return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
-    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
-    for key in corrupt:
-        full, raw, _ = seen[key]
-        seen[key] = (full, await arun(guard, _drop_corrupt(self, full, raw, label, started)), ())
+    found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
+    if unread:
+        await arun(guard, _settle_many(self, found, seen, unread, type, label, started))
     guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
     return found, seen
 
@@ -430,10 +454,10 @@ async def _aread_many(
 def _decode_many(
     self: Cache, keys: Sequence[str], full_keys: Sequence[str], raws: Sequence[Any], type: Any
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """The hits, what was seen per key, and the keys whose entry is corrupt."""
+    """The hits, what was seen per key, and the keys the codec refused (see ``_settle_many``)."""
     found: dict[str, Any] = {}
     seen: dict[str, Any] = {}
-    corrupt: list[str] = []
+    unread: list[str] = []
     loads = self.codec.loads
     for key, full, raw in zip(keys, full_keys, raws, strict=True):
         seen[key] = (full, raw, ())
@@ -441,8 +465,36 @@ def _decode_many(
             try:
                 found[key] = loads(raw, type)
             except CorruptValueError:
+                unread.append(key)
+    return found, seen, unread
+
+
+def _settle_many(
+    self: Cache,
+    found: dict[str, Any],
+    seen: dict[str, Any],
+    unread: list[str],
+    type: Any,
+    label: str,
+    started: float,
+) -> Flow[None]:
+    """Open the tagged entries among ``unread`` and drop the corrupt ones, in place.
+
+    The stamps of every tagged entry are read in one round trip.
+    """
+    tagged = [key for key in unread if is_stamped(seen[key][1])]
+    raws = [seen[key][1] for key in tagged]
+    frames = (yield from self.invalidator.unstamped(raws, {}, label, started)) if raws else []
+    corrupt = [key for key in unread if key not in set(tagged)]
+    for key, frame in zip(tagged, frames, strict=True):
+        if frame is not None:
+            try:
+                found[key] = self.codec.loads(frame, type)
+            except CorruptValueError:
                 corrupt.append(key)
-    return found, seen, corrupt
+    for key in corrupt:
+        full, raw, _ = seen[key]
+        seen[key] = (full, (yield from _drop_corrupt(self, full, raw, label, started)), ())
 
 
 def _lookup_many(
@@ -472,10 +524,9 @@ def _lookup_many(
             raws = raws[len(heads) :]
     if raws is FAILED:
         return {}, {key: (full, UNREAD, ()) for key, full in zip(keys, full_keys, strict=True)}
-    found, seen, corrupt = _decode_many(self, keys, full_keys, raws, type)
-    for key in corrupt:
-        full, raw, _ = seen[key]
-        seen[key] = (full, (yield from _drop_corrupt(self, full, raw, label, started)), ())
+    found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
+    if unread:
+        yield from _settle_many(self, found, seen, unread, type, label, started)
     guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
     return found, seen
 

@@ -66,7 +66,12 @@ def set_value(
     namespace: Namespace | None,
     tags: Sequence[str],
 ) -> Flow[bool]:
-    """``Cache.set``: the write with its tag entries; ``nx`` treats a tombstone as absent."""
+    """``Cache.set``: the write with its tag entries; ``nx`` treats a tombstone as absent.
+
+    A tagged value carries its tags' stamps (see ``Invalidator.stamped_ops``), read first:
+    one more round trip, so that an evicted tag index can never keep an invalidation from
+    reaching the value.
+    """
     yield from refresh_generations(cache, (key,), namespace)
     keys, guard, invalidator = cache.keyspace, cache.guard, cache.invalidator
     full, label, default_ttl = keys.resolve(key, namespace)
@@ -74,17 +79,24 @@ def set_value(
     started = time.perf_counter()
     data = cache.codec.dumps(full, value)
     ops = invalidator.tag_add_ops(tags, full, seconds)
+    if tags:
+        stamp_keys = [keys.stamp_key(tag) for tag in tags]
+        held = yield Io(cache.backend, "get_many", (stamp_keys,), "set", label, started)
+        if held is FAILED:
+            return False
+        made, data, _ = invalidator.stamped_ops(tags, dict(zip(stamp_keys, held)), data)  # noqa: B905 - one answer per key
+        ops += made
     ops.append(Op("set", full, data, ttl=seconds, nx=nx))
     results = yield Io(cache.backend, "execute", (ops,), "set", label, started)
     if results is FAILED or guard.slot_failure("set", label, results, started):
         return False
     stored = results[-1]
     if stored is False and nx:
-        # An invalidated key holds a tombstone, which is absent for ``nx``.
+        # An invalidated key (a tombstone, a stale tagged entry) is absent for ``nx``.
         held = yield Io(cache.backend, "get", (full,), "set", label, started)
-        if is_tombstone(held):
+        if held is not None and (yield from invalidator.absent(held, label, started)):
             stored = yield from _one(
-                cache, invalidator.store_ops(full, data, seconds, held)[0], "set", label, started
+                cache, Op("set_if", full, data, ttl=seconds, expected=held), "set", label, started
             )
             if stored is FAILED:
                 return False
@@ -149,11 +161,11 @@ def exists(cache: Cache, key: str, namespace: Namespace | None) -> Flow[bool]:
     started = time.perf_counter()
     if _pending_reaches(cache, full):
         found: Any = False
-    elif cache.invalidator.tombstone_ttl is None:
-        found = yield from _one(cache, Op("exists", full), "exists", label, started)
-    else:
+    else:  # read, not EXISTS: a tombstone or a stale tagged entry is absent
         raw = yield Io(cache.backend, "get", (full,), "exists", label, started)
-        found = raw if raw is FAILED else raw is not None and not is_tombstone(raw)
+        found = (
+            raw if raw is FAILED else not (yield from cache.invalidator.absent(raw, label, started))
+        )
     if found is FAILED:
         return False
     cache.guard.observe("exists", label, "hit" if found else "miss", started, full)
@@ -168,14 +180,14 @@ def ttl(cache: Cache, key: str, namespace: Namespace | None) -> Flow[float | Non
     left: Any
     if _pending_reaches(cache, full):
         left = None
-    elif cache.invalidator.tombstone_ttl is None:
-        left = yield from _one(cache, Op("ttl", full), "ttl", label, started)
     else:
         ops = [Op("ttl", full), Op("get", full)]
         results = yield Io(cache.backend, "execute", (ops,), "ttl", label, started)
         if results is FAILED:
             left = FAILED
-        elif is_tombstone(results[1]):
+        elif isinstance(results[1], bytes) and (
+            yield from cache.invalidator.absent(results[1], label, started)
+        ):
             left = None  # an invalidated key is absent
         else:
             # a tag set fails GET (WRONGTYPE) but has a TTL of its own
@@ -230,13 +242,13 @@ def _tombstoned(cache: Cache, full: str, label: str, started: float) -> Flow[Any
     """
     if _pending_reaches(cache, full):
         return False
-    if cache.invalidator.tombstone_ttl is None:
-        return None
     ops = [Op("get", full)]
     results = yield Io(cache.backend, "execute", (ops,), "get", label, started)
     if results is FAILED:
         return FAILED
-    return False if is_tombstone(results[0]) else None
+    held = results[0]
+    gone = isinstance(held, bytes) and (yield from cache.invalidator.absent(held, label, started))
+    return False if gone else None
 
 
 def incr(
