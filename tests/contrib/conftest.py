@@ -5,25 +5,10 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SECRET_KEY = "kirocache-tests-not-a-real-secret-" + "x" * 20
-
-
-def django_cache(location: str, **params: Any) -> dict[str, Any]:
-    """One ``CACHES`` alias on the kirocache backend, with a key prefix of its own."""
-    options = params.pop("OPTIONS", {})
-    options.setdefault("key_prefix", f"djt{uuid.uuid4().hex[:10]}:")
-    return {
-        "BACKEND": "kirocache.contrib.django.KirocacheCache",
-        "LOCATION": location,
-        "OPTIONS": options,
-        **params,
-    }
+from contrib_support import EXAMPLES, SECRET_KEY, custom_key_func, django_cache
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +71,3 @@ def django_caches(django_settings: None, location: str) -> Iterator[Any]:
         finally:
             for alias in setting:
                 caches[alias].clear()
-
-
-def custom_key_func(key: str, key_prefix: str, version: int) -> str:
-    """Django's own test key function."""
-    return "CUSTOM-" + "-".join([key_prefix, str(version), key])

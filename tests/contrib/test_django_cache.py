@@ -15,8 +15,7 @@ import warnings
 from typing import Any
 
 import pytest
-
-from conftest import SECRET_KEY, django_cache
+from contrib_support import SECRET_KEY, django_cache
 
 pytestmark = pytest.mark.usefixtures("django_settings")
 
