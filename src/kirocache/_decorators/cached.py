@@ -92,6 +92,7 @@ def cached(
     lock_timeout: Duration = 10.0,
     stale_ttl: Duration | None = None,
     early_refresh: float | bool = False,
+    strict: bool = False,
 ) -> _Cached:
     """Cache a function's results under keys built from its arguments; sync or async.
 
@@ -116,6 +117,11 @@ def cached(
             refreshes it in the background (and while refreshing fails).
         early_refresh: Refresh hot keys shortly before they expire, with a probability that
             grows near expiry (``True``, or a factor: larger refreshes earlier).
+        strict: Raise ``SerializationError`` (or ``ValueTooLargeError``) when a result
+            cannot be stored. By default such a result is returned uncached, counted in
+            the metrics and warned about once per function: a value JSON cannot give back
+            as it is (``None`` from ``-> Profile``, a tuple or ``inf`` where the annotation
+            does not say so), one that cannot be serialized, or one over ``max_value_size``.
 
     Returns:
         A decorator turning ``def`` into a ``CachedFunction`` and ``async def`` into an
@@ -148,6 +154,7 @@ def cached(
         lock_timeout=lock_timeout,
         stale_ttl=stale_ttl,
         early_refresh=early_refresh,
+        strict=strict,
     )
     return _Cached(options)
 
@@ -161,6 +168,7 @@ def cached_many(
     ttl: Duration | None = None,
     cache: Cache | None = None,
     condition: Callable[[Any], bool] | None = None,
+    strict: bool = False,
 ) -> _CachedMany:
     """Cache a bulk function's results one entry per id; sync or async.
 
@@ -197,6 +205,8 @@ def cached_many(
         ttl: Seconds (or a timedelta) to keep each value; overrides the namespace's TTL.
         cache: The ``Cache`` to use; without one the default cache is looked up at call time.
         condition: ``condition(value) -> bool`` decides, per id, whether a value is stored.
+        strict: Raise when a value cannot be stored, as for ``@cached``; by default such
+            values are returned uncached, counted and warned about once.
 
     Returns:
         A decorator turning ``def`` into a ``CachedManyFunction`` and ``async def`` into an
@@ -236,5 +246,6 @@ def cached_many(
         condition=condition,
         ids=ids,
         returns=returns,
+        strict=strict,
     )
     return _CachedMany(options)

@@ -46,6 +46,8 @@ class Options:
         early_refresh: The XFetch factor of early refreshes; 0: none.
         ids: The ``@cached_many`` parameter holding the ids (``None``: the first one).
         returns: The ``@cached_many`` result's shape (``None``: from the annotation).
+        strict: Raise when a computed result cannot be stored (by default it is returned
+            uncached, counted and warned about once).
     """
 
     prefix: Namespace | str | None = None
@@ -60,6 +62,7 @@ class Options:
     early_refresh: float = 0.0
     ids: str | None = None
     returns: Shape | None = None
+    strict: bool = False
 
     @classmethod
     def checked(
@@ -77,6 +80,7 @@ class Options:
         early_refresh: float | bool = False,
         ids: str | None = None,
         returns: Shape | None = None,
+        strict: bool = False,
     ) -> Options:
         """Check the decorator's arguments and turn durations into seconds.
 
@@ -124,6 +128,7 @@ class Options:
             early_refresh=beta,
             ids=ids,
             returns=returns,
+            strict=bool(strict),
         )
 
 
