@@ -55,6 +55,7 @@ class CleanupReport:
         indexes_checked: Tag and dependency sets looked at.
         tag_entries_pruned: Tag-set entries whose key was gone.
         dependency_edges_pruned: Dependency edges whose dependent was gone.
+        stamps_pruned: Tag stamps of tags with no index left (no entry to check them).
         errors: Backend calls that failed (the run goes on with the next index).
         duration: Seconds the run took.
     """
@@ -63,6 +64,7 @@ class CleanupReport:
     indexes_checked: int = 0
     tag_entries_pruned: int = 0
     dependency_edges_pruned: int = 0
+    stamps_pruned: int = 0
     errors: int = 0
     duration: float = 0.0
 
@@ -142,6 +144,7 @@ class Cleanup:
             indexes_checked=pruned["indexes"],
             tag_entries_pruned=pruned["tag_entries"],
             dependency_edges_pruned=pruned["dependency_edges"],
+            stamps_pruned=pruned.get("stamps", 0),
             errors=errors + pruned["errors"],
             duration=time.perf_counter() - started,
         )

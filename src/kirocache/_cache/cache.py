@@ -622,7 +622,8 @@ class Cache:
 
         Returns:
             Counts: ``indexes`` looked at, ``tag_entries`` and ``dependency_edges``
-            removed, and ``errors`` (backend calls that failed).
+            removed, ``stamps`` (tag stamps of tags with no index left) removed, and
+            ``errors`` (backend calls that failed).
 
         Raises:
             ConfigurationError: The backend has no sync methods.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._cache.driver import Flow, Io, Pages
 from kirocache._cache.guard import FAILED, Failed
+from kirocache._cache.invalidator import WRITTEN_STAMP
 from kirocache._cache.keyspace import DEFAULT_LABEL
 from kirocache._cache.writes import has_both, refresh_generations
 from kirocache.backends import Call, Op, Steps
@@ -408,7 +409,42 @@ def prune_indexes(cache: Cache) -> Steps[dict[str, int]]:
                     counts[kind] += yield from _prune(cache, index, kind == "dependency_edges")
                 except BackendError:
                     counts["errors"] += 1
+    counts["stamps"] = 0
+    pages, done = Pages(backend, cache.keyspace.stamp_glob(), _SCAN_PAGE), False
+    try:
+        while not done:
+            page = yield Call(pages, "take", (_SCAN_PAGE,))
+            done = len(page) < _SCAN_PAGE
+            counts["stamps"] += yield from _prune_stamps(cache, page)
+    except BackendError:
+        counts["errors"] += 1
     return counts
+
+
+def _prune_stamps(cache: Cache, stamps: list[str]) -> Steps[int]:
+    """Remove the stamps a write created whose tag has no index left; returns how many.
+
+    No index means no live entry the cache knows of; an entry it lost track of (its
+    index evicted) reads as a miss once its stamp is gone, which is safe. An
+    invalidation's stamp is kept until it expires: it must outlive the loads it defeats.
+    Each removal is a compare-and-delete, so a stamp an invalidation replaced meanwhile
+    stays.
+    """
+    if not stamps:
+        return 0
+    indexes = [cache.keyspace.index_of_stamp(stamp) for stamp in stamps]
+    ops = [Op("get", stamp) for stamp in stamps] + [Op("exists", index) for index in indexes]
+    results = yield Call(cache.backend, "execute", (ops,))
+    held, alive = results[: len(stamps)], results[len(stamps) :]
+    drops = [
+        Op("delete_if", stamp, expected=value)
+        for stamp, value, live in zip(stamps, held, alive, strict=True)
+        if isinstance(value, bytes) and value.startswith(WRITTEN_STAMP) and live is False
+    ]
+    if not drops:
+        return 0
+    answers = yield Call(cache.backend, "execute", (drops,))
+    return sum(answer is True for answer in answers)
 
 
 def _prune(cache: Cache, index: str, nodes: bool) -> Steps[int]:

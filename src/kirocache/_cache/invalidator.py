@@ -235,15 +235,15 @@ class Invalidator:
         are read in one round trip. When that read fails, every entry counts as stale: a
         value that cannot be checked is not served.
         """
-        parsed: list[tuple[list[tuple[str, bytes]], bytes] | None] = []
+        parsed: list[tuple[list[tuple[str, bytes]], bytes]] = []
         wanted: dict[str, None] = {}
         for raw in raws:
             try:
                 pairs, data = unwrap(raw)
                 stamps = [(self._keys.stamp_key(tag), stamp) for tag, stamp in pairs]
             except (CorruptValueError, InvalidKeyError):
-                parsed.append(None)  # not ours to read: a miss
-                continue
+                # a corrupt envelope is answered as it is: the codec refuses it as corrupt
+                stamps, data = [], raw
             parsed.append((stamps, data))
             wanted.update((key, None) for key, _ in stamps if key not in held)
         if wanted:
@@ -253,10 +253,8 @@ class Invalidator:
                 return [None] * len(raws)
             held = {**held, **dict(zip(keys, found, strict=True))}
         return [
-            None
-            if entry is None or any(held.get(key) != stamp for key, stamp in entry[0])
-            else entry[1]
-            for entry in parsed
+            None if any(held.get(key) != stamp for key, stamp in stamps) else data
+            for stamps, data in parsed
         ]
 
     def absent(self, raw: object, label: str, started: float) -> Flow[bool]:

@@ -281,6 +281,14 @@ class KeySpace:
             escape_glob(self.key_prefix + DEP_PREFIX) + "*",
         )
 
+    def stamp_glob(self) -> str:
+        """Glob of every tag stamp."""
+        return escape_glob(self.key_prefix + STAMP_PREFIX) + "*"
+
+    def index_of_stamp(self, stamp_key: str) -> str:
+        """The tag index of the tag whose stamp is at ``stamp_key``."""
+        return self.key_prefix + TAG_PREFIX + stamp_key[len(self.key_prefix + STAMP_PREFIX) :]
+
     def internal(self, full: str) -> bool:
         """Whether a backend key is one of the cache's own (indexes, stamps, generations)."""
         return full.startswith(self.key_prefix + INTERNAL_PREFIX)
