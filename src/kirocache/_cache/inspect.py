@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import islice
@@ -44,6 +45,7 @@ __all__ = ["MAX_PAGE", "EntryInfo", "KeyPage", "invalidate_targets"]
 MAX_PAGE: Final = 10_000
 """The largest ``count`` of one ``scan_keys`` page."""
 _SKIP_CHUNK: Final = 1000
+_MARK: Final = re.compile(r"~g([0-9]+):")
 _FORMATS: Final = {
     FORMAT_JSON: "json",
     FORMAT_RAW_BYTES: "bytes",
@@ -215,17 +217,50 @@ def scan_keys(
                 return KeyPage((), 0, pattern)
             skipped += len(chunk)
         found: dict[str, None] = {}
+        known: set[str] = set()
         passed, budget = 0, 10 * count  # a stretch of internal keys only is not read forever
         while len(found) < count and passed < budget:
             want = count - len(found)
             chunk = yield Call(scan, "take", (want,))
             passed += len(chunk)
-            found.update((keys.unprefix(full), None) for full in chunk if not keys.internal(full))
+            mine = yield from _current(cache, [k for k in chunk if not keys.internal(k)], known)
+            found.update((keys.unprefix(full), None) for full in mine)
             if len(chunk) < want:
                 return KeyPage(tuple(found), 0, pattern)
         return KeyPage(tuple(found), cursor + passed, pattern)
     finally:
         yield Call(scan, "close")
+
+
+def _current(cache: Cache, fulls: list[str], known: set[str]) -> Steps[list[str]]:
+    """``fulls`` without the entries of a bumpable namespace's past generations.
+
+    Those are never read again (they wait for their TTL), so they are not listed. The
+    generations of the namespaces met are read once per call (``known``).
+    """
+    keys = cache.keyspace
+    head = len(keys.key_prefix)
+    spaces = {}
+    for full in fulls:
+        space = keys.find(full[head:])
+        if space is not None and space.bumpable:
+            spaces[full] = space
+    fresh = list({space.prefix: space for space in spaces.values() if space.prefix not in known})
+    if fresh:
+        unread = [s for s in dict.fromkeys(spaces.values()) if s.prefix in fresh]
+        raws = yield Call(cache.backend, "get_many", ([keys.generation_key(s) for s in unread],))
+        for space, raw in zip(unread, raws, strict=True):
+            keys.learn_generation(space, raw)
+        known.update(fresh)
+    kept = []
+    for full in fulls:
+        space = spaces.get(full)
+        if space is not None:
+            mark = _MARK.match(full, head + len(space.prefix))
+            if (int(mark.group(1)) if mark else 0) != keys.generations.get(space.prefix, 0):
+                continue
+        kept.append(full)
+    return kept
 
 
 def inspect(cache: Cache, key: str, namespace: Namespace | None) -> Steps[EntryInfo | None]:

@@ -59,7 +59,8 @@
 
   // -- charts ------------------------------------------------------------------------------
 
-  function draw(canvas, series, maxHint) {
+  // fixed: the top of the y axis (100 for percentages); else the data's, at least floor
+  function draw(canvas, series, fixed, floor) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth, height = canvas.clientHeight;
     canvas.width = Math.round(width * ratio);
@@ -68,7 +69,7 @@
     g.scale(ratio, ratio);
     g.clearRect(0, 0, width, height);
     const values = series.flatMap((s) => s.points.filter((v) => v != null));
-    const top = Math.max(maxHint || 0, ...values, 1e-9) * (maxHint ? 1 : 1.15);
+    const top = fixed || Math.max(floor || 0, ...values.map((v) => v * 1.15));
     const left = 44, bottom = height - 18, right = width - 6;
     const ink = getComputedStyle(document.body).color;
     g.font = "11px system-ui, sans-serif";
@@ -80,7 +81,8 @@
       const y = 6 + (bottom - 6) * (i / 4);
       const label = top * (1 - i / 4);
       g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
-      g.fillText(label >= 100 ? label.toFixed(0) : label.toPrecision(2), 2, y + 4);
+      const text = label >= 10 || label === 0 ? label.toFixed(0) : label.toPrecision(2);
+      g.fillText(text, 2, y + 4);
     }
     if (history.length) {
       g.fillText(clock(history[0].t), left, height - 4);
@@ -97,7 +99,7 @@
       let started = false;
       s.points.forEach((v, i) => {
         if (v == null) { started = false; return; }
-        const x = left + (right - left) * (n > 1 ? i / (POINTS - 1) : 0);
+        const x = left + (right - left) * (n > 1 ? i / (n - 1) : 0);
         const y = bottom - (bottom - 6) * Math.min(v / top, 1);
         if (started) g.lineTo(x, y); else g.moveTo(x, y);
         started = true;
@@ -114,25 +116,23 @@
     const all = Object.values(point.ns);
     if (!all.length) return null;
     const worst = (k) => Math.max(...all.map((x) => (x[k] == null ? -1 : x[k])));
-    const rates = all.map((x) => x.hit).filter((v) => v != null);
     return {
       hit: point.hit,
       p50: worst("p50"), p95: worst("p95"), p99: worst("p99"),
       errors: all.reduce((sum, x) => sum + x.errors, 0),
-      any: rates.length,
     };
   }
 
   function redraw() {
     const picked = history.map(selected);
     const get = (k, scale) => picked.map((p) => (p && p[k] != null && p[k] >= 0 ? p[k] * scale : null));
-    draw($("chart-hit"), [{ color: COLORS[0], points: get("hit", 100) }], 100);
+    draw($("chart-hit"), [{ color: COLORS[0], points: get("hit", 100) }], 100, 0);
     draw($("chart-latency"), [
       { color: COLORS[2], points: get("p50", 1000) },
       { color: COLORS[0], points: get("p95", 1000) },
       { color: COLORS[1], points: get("p99", 1000) },
-    ]);
-    draw($("chart-errors"), [{ color: COLORS[1], points: get("errors", 1) }]);
+    ], 0, 0.1);
+    draw($("chart-errors"), [{ color: COLORS[1], points: get("errors", 1) }], 0, 4);
     const legend = [["p50", COLORS[2]], ["p95", COLORS[0]], ["p99", COLORS[1]]];
     $("legend").replaceChildren(...legend.map(([name, color]) => {
       const span = document.createElement("span");
