@@ -670,7 +670,7 @@ def test_unserializable_result_names_function_and_type(cache: Cache) -> None:
     class Opaque:
         pass
 
-    @cached(prefix="opaque:", cache=cache)
+    @cached(prefix="opaque:", cache=cache, strict=True)  # strict: raised, not warned about
     def make() -> Opaque:
         return Opaque()
 

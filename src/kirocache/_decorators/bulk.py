@@ -22,7 +22,11 @@ from typing import Any
 
 from kirocache._decorators.options import Shape
 from kirocache._decorators.plan import Plan, return_type
+from kirocache._values.faithful import Check
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
+
+if typing.TYPE_CHECKING:
+    from kirocache._cache import Cache
 
 __all__ = ["Bulk", "BulkCall"]
 
@@ -78,6 +82,8 @@ class Bulk:
         self.name = plan.name
         self.ids = self._ids_parameter(plan.options.ids)
         self.shape, self.value_type = self._shape(func, plan.options.returns)
+        # each id's value is checked as a hit will decode it: into the value type
+        self.check = Check(self.value_type)
 
     def _ids_parameter(self, ids: str | None) -> str:
         arguments = self.plan.arguments
@@ -215,10 +221,17 @@ class BulkCall:
             order = [by_id[item] for item in passed]
         return dict(zip(order, result, strict=True))
 
-    def storable(self, computed: Mapping[str, object]) -> dict[str, object]:
-        """The computed values that go into the cache."""
+    def storable(self, computed: Mapping[str, object], cache: Cache) -> dict[str, object]:
+        """The computed values that go into the cache.
+
+        ``condition`` decides, and a value a hit would not give back as it is stays out
+        (counted and warned about: see ``Plan.storable``).
+        """
+        plan, check = self.bulk.plan, self.bulk.check
         return {
-            body: value for body, value in computed.items() if self.bulk.plan.should_store(value)
+            body: value
+            for body, value in computed.items()
+            if plan.should_store(value) and plan.storable(cache, value, check)
         }
 
     def answer(self, values: Mapping[str, object]) -> Any:

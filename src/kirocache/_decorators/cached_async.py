@@ -21,7 +21,7 @@ from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
-from kirocache.exceptions import SerializationError
+from kirocache.exceptions import SerializationError, ValueTooLargeError
 
 __all__ = ["AsyncCachedFunction", "awarm"]
 
@@ -113,7 +113,7 @@ class AsyncCachedFunction(Wrapper[P, R]):
         plan, cache = self._plan, job.cache
         started = perf_counter()
         value: R = await self._func(*job.args, **job.kwargs)
-        if not plan.should_store(value):
+        if not plan.should_store(value) or not plan.storable(cache, value):
             return value
         stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
@@ -126,8 +126,8 @@ class AsyncCachedFunction(Wrapper[P, R]):
                 read_at=job.read_at,
                 tags=job.tags,
             )
-        except SerializationError as exc:
-            raise plan.unserializable(exc) from exc
+        except (SerializationError, ValueTooLargeError) as exc:
+            plan.refused(cache, exc)  # returned uncached, unless the function is strict
         return value
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -182,10 +182,14 @@ async def awarm(func: AsyncCachedFunction[..., Any], arguments: Sequence[Any]) -
     entries = {
         body: plan.wrap(value, took, cache.clock)
         for body, (value, took) in zip(bodies, results, strict=True)
-        if plan.should_store(value)
+        if plan.should_store(value) and plan.storable(cache, value)
     }
     if not entries:
         return 0
-    return await cache._astore_many(
-        entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
-    )
+    try:
+        return await cache._astore_many(
+            entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+        )
+    except (SerializationError, ValueTooLargeError) as exc:
+        plan.refused(cache, exc)
+        return 0

@@ -20,7 +20,7 @@ from kirocache._decorators.flight import Flights, Refreshes, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
-from kirocache.exceptions import SerializationError
+from kirocache.exceptions import SerializationError, ValueTooLargeError
 
 __all__ = ["CachedFunction", "warm"]
 
@@ -111,7 +111,7 @@ class CachedFunction(Wrapper[P, R]):
         plan, cache = self._plan, job.cache
         started = perf_counter()
         value: R = self._func(*job.args, **job.kwargs)
-        if not plan.should_store(value):
+        if not plan.should_store(value) or not plan.storable(cache, value):
             return value
         stored = plan.wrap(value, perf_counter() - started, cache.clock)
         try:
@@ -124,8 +124,8 @@ class CachedFunction(Wrapper[P, R]):
                 read_at=job.read_at,
                 tags=job.tags,
             )
-        except SerializationError as exc:
-            raise plan.unserializable(exc) from exc
+        except (SerializationError, ValueTooLargeError) as exc:
+            plan.refused(cache, exc)  # returned uncached, unless the function is strict
         return value
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -184,10 +184,14 @@ def warm(func: CachedFunction[..., Any], arguments: Sequence[Any]) -> int:
     for body, (args, kwargs) in zip(bodies, calls, strict=True):
         started = perf_counter()
         value = func._func(*args, **kwargs)
-        if plan.should_store(value):
+        if plan.should_store(value) and plan.storable(cache, value):
             entries[body] = plan.wrap(value, perf_counter() - started, cache.clock)
     if not entries:
         return 0
-    return cache._store_many(
-        entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
-    )
+    try:
+        return cache._store_many(
+            entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+        )
+    except (SerializationError, ValueTooLargeError) as exc:
+        plan.refused(cache, exc)
+        return 0

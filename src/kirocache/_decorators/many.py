@@ -16,7 +16,7 @@ from typing_extensions import ParamSpec, Self
 
 from kirocache._decorators.bulk import Bulk, BulkCall
 from kirocache._decorators.wrapper import Wrapper
-from kirocache.exceptions import SerializationError
+from kirocache.exceptions import SerializationError, ValueTooLargeError
 
 __all__ = ["AsyncCachedManyFunction", "CachedManyFunction"]
 
@@ -70,7 +70,7 @@ class CachedManyFunction(_Many[P, R]):
         if missing:
             passed, call_args, call_kwargs = call.call_for(missing)
             computed = call.computed(missing, passed, self._func(*call_args, **call_kwargs))
-            entries = call.storable(computed)
+            entries = call.storable(computed, cache)
             if entries:
                 # one pipeline of conditional writes: an id invalidated while the function
                 # ran keeps its tombstone (see Cache._store)
@@ -82,8 +82,8 @@ class CachedManyFunction(_Many[P, R]):
                         seen=seen,
                         read_at=read_at,
                     )
-                except SerializationError as exc:
-                    raise plan.unserializable(exc) from exc
+                except (SerializationError, ValueTooLargeError) as exc:
+                    plan.refused(cache, exc)  # returned uncached, unless strict
             values.update(computed)
         return cast("R", call.answer(values))
 
@@ -123,7 +123,7 @@ class AsyncCachedManyFunction(_Many[P, R]):
             passed, call_args, call_kwargs = call.call_for(missing)
             result = await self._func(*call_args, **call_kwargs)
             computed = call.computed(missing, passed, result)
-            entries = call.storable(computed)
+            entries = call.storable(computed, cache)
             if entries:
                 # one pipeline of conditional writes: an id invalidated while the function
                 # ran keeps its tombstone (see Cache._store)
@@ -135,8 +135,8 @@ class AsyncCachedManyFunction(_Many[P, R]):
                         seen=seen,
                         read_at=read_at,
                     )
-                except SerializationError as exc:
-                    raise plan.unserializable(exc) from exc
+                except (SerializationError, ValueTooLargeError) as exc:
+                    plan.refused(cache, exc)  # returned uncached, unless strict
             values.update(computed)
         return cast("R", call.answer(values))
 

@@ -6,6 +6,7 @@ sync and async: every decision the wrappers make is a method here, so they canno
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import typing
@@ -15,18 +16,22 @@ from typing import Any, Literal, TypeAlias
 
 from kirocache._cache import UNREAD
 from kirocache._decorators.options import Options
+from kirocache._values.faithful import Check, speaks_json
 from kirocache.backends._lock import DistributedLock
-from kirocache.exceptions import ConfigurationError, SerializationError
+from kirocache.exceptions import ConfigurationError, SerializationError, ValueTooLargeError
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
 
 if typing.TYPE_CHECKING:
     from kirocache._cache import Cache, Seen
     from kirocache._values.clock import Clock
 
-__all__ = ["Freshness", "Job", "Plan", "resolve_cache", "return_type"]
+__all__ = ["Freshness", "Job", "Plan", "Unstorable", "resolve_cache", "return_type"]
 
 Freshness: TypeAlias = Literal["fresh", "refresh", "stale"]
+Unstorable: TypeAlias = "SerializationError | ValueTooLargeError"
+"""What storing a computed value can raise when the value, not the backend, is the problem."""
 _NO_TAGS: tuple[str, ...] = ()
+_log = logging.getLogger("kirocache")
 
 
 def return_type(func: Callable[..., Any]) -> Any:
@@ -38,6 +43,12 @@ def return_type(func: Callable[..., Any]) -> Any:
         return None
     annotation = hints.get("return")
     return None if annotation is None or annotation is Any else annotation
+
+
+def _written_return(func: Callable[..., Any]) -> str | None:
+    """The return annotation as written, when it is a string (it did not resolve)."""
+    written = getattr(func, "__annotations__", {}).get("return")
+    return written if isinstance(written, str) else None
 
 
 def resolve_cache(cache: Cache | None) -> Cache:
@@ -92,10 +103,13 @@ class Plan:
     """
 
     __slots__ = (
+        "_warned",
         "arguments",
         "build",
         "cache",
+        "check",
         "enveloped",
+        "function",
         "name",
         "namespace",
         "options",
@@ -108,6 +122,7 @@ class Plan:
 
     def __init__(self, func: Callable[..., Any], options: Options) -> None:
         target = getattr(func, "__func__", func)
+        self.function: Callable[..., Any] = target
         self.options = options
         self.name = f"{target.__module__}.{target.__qualname__}"
         prefix = options.prefix
@@ -139,6 +154,9 @@ class Plan:
             if self.enveloped
             else self.value_type
         )
+        # whether a value reads back from a JSON entry as it is, judged before it is stored
+        self.check = Check(self.value_type)
+        self._warned: set[str] = set()
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -214,8 +232,80 @@ class Plan:
             cache.metrics.record("get", self.namespace.prefix, "stale", 0.0)
         return True
 
-    def unserializable(self, exc: SerializationError) -> SerializationError:
+    def unserializable(self, exc: Exception) -> SerializationError:
         """The error for a result that cannot be cached, naming this function."""
         error = SerializationError(f"{self.name} returned a value that cannot be cached: {exc}")
         error.__cause__ = exc
         return error
+
+    def storable(self, cache: Cache, value: object, check: Check | None = None) -> bool:
+        """Whether a computed value may be stored: a hit would give it back as it is.
+
+        With a serializer that stores JSON, a value that would not read back equal and of
+        the same type (``None`` from a function annotated ``-> Profile``, a tuple where the
+        annotation says ``list``, ``inf``; a dataclass from an unannotated function) is not
+        stored: it is counted as a ``decode`` error, warned about once per function and
+        returned uncached (see ``refused``). Other serializers give back what they stored.
+
+        Args:
+            cache: The cache the value would go to (its serializer decides).
+            value: The computed value.
+            check: The check of one value (``@cached_many``'s per id); the plan's by default.
+
+        Raises:
+            SerializationError: The value cannot be cached and the function is ``strict``.
+        """
+        if not speaks_json(cache.codec.serializer):
+            return True
+        check = self.check if check is None else check
+        try:
+            reason = check(value)
+        except SerializationError as exc:  # no JSON form at all: the store would say the same
+            self.refused(cache, exc)
+            return False
+        if reason is None:
+            return True
+        annotation = check.annotation
+        if annotation is None:
+            written = _written_return(self.function)
+            said = (
+                "no return annotation"
+                if written is None
+                else f"return annotation {written!r}, which does not resolve at run time"
+            )
+        else:
+            said = annotation.__qualname__ if isinstance(annotation, type) else str(annotation)
+        msg = (
+            f"{self.name} returned a value that would not read back from the cache as it is "
+            f"({said}): {reason}"
+        )
+        self.refused(cache, SerializationError(msg), operation="decode")
+        return False
+
+    def refused(self, cache: Cache, exc: Unstorable, operation: str = "set") -> None:
+        """A computed value that cannot be stored: the caller gets it, uncached.
+
+        It is counted (``operation`` with outcome ``error`` in the metrics: ``decode`` for
+        a value that would not read back as it is, ``set`` for one that cannot be
+        serialized or is too large) and logged as a warning the first time for this
+        function, so a result the cache cannot hold does not cost the caller its answer.
+
+        Raises:
+            SerializationError: ``strict=True``: the error, naming the function.
+            ValueTooLargeError: ``strict=True`` and the value is over ``max_value_size``.
+        """
+        if self.options.strict:
+            if isinstance(exc, SerializationError) and operation == "set":
+                raise self.unserializable(exc) from exc
+            raise exc
+        if cache.metrics is not None:
+            cache.metrics.record(operation, self.namespace.prefix, "error", 0.0)
+        if operation not in self._warned:  # a race may warn twice, never a flood
+            self._warned.add(operation)
+            text = str(exc) if operation == "decode" else str(self.unserializable(exc))
+            _log.warning(
+                "%s; returned uncached (counted as a %s error, warned once per function; "
+                "strict=True raises instead)",
+                text,
+                operation,
+            )

@@ -59,6 +59,27 @@ def _json_default(obj: object) -> Any:
         raise SerializationError(msg) from exc
 
 
+def _encode(value: object) -> bytes:
+    """The JSON payload of a value, as ``OrjsonSerializer.dumps`` frames it.
+
+    Raises:
+        SerializationError: The value, or something inside it, has no JSON form.
+    """
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except orjson.JSONEncodeError:
+        # Non-str dict keys are rare, and allowing them slows every dump down, so they
+        # are allowed only on this second try.
+        try:
+            return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, SerializationError):
+                raise SerializationError(str(cause)) from cause.__cause__
+            msg = f"{_unsupported(type(value), 'JSON')} (orjson: {exc})"
+            raise SerializationError(msg) from exc
+
+
 def _unsupported(tp: type, what: str) -> str:
     """Build the message for a value of type ``tp`` that cannot be serialized as ``what``."""
     return (
@@ -97,20 +118,7 @@ class OrjsonSerializer:
             SerializationError: The value, or something inside it, has no JSON form; the
                 message names its type and what to do.
         """
-        try:
-            payload = orjson.dumps(value, default=_json_default)
-        except orjson.JSONEncodeError:
-            # Non-str dict keys are rare, and allowing them slows every dump down, so they
-            # are allowed only on this second try.
-            try:
-                payload = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
-            except orjson.JSONEncodeError as exc:
-                cause = exc.__cause__
-                if isinstance(cause, SerializationError):
-                    raise SerializationError(str(cause)) from cause.__cause__
-                msg = f"{_unsupported(type(value), 'JSON')} (orjson: {exc})"
-                raise SerializationError(msg) from exc
-        return frame(FORMAT_JSON, payload)
+        return frame(FORMAT_JSON, _encode(value))
 
     def loads(self, data: bytes, type: Any = None) -> Any:
         """Decode a format-1 frame, into ``type`` when one is given.
