@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import itertools
+import logging
 import multiprocessing
 import os
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 
+from kirocache import Cache, cached
 from kirocache.backends import Op, OpResult, _lock
 from kirocache.backends._lock import DistributedLock, _delay
 from kirocache.backends.memory import MemoryBackend
@@ -340,3 +342,238 @@ def test_processes_take_turns(
     for (_, left), (entered, _) in itertools.pairwise(spans):
         assert left <= entered, f"critical sections overlap: {spans}"
     assert lock_left == 0
+
+
+# -- the lease: acquire(lease=...), extend, and the renewal of @cached(lock="distributed") ----
+
+
+def test_acquire_takes_the_lease_it_is_given(backend: FullBackend, key: str) -> None:
+    lock = DistributedLock(backend, key, timeout=30)
+    assert lock.timeout == 30
+    assert lock.acquire(lease=timedelta(seconds=2)) is True
+    remaining = backend.ttl(key)
+    assert remaining is not None
+    assert 0 < remaining <= 2
+    assert lock.release() is True
+    with pytest.raises(ConfigurationError, match="lease"):
+        lock.acquire(lease=0)
+    assert lock.held is False
+
+
+class Now:
+    """An injectable clock for the memory backend."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_extend_gives_a_full_lease_again_while_the_lock_is_ours(key: str) -> None:
+    clock = Now()
+    backend = MemoryBackend(clock=clock)
+    lock = DistributedLock(backend, key, timeout=10)
+    assert lock.extend() is False  # not acquired
+    assert lock.acquire() is True
+    clock.now += 8
+    assert lock.extend() is True
+    clock.now += 8  # 16 s after acquiring: alive only because it was extended
+    assert DistributedLock(backend, key, wait=0).acquire() is False
+    assert backend.ttl(key) == pytest.approx(2)
+    clock.now += 3  # the lease ran out; another holder takes it
+    successor = DistributedLock(backend, key, wait=0)
+    assert successor.acquire() is True
+    token = backend.get(key)
+    assert lock.extend() is False  # lost: never extends the successor's lock
+    assert backend.get(key) == token
+    assert backend.ttl(key) == pytest.approx(10)
+    assert lock.release() is False
+    assert successor.release() is True
+
+
+def test_extend_after_release_or_loss(backend: FullBackend, key: str) -> None:
+    lock = DistributedLock(backend, key, timeout=10)
+    assert lock.acquire(lease=5) is True
+    assert lock.extend() is True
+    remaining = backend.ttl(key)
+    assert remaining is not None
+    assert 0 < remaining <= 5  # the acquisition's lease, not the timeout
+    assert lock.release() is True
+    assert lock.extend() is False
+    assert backend.exists(key) is False  # extending does not bring a released lock back
+    assert lock.acquire() is True
+    backend.delete(key)  # lost (as if it expired)
+    assert lock.extend() is False
+    assert backend.exists(key) is False
+
+
+async def test_aextend(backend: FullBackend, key: str) -> None:
+    lock = DistributedLock(backend, key, timeout=10)
+    assert await lock.aacquire(lease=5) is True
+    assert await lock.aextend() is True
+    remaining = await backend.attl(key)
+    assert remaining is not None
+    assert 0 < remaining <= 5
+    assert await lock.arelease() is True
+    assert await lock.aextend() is False
+
+
+def _lock_key(cache: Cache, func: Any, *args: Any) -> str:
+    return cache.full_key(func.cache_key(*args)) + ":lock"
+
+
+def test_the_lease_of_a_cached_functions_lock_follows_lock_timeout(backend: FullBackend) -> None:
+    cache = Cache(backend)
+    leases: list[float | None] = []
+
+    @cached(prefix="lease:", cache=cache, lock="distributed", lock_timeout=3)
+    def compute(x: int) -> int:
+        leases.append(backend.ttl(_lock_key(cache, compute, x)))
+        return x
+
+    assert compute(1) == 1
+    (lease,) = leases
+    assert lease is not None
+    assert 0 < lease <= 3  # before: 10 s whatever lock_timeout was
+    assert backend.exists(_lock_key(cache, compute, 1)) is False
+
+
+async def test_async_the_lease_follows_lock_timeout(backend: FullBackend) -> None:
+    cache = Cache(backend)
+    leases: list[float | None] = []
+
+    @cached(prefix="alease:", cache=cache, lock="distributed", lock_timeout=3)
+    async def compute(x: int) -> int:
+        leases.append(await backend.attl(_lock_key(cache, compute, x)))
+        return x
+
+    assert await compute(1) == 1
+    (lease,) = leases
+    assert lease is not None
+    assert 0 < lease <= 3
+    assert await backend.aexists(_lock_key(cache, compute, 1)) is False
+
+
+def _renewed_three_times(backend: MemoryBackend, clock: Now, lock_key: str, lease: float) -> None:
+    """Move the backend's clock near the end of the lease, three times; each time the
+    renewal (a real thread or task, every third of the lease) must give it a full lease."""
+    for _ in range(3):
+        clock.now += lease * 0.9
+        deadline = time.monotonic() + 10
+        while (backend.ttl(lock_key) or 0) < lease * 0.5:
+            assert time.monotonic() < deadline, "the lease was not renewed"
+            time.sleep(0.005)
+        assert (backend.ttl(lock_key) or 0) <= lease  # renewed by one lease, no more
+    assert backend.get(lock_key) is not None  # 2.7 leases after it was taken
+
+
+def test_the_lock_is_renewed_while_the_leader_computes() -> None:
+    clock = Now()
+    backend = MemoryBackend(clock=clock)
+    cache = Cache(backend)
+
+    @cached(prefix="renew:", cache=cache, lock="distributed", lock_timeout=0.3)
+    def compute(x: int) -> int:
+        _renewed_three_times(backend, clock, _lock_key(cache, compute, x), 0.3)
+        return x
+
+    assert compute(1) == 1
+    assert backend.exists(_lock_key(cache, compute, 1)) is False
+    assert not [t for t in threading.enumerate() if t.name == "kirocache-lease"]  # stopped
+
+
+async def test_async_the_lock_is_renewed_while_the_leader_computes() -> None:
+    clock = Now()
+    backend = MemoryBackend(clock=clock)
+    cache = Cache(backend)
+
+    @cached(prefix="arenew:", cache=cache, lock="distributed", lock_timeout=0.3)
+    async def compute(x: int) -> int:
+        lock_key = _lock_key(cache, compute, x)
+        for _ in range(3):
+            clock.now += 0.27
+            deadline = time.monotonic() + 10
+            while (backend.ttl(lock_key) or 0) < 0.15:
+                assert time.monotonic() < deadline, "the lease was not renewed"
+                await asyncio.sleep(0.005)
+            assert (backend.ttl(lock_key) or 0) <= 0.3
+        return x
+
+    assert await compute(1) == 1
+    assert backend.exists(_lock_key(cache, compute, 1)) is False
+    me = asyncio.current_task()
+    assert not [t for t in asyncio.all_tasks() if t is not me and t.get_name() == "kirocache-lease"]
+
+
+@pytest.mark.slow  # real time: the server's own expiry is what is tested
+def test_a_computation_longer_than_the_lease_keeps_the_lock_on_the_server(
+    backend: FullBackend,
+) -> None:
+    cache = Cache(backend)
+    seen: list[bool] = []
+
+    @cached(prefix="renew:real:", cache=cache, lock="distributed", lock_timeout=0.3)
+    def compute(x: int) -> int:
+        lock_key = _lock_key(cache, compute, x)
+        assert (backend.ttl(lock_key) or 0) <= 0.3  # the lease is lock_timeout
+        for _ in range(4):
+            time.sleep(0.3)  # four leases in all
+            seen.append(DistributedLock(backend, lock_key, wait=0).acquire())
+        return x
+
+    assert compute(1) == 1
+    assert seen == [False] * 4  # nobody else could take it while it ran
+    assert backend.exists(_lock_key(cache, compute, 1)) is False
+
+
+class RenewalFails(MemoryBackend):
+    """Takes and frees locks, but every renewal (``set_if``) fails."""
+
+    def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        if any(op.name == "set_if" and op.key.endswith(":lock") for op in ops):
+            raise BackendError("renewal refused")
+        return super().execute(ops, transaction=transaction)
+
+    async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
+        return self.execute(ops, transaction=transaction)
+
+
+def test_renewal_failures_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    backend = RenewalFails()
+    cache = Cache(backend)
+
+    @cached(prefix="renew:fails:", cache=cache, lock="distributed", lock_timeout=0.06)
+    def compute(x: int) -> int:
+        deadline = time.monotonic() + 10
+        while not any("could not renew" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="kirocache"):
+        assert compute(1) == 1  # the computation goes on: a failed renewal is logged only
+    (record, *_) = [r for r in caplog.records if "could not renew" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "renew:fails:1:lock" in record.getMessage()
+    assert "renewal refused" in record.getMessage()
+
+
+async def test_a_lost_lock_is_logged_and_renewal_stops(caplog: pytest.LogCaptureFixture) -> None:
+    backend = MemoryBackend()
+    cache = Cache(backend)
+
+    @cached(prefix="renew:lost:", cache=cache, lock="distributed", lock_timeout=0.06)
+    async def compute(x: int) -> int:
+        backend.delete(_lock_key(cache, compute, x))  # as if it expired
+        deadline = time.monotonic() + 10
+        while not any("was lost" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="kirocache"):
+        assert await compute(1) == 1
+    lost = [r for r in caplog.records if "was lost" in r.getMessage()]
+    assert len(lost) == 1  # renewals stopped there
+    assert "renew:lost:1:lock" in lost[0].getMessage()

@@ -95,7 +95,8 @@ class AsyncCachedFunction(Wrapper[P, R]):
             return found
         if self._plan.options.lock != "distributed":
             return await self._compute(job)
-        async with aholding(self._plan.lock_for(job.cache, job.body)):
+        lock, lease = self._plan.lock_for(job.cache, job.body), self._plan.options.lock_timeout
+        async with aholding(lock, lease):
             found = await self._read(job)  # another process may have stored it meanwhile
             return found if found is not MISSING else await self._compute(job)
 

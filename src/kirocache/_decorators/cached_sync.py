@@ -93,7 +93,8 @@ class CachedFunction(Wrapper[P, R]):
             return found
         if self._plan.options.lock != "distributed":
             return self._compute(job)
-        with holding(self._plan.lock_for(job.cache, job.body)):
+        lock, lease = self._plan.lock_for(job.cache, job.body), self._plan.options.lock_timeout
+        with holding(lock, lease):
             found = self._read(job)  # another process may have stored it meanwhile
             return found if found is not MISSING else self._compute(job)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("kirocache")
 
 # How long a finished flight is remembered for callers whose read came before it.
 _LANDED_FOR = 5.0
@@ -218,51 +221,125 @@ class AsyncRefreshes:
         task.add_done_callback(self._tasks.discard)
 
 
-# -- the distributed lock's wait ---------------------------------------------------------
+# -- the distributed lock's hold ---------------------------------------------------------
+#
+# The lock is taken for a lease of ``lock_timeout`` seconds, so a leader that dies keeps the
+# others out no longer than they are willing to wait, and the lease is renewed every third
+# of it while the leader computes, so a computation longer than the lease keeps the lock.
 
 
 @contextlib.contextmanager
-def holding(lock: DistributedLock) -> Iterator[bool]:
-    """Hold ``lock`` (waiting as it says) while the block runs; yields whether it is held.
+def holding(lock: DistributedLock, lease: float) -> Iterator[bool]:
+    """Hold ``lock`` while the block runs, renewed by a thread; yields whether it is held.
 
-    A backend fault goes on without the lock (fail open), and a release that fails leaves
-    the lock to expire by itself.
+    A backend fault while taking it goes on without the lock (fail open), one while
+    renewing it is logged (the lock expires unless a later renewal gets through), and a
+    release that fails leaves the lock to expire by itself.
     """
     try:
-        held = lock.acquire()
+        held = lock.acquire(lease=lease)
     except Exception as exc:
         if not is_fault(exc):
             raise
         held = False
+    if not held:
+        yield False
+        return
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_renewing, args=(lock, lease / 3, stop), name="kirocache-lease", daemon=True
+    )
+    renewer.start()
     try:
-        yield held
+        yield True
     finally:
-        if held:
-            try:
-                lock.release()
-            except Exception as exc:
-                if not is_fault(exc):
-                    raise
+        stop.set()
+        renewer.join()  # no renewal after the release below
+        try:
+            lock.release()
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
 
 
 @contextlib.asynccontextmanager
-async def aholding(lock: DistributedLock) -> AsyncIterator[bool]:
-    """``holding``'s asyncio side: the wait lets the loop run."""
+async def aholding(lock: DistributedLock, lease: float) -> AsyncIterator[bool]:
+    """``holding``'s asyncio side: the wait lets the loop run, a task renews the lease."""
     try:
-        held = await lock.aacquire()
+        held = await lock.aacquire(lease=lease)
     except Exception as exc:
         if not is_fault(exc):
             raise
         held = False
+    if not held:
+        yield False
+        return
+    stop = asyncio.Event()
+    renewer = asyncio.create_task(_arenewing(lock, lease / 3, stop), name="kirocache-lease")
     try:
-        yield held
+        yield True
     finally:
-        if held:
-            try:
-                await lock.arelease()
-            except Exception as exc:
-                if not is_fault(exc):
-                    raise
+        stop.set()
+        await asyncio.wait([renewer])  # no renewal after the release below
+        try:
+            await lock.arelease()
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+
+
+def _renewing(lock: DistributedLock, every: float, stop: threading.Event) -> None:
+    """Extend ``lock``'s lease every ``every`` seconds until ``stop`` is set or it is lost."""
+    while not stop.wait(every):
+        try:
+            extended = lock.extend()
+        except Exception as exc:  # noqa: BLE001 - a background thread raises to nobody
+            if _renewal_failed(lock, exc):
+                continue
+            return
+        if not extended:
+            _lost(lock)
+            return
+
+
+async def _arenewing(lock: DistributedLock, every: float, stop: asyncio.Event) -> None:
+    """``_renewing``'s asyncio side."""
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+            return
+        try:
+            extended = await lock.aextend()
+        except Exception as exc:  # noqa: BLE001 - a background task raises to nobody
+            if _renewal_failed(lock, exc):
+                continue
+            return
+        if not extended:
+            _lost(lock)
+            return
+
+
+def _renewal_failed(lock: DistributedLock, exc: Exception) -> bool:
+    """Log a renewal that raised; whether to try again (a fault) or stop (a bug)."""
+    if is_fault(exc):
+        _log.warning(
+            "could not renew the lease of lock %r: %s: %s; it expires unless a later "
+            "renewal gets through",
+            lock.key,
+            type(exc).__name__,
+            exc,
+        )
+        return True
+    _log.error("renewing lock %r failed; renewals stop", lock.key, exc_info=exc)
+    return False
+
+
+def _lost(lock: DistributedLock) -> None:
+    _log.warning(
+        "lock %r was lost while its holder computed (its lease ran out or it was deleted); "
+        "another process may compute the same value meanwhile",
+        lock.key,
+    )
 
 
 class LeaderGoneError(Exception):

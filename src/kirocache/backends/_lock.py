@@ -1,9 +1,9 @@
 """DistributedLock: a lock across threads, tasks and processes on any kirocache backend.
 
-Taking and freeing it are written once, as steps (``kirocache.backends.Steps``): the sync
-methods drive them with ``run_steps``, the async ones with ``arun_steps``, and the pause
-between two tries is the one thing that differs (``PAUSE``: the sync driver sleeps, the
-async one awaits).
+Taking, extending and freeing it are written once, as steps (``kirocache.backends.Steps``):
+the sync methods drive them with ``run_steps``, the async ones with ``arun_steps``, and the
+pause between two tries is the one thing that differs (``PAUSE``: the sync driver sleeps,
+the async one awaits).
 """
 
 from __future__ import annotations
@@ -46,9 +46,13 @@ class DistributedLock:
 
     Each acquisition stores a fresh random token, and ``release`` deletes the key only if
     it still holds that token (compare-and-delete), so a holder whose lock already
-    expired never frees the lock of the next holder. The ``timeout`` bounds how long a
-    holder that died keeps the others out. One object is one holder: make one per
-    critical section rather than sharing it between threads.
+    expired never frees the lock of the next holder. The lease (``timeout``, or the
+    ``lease`` given to ``acquire``) bounds how long a holder that died keeps the others
+    out; a holder that needs longer calls ``extend`` before the lease runs out, which
+    gives the lock a full lease again only if it still holds its token (compare-and-set),
+    so it never extends a lock that expired and went to someone else. One object is one
+    holder: make one per critical section rather than sharing it between threads (a
+    thread or task that only renews it for its holder is fine).
 
     Backend faults (``BackendError``) propagate; callers decide whether to go on without
     the lock.
@@ -91,6 +95,7 @@ class DistributedLock:
         self._wait = option_seconds(wait, "wait", allow_zero=True)
         self._clock = clock
         self._token: bytes | None = None
+        self._lease = self._timeout
 
     def __repr__(self) -> str:
         return f"DistributedLock({self._key!r}, held={self.held})"
@@ -99,6 +104,11 @@ class DistributedLock:
     def key(self) -> str:
         """The key the lock lives under."""
         return self._key
+
+    @property
+    def timeout(self) -> float:
+        """The lease an acquisition takes unless ``acquire`` is given another, in seconds."""
+        return self._timeout
 
     @property
     def held(self) -> bool:
@@ -121,9 +131,10 @@ class DistributedLock:
             raise answer
         return answer
 
-    def _acquiring(self) -> Steps[bool]:
+    def _acquiring(self, lease: float | timedelta | None) -> Steps[bool]:
         token = self._begin()
-        take = [Op("set", self._key, token, ttl=self._timeout, nx=True)]
+        ttl = self._timeout if lease is None else option_seconds(lease, "lease")
+        take = [Op("set", self._key, token, ttl=ttl, nx=True)]
         deadline = self._clock() + self._wait
         attempt = 0
         while not self._answer((yield Call(self._backend, "execute", (take,)))):
@@ -132,8 +143,16 @@ class DistributedLock:
                 return False
             yield Call(PAUSE, "sleep", (_delay(attempt, remaining),))
             attempt += 1
-        self._token = token
+        self._token, self._lease = token, ttl
         return True
+
+    def _extending(self) -> Steps[bool]:
+        token = self._token
+        if token is None:
+            return False
+        # the same token with a fresh TTL, only where the key still holds it
+        keep = [Op("set_if", self._key, token, ttl=self._lease, expected=token)]
+        return self._answer((yield Call(self._backend, "execute", (keep,)))) is True
 
     def _releasing(self) -> Steps[bool]:
         token, self._token = self._token, None
@@ -142,17 +161,35 @@ class DistributedLock:
         free = [Op("delete_if", self._key, expected=token)]
         return self._answer((yield Call(self._backend, "execute", (free,)))) is True
 
-    def acquire(self) -> bool:
+    def acquire(self, *, lease: float | timedelta | None = None) -> bool:
         """Take the lock, polling with backoff for up to ``wait`` seconds.
+
+        Args:
+            lease: How long this hold lives unless extended or released (seconds or a
+                timedelta); ``None``: ``timeout``.
 
         Returns:
             ``True`` once held; ``False`` if another holder kept it for the whole wait.
 
         Raises:
             BackendError: The backend failed.
+            ConfigurationError: ``lease`` is not a duration > 0.
             RuntimeError: This object already holds the lock.
         """
-        return run_steps(self._acquiring())
+        return run_steps(self._acquiring(lease))
+
+    def extend(self) -> bool:
+        """Give the lock a full lease again, from now, if this object still holds it.
+
+        Returns:
+            ``True`` if the lock was still ours and now lives a full lease; ``False`` if it
+            was never acquired, was released, or was lost (it expired, and may belong to
+            someone else now).
+
+        Raises:
+            BackendError: The backend failed (the lock keeps its current expiry).
+        """
+        return run_steps(self._extending())
 
     def release(self) -> bool:
         """Free the lock if this object still holds it.
@@ -166,9 +203,13 @@ class DistributedLock:
         """
         return run_steps(self._releasing())
 
-    async def aacquire(self) -> bool:
+    async def aacquire(self, *, lease: float | timedelta | None = None) -> bool:
         """Async :meth:`acquire`; waits with ``asyncio.sleep``, never blocking the loop."""
-        return await arun_steps(self._acquiring())
+        return await arun_steps(self._acquiring(lease))
+
+    async def aextend(self) -> bool:
+        """Async :meth:`extend`."""
+        return await arun_steps(self._extending())
 
     async def arelease(self) -> bool:
         """Async :meth:`release`."""
