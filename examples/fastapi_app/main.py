@@ -18,14 +18,14 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException
 
 from kirocache import Cache, Namespace, cached
-from kirocache.contrib.starlette import CacheLifespan, request_cache
+from kirocache.contrib.starlette import CacheLifespan
 
 COURSES = Namespace("course:", ttl=timedelta(minutes=10))
 
 # Built now (nothing connects yet), checked at start-up, closed at shutdown.
 lifespan = CacheLifespan(os.environ.get("REDIS_URL"), key_prefix="fastapi-example:")
 app = FastAPI(title="kirocache example", lifespan=lifespan)
-CacheDep = Annotated[Cache, Depends(request_cache)]
+CacheDep = Annotated[Cache, Depends(lifespan.dependency)]
 
 CATALOGUE = {1: "Python basics", 2: "Async Python", 3: "Caching with Redis"}
 loads: list[int] = []  # how often the "database" was asked, to show the cache working

@@ -207,6 +207,25 @@ async def test_your_own_lifespan_can_enter_the_caches() -> None:
     assert events == ["own start-up", "own shutdown"]
 
 
+async def test_the_lifespans_own_dependency_needs_no_lifespan_state() -> None:
+    import httpx
+
+    lifespan = CacheLifespan("memory://")
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/{key}")
+    # a default rather than Annotated: with postponed annotations FastAPI cannot see locals
+    async def read(key: str, cache: Cache = Depends(lifespan.dependency)) -> Any:  # noqa: B008
+        return {"value": await cache.aget(key)}
+
+    async with lifespan(app):  # entered by hand: the transport runs no lifespan
+        await lifespan.cache.aset("greeting", "hello")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/greeting")).json() == {"value": "hello"}
+        assert kirocache.get_cache() is lifespan.cache
+
+
 def test_the_dependency_without_the_lifespan_says_what_is_missing() -> None:
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "state": {}})
     with pytest.raises(ConfigurationError, match=r"lifespan=CacheLifespan\(\.\.\.\)"):

@@ -11,7 +11,7 @@ Built on Starlette's lifespan protocol alone (no FastAPI import)::
 
     lifespan = CacheLifespan("redis://localhost:6379/0", key_prefix="shop:")
     app = FastAPI(lifespan=lifespan)
-    CacheDep = Annotated[Cache, Depends(request_cache)]
+    CacheDep = Annotated[Cache, Depends(lifespan.dependency)]  # or Depends(request_cache)
 
     @app.get("/hits")
     async def hits(cache: CacheDep) -> dict[str, int | None]:
@@ -98,6 +98,17 @@ class CacheLifespan:
             ``{"kirocache": cache}``.
         """
         return self._run()
+
+    def dependency(self) -> Cache:
+        """This lifespan's cache: a dependency, ``Annotated[Cache, Depends(lifespan.dependency)]``.
+
+        Unlike :func:`request_cache` it does not read the lifespan state, so it also works
+        under a test transport that runs no lifespan (httpx's ``ASGITransport``).
+
+        Returns:
+            The cache.
+        """
+        return self.cache
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
