@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -86,3 +88,34 @@ def standard_app(cache: Cache, **options: Any) -> Any:
     """The app of most tests: an admin, a read and a reveal token."""
     options.setdefault("tokens", {"viewer": (REVEAL, "reveal")})
     return admin_app(cache, token=ADMIN, read_token=READ, **options)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run ``app`` on uvicorn on a free loopback port in a thread; yields its base URL.
+
+    ``log_config=None`` leaves logging alone, so uvicorn's records (its access log
+    included) reach the test's handlers. The server is stopped through its handle.
+    """
+    import uvicorn
+
+    from redis_server import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            msg = "uvicorn did not start"
+            raise RuntimeError(msg)
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        assert not thread.is_alive(), "uvicorn did not stop"

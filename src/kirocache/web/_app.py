@@ -87,7 +87,7 @@ class Admin:
     cache: Cache
     tokens: Tokens
     limiter: RateLimiter | None
-    failures: RateLimiter
+    failures: RateLimiter | None
     monitor: Monitor
     check_every: float = 1.0
     poll_interval: float = 2.0
@@ -141,6 +141,7 @@ def admin_app(
     allow_anonymous_read: bool = False,
     tokens: Mapping[str, tuple[str, Scope]] | None = None,
     rate_limit: tuple[int, float] | None = (10, 1.0),
+    auth_failure_limit: tuple[int, float] | None = (20, 1.0),
     poll_interval: float = 2.0,
     check_every: float = 1.0,
     monitor: Monitor | None = None,
@@ -162,6 +163,8 @@ def admin_app(
         tokens: More tokens: name -> ``(secret, scope)``.
         rate_limit: ``(burst, calls per second)`` of mutating routes per token; ``None``:
             no limit.
+        auth_failure_limit: ``(burst, per second)`` of requests with a missing or wrong
+            token per client address, answered 429 past it; ``None``: no limit.
         poll_interval: Seconds between the dashboard's polls.
         check_every: Seconds a health check is reused by health and alert routes.
         monitor: The ``Monitor`` whose alerts are served (one on ``cache`` by default).
@@ -189,7 +192,7 @@ def admin_app(
         cache=target,
         tokens=accepted,
         limiter=RateLimiter(*rate_limit, clock) if rate_limit is not None else None,
-        failures=RateLimiter(20, 1.0, clock),
+        failures=RateLimiter(*auth_failure_limit, clock) if auth_failure_limit else None,
         monitor=monitor
         if monitor is not None
         else Monitor(target, checker=HealthChecker(target, clock=target.clock.time)),

@@ -76,7 +76,7 @@ def guarded(
         client = request.client.host if request.client is not None else "unknown"
         who = admin.tokens.identify(request.headers.get("authorization"))
         if who is None:
-            wait = admin.failures.take(client)
+            wait = admin.failures.take(client) if admin.failures is not None else 0.0
             _log.warning("admin API: refused a request without a valid token from %s", client)
             if wait:
                 return json_error(
