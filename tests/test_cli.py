@@ -97,7 +97,7 @@ def test_demo_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) 
         port = probe.getsockname()[1]
     assert main(["demo", "--redis-url", f"redis://127.0.0.1:{port}/0"]) == 3
     captured = capsys.readouterr()
-    assert f"backend unreachable: Redis ping failed on redis://127.0.0.1:{port}/0" in captured.err
+    assert f"backend unavailable: Redis ping failed on redis://127.0.0.1:{port}/0" in captured.err
     assert captured.out == ""
 
 

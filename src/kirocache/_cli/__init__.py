@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import kirocache
-from kirocache import Cache
+from kirocache import BackendError, Cache
 from kirocache._cli import commands
 from kirocache._cli.failures import INTERRUPTED, USAGE, CliError, Redactor, describe, exit_code
 from kirocache._cli.invalidate import invalidate
@@ -80,10 +80,15 @@ def _run(args: argparse.Namespace) -> int:
         return serve(args)
     if command == "demo":
         return run_demo(args)
-    with open_cache(args) as cache:
+    cache = open_cache(args)
+    try:
         if command not in _REPORT_UNREACHABLE:
             cache.ping()  # an unreachable backend: one clear line and exit 3, before any work
         return _ON_CACHE[command](cache, args)
+    finally:
+        # a backend that fails as it closes changes nothing the command did or reports
+        with contextlib.suppress(BackendError):
+            cache.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,7 +92,7 @@ def alerts(cache: Cache, args: argparse.Namespace) -> int:
         echo(f"no alert firing (status: {report.status})")
     else:
         for alert in firing:
-            echo(f"[{alert.severity}] {alert.rule} on {alert.subject}: {alert.message}")
+            echo(f"[{alert.severity}] {alert.rule}: {alert.message}")
     if report.ping_latency is None:
         return UNREACHABLE
     if args.fail_on is not None:

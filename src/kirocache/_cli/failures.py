@@ -137,6 +137,6 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, KirocacheError):
         text = str(exc)
         if exit_code(exc) == UNREACHABLE:
-            return f"backend unreachable: {text}"
+            return f"backend unavailable: {text}"
         return text
     return f"unexpected {type(exc).__name__}: {exc}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 
+from kirocache import BackendError
 from kirocache._cli.failures import FAILED, USAGE, CliError
 from kirocache._cli.output import echo
 from kirocache._cli.settings import describe_target, open_cache, target_url
@@ -70,7 +72,8 @@ def serve(args: argparse.Namespace) -> int:
             server_header=False,
         )
     finally:
-        cache.close()
+        with contextlib.suppress(BackendError):
+            cache.close()
     return 0
 
 
@@ -87,6 +90,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.redis_url is not None:  # the option of earlier versions
         args.url = args.redis_url
     url = target_url(args)
-    with open_cache(args) as cache:
+    cache = open_cache(args)
+    try:
         cache.ping()  # unreachable: exit 3 with one line, before the tour prints anything
+    finally:
+        with contextlib.suppress(BackendError):
+            cache.close()
     return demo(url)

@@ -88,8 +88,6 @@ def load_app_cache(target: str) -> Cache:
         found: object = importlib.import_module(module_name)
         for name in attribute.split("."):
             found = getattr(found, name)
-        if callable(found) and not isinstance(found, Cache):
-            found = found()  # a factory, as with uvicorn's --factory
     except (ImportError, AttributeError) as exc:
         msg = f"cannot load --app {target!r}: {type(exc).__name__}: {exc}"
         raise CliError(USAGE, msg) from None
@@ -99,6 +97,12 @@ def load_app_cache(target: str) -> Cache:
     finally:
         if added:
             sys.path.remove(cwd)
+    if callable(found) and not isinstance(found, Cache):
+        try:
+            found = found()  # a factory, as with uvicorn's --factory
+        except Exception as exc:  # noqa: BLE001 - the application's factory failed
+            msg = f"calling --app {target!r} failed: {type(exc).__name__}: {exc}"
+            raise CliError(USAGE, msg) from None
     if not isinstance(found, Cache):
         msg = f"--app {target!r} is a {type(found).__name__}, not a kirocache Cache"
         raise CliError(USAGE, msg)
