@@ -12,8 +12,8 @@ Point a ``CACHES`` alias at it::
         }
     }
 
-``django.core.cache.cache``, ``cache_page``, the cached template loader and the cache
-session engine then run on kirocache, with its fault tolerance (a Redis outage is a miss,
+``django.core.cache.cache``, ``cache_page``, the cache middleware and the cache session
+engine then run on kirocache, with its fault tolerance (a Redis outage is a miss,
 not a 500), metrics and key-prefix confinement.
 """
 
