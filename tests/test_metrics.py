@@ -96,3 +96,76 @@ def test_multi_metrics_feeds_every_hook() -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         InMemoryMetrics(window=0)
+
+
+# -- coalesced: stampede waiters served another caller's value ---------------------------
+
+
+def test_coalesced_misses_count_as_served_and_apart() -> None:
+    metrics = InMemoryMetrics()
+    for _ in range(20):  # twenty readers of a cold key missed...
+        metrics.record("get", "board:", "miss", 0.002)
+    for _ in range(19):  # ...and nineteen got the value one of them computed
+        metrics.record("get", "board:", "coalesced", 0.0)
+    [stats] = metrics.stats()
+    assert (stats.calls, stats.hits, stats.misses, stats.coalesced) == (20, 0, 20, 19)
+    assert stats.hit_rate == pytest.approx(19 / 20)  # before: 0, "hit rate 0%"
+    assert metrics.hit_rate("board:") == pytest.approx(19 / 20)
+    assert metrics.hit_rate() == pytest.approx(19 / 20)
+    assert stats.latency_p50 == pytest.approx(0.002)  # no latency of its own
+    data = json.loads(json.dumps(metrics.snapshot()))
+    assert (data[0]["coalesced"], data[0]["misses"]) == (19, 20)
+
+
+def test_prometheus_exports_coalesced() -> None:
+    from prometheus_client import generate_latest
+
+    from kirocache.exporters import PrometheusMetrics
+
+    exporter = PrometheusMetrics()
+    exporter.record("get", "board:", "miss", 0.002)
+    exporter.record("get", "board:", "coalesced", 0.0)
+    text = generate_latest(exporter.registry).decode()
+    assert (
+        'kirocache_operations_total{namespace="board:",operation="get",outcome="coalesced"} 1.0'
+        in text
+    )
+    assert (
+        'kirocache_operation_latency_seconds_count{namespace="board:",operation="get"} 1.0' in text
+    )
+
+
+def test_opentelemetry_exports_coalesced() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kirocache.exporters import OpenTelemetryMetrics
+
+    reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    hook = OpenTelemetryMetrics(
+        meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=tracer_provider
+    )
+    hook.record("get", "board:", "miss", 0.002)
+    hook.record("get", "board:", "coalesced", 0.0)
+    data = reader.get_metrics_data()
+    assert data is not None
+    [operations] = [
+        metric.data
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "kirocache.operations"
+    ]
+    assert isinstance(operations, Sum)
+    counts = {
+        p.attributes["cache.outcome"]: p.value
+        for p in operations.data_points
+        if p.attributes is not None
+    }
+    assert counts == {"miss": 1, "coalesced": 1}
+    assert len(spans.get_finished_spans()) == 1  # the read's span; coalesced only counts

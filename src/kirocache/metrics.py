@@ -23,9 +23,15 @@ __all__ = [
     "percentile",
 ]
 
-Outcome: TypeAlias = Literal["hit", "miss", "set", "delete", "error", "stale", "skip"]
+Outcome: TypeAlias = Literal["hit", "miss", "set", "delete", "error", "stale", "skip", "coalesced"]
 """What an operation came to. ``stale``: a stale copy was served; ``skip``: a write was
-not made (for instance a ``condition`` said no, or ``nx`` found the key present)."""
+not made (for instance a ``condition`` said no, or ``nx`` found the key present);
+``coalesced``: a read that missed was then served the value another caller of the same key
+was computing (a stampede waiter of ``@cached``). A ``coalesced`` record follows that read's
+``miss`` (recorded when the read came back) and says how it ended: served from the cache's
+work, not by calling the function again. So ``coalesced`` counts a part of ``miss``, and
+hit rates count it as served: ``(hit + stale + coalesced) / (hit + stale + miss)``. It
+carries no latency of its own (0): the read's record had it."""
 
 
 PENDING = "pending"
@@ -74,7 +80,9 @@ class OperationStats:
     """Counters and latency figures of one operation in one namespace.
 
     Latencies are in seconds and describe the most recent ``window`` calls; counters
-    cover everything since the last reset.
+    cover everything since the last reset. ``coalesced`` counts the misses that were
+    served another caller's value (so it is also counted in ``misses``, and not in
+    ``calls``: it adds to a call already recorded).
     """
 
     namespace: str
@@ -87,6 +95,7 @@ class OperationStats:
     errors: int
     stale: int
     skips: int
+    coalesced: int
     latency_p50: float | None
     latency_p95: float | None
     latency_p99: float | None
@@ -95,9 +104,14 @@ class OperationStats:
 
     @property
     def hit_rate(self) -> float | None:
-        """``hits / (hits + misses)``; stale serves count as hits; ``None`` without reads."""
+        """Reads served from the cache over reads; ``None`` without reads.
+
+        Stale serves count as hits, and so do coalesced misses (a stampede waiter that got
+        the value another caller computed): ``(hits + stale + coalesced) / (hits + stale +
+        misses)``.
+        """
         reads = self.hits + self.stale + self.misses
-        return (self.hits + self.stale) / reads if reads else None
+        return (self.hits + self.stale + self.coalesced) / reads if reads else None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field plus ``hit_rate``."""
@@ -106,7 +120,16 @@ class OperationStats:
         return data
 
 
-_OUTCOMES: tuple[Outcome, ...] = ("hit", "miss", "set", "delete", "error", "stale", "skip")
+_OUTCOMES: tuple[Outcome, ...] = (
+    "hit",
+    "miss",
+    "set",
+    "delete",
+    "error",
+    "stale",
+    "skip",
+    "coalesced",
+)
 
 
 class _Series:
@@ -150,11 +173,17 @@ class InMemoryMetrics:
     def record(
         self, operation: str, namespace: str, outcome: Outcome, latency: float, count: int = 1
     ) -> None:
-        """Add one call's outcome and latency (see :meth:`MetricsHook.record`)."""
+        """Add one call's outcome and latency (see :meth:`MetricsHook.record`).
+
+        A ``coalesced`` record only counts: it tells how a read already recorded ended.
+        """
         with self._lock:
             series = self._series.get((namespace, operation))
             if series is None:
                 series = self._series[namespace, operation] = _Series(self._window)
+            if outcome == "coalesced":
+                series.counts["coalesced"] += count
+                return
             series.calls += 1
             series.counts[outcome] += count
             at = series.next
@@ -197,6 +226,7 @@ class InMemoryMetrics:
                     errors=counts["error"],
                     stale=counts["stale"],
                     skips=counts["skip"],
+                    coalesced=counts["coalesced"],
                     latency_p50=percentile(window, 0.50),
                     latency_p95=percentile(window, 0.95),
                     latency_p99=percentile(window, 0.99),
@@ -207,15 +237,19 @@ class InMemoryMetrics:
         return result
 
     def hit_rate(self, namespace: str | None = None) -> float | None:
-        """Hits (stale serves included) over reads, for one namespace or all of them."""
-        hits = reads = 0
+        """Reads served from the cache over reads, for one namespace or all of them.
+
+        Stale serves and coalesced misses count as served (see ``OperationStats.hit_rate``).
+        """
+        served = reads = 0
         with self._lock:
             for (ns, _), series in self._series.items():
                 if namespace is None or ns == namespace:
-                    good = series.counts["hit"] + series.counts["stale"]
-                    hits += good
-                    reads += good + series.counts["miss"]
-        return hits / reads if reads else None
+                    counts = series.counts
+                    found = counts["hit"] + counts["stale"]
+                    served += found + counts["coalesced"]
+                    reads += found + counts["miss"]
+        return served / reads if reads else None
 
     def invalidations(self) -> dict[str, int]:
         """``invalidations_pending`` (kept, not replayed yet) and ``invalidations_replayed``.

@@ -32,6 +32,8 @@ class OpenTelemetryMetrics:
     when the call ended (usually the request's). Attributes: ``db.system``,
     ``db.operation``, ``cache.namespace``, ``cache.outcome`` and, for reads,
     ``cache.hit`` (stale serves count as hits). Errors set the span status to ERROR.
+    A ``coalesced`` record (a stampede waiter served another caller's value, see
+    ``kirocache.metrics.Outcome``) adds to the counter only: its read had its span.
 
     Args:
         meter_provider: Where instruments come from (default: the global provider).
@@ -77,6 +79,8 @@ class OpenTelemetryMetrics:
         """Record the call's instruments and its span (see ``MetricsHook.record``)."""
         labels = {"cache.namespace": namespace, "cache.operation": operation}
         self._operations.add(count, {**labels, "cache.outcome": outcome})
+        if outcome == "coalesced":  # how a read already recorded ended: counted only
+            return
         self._duration.record(latency, labels)
         if self._tracer is None:
             return

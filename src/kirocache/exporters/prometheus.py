@@ -23,6 +23,9 @@ class PrometheusMetrics:
     Exposes ``<prefix>_operations_total{namespace, operation, outcome}`` (keys per
     outcome: a ``get_many`` of ten keys adds ten) and
     ``<prefix>_operation_latency_seconds{namespace, operation}`` (one observation per call).
+    The hit ratio, stampede waiters served another caller's value counted as served (see
+    ``kirocache.metrics.Outcome``), is ``sum(outcome=~"hit|stale|coalesced") /
+    sum(outcome=~"hit|stale|miss")`` of ``operations_total`` for the read operations.
 
     Args:
         registry: Where the metrics are registered; a new ``CollectorRegistry`` by
@@ -68,6 +71,10 @@ class PrometheusMetrics:
     def record(
         self, operation: str, namespace: str, outcome: Outcome, latency: float, count: int = 1
     ) -> None:
-        """Count the outcome and observe the latency (see ``MetricsHook.record``)."""
+        """Count the outcome and observe the latency (see ``MetricsHook.record``).
+
+        A ``coalesced`` record is counted only: the read it completes was observed.
+        """
         self._operations.labels(namespace, operation, outcome).inc(count)
-        self._latency.labels(namespace, operation).observe(latency)
+        if outcome != "coalesced":
+            self._latency.labels(namespace, operation).observe(latency)
