@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding
+from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding, coalesced
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
@@ -87,6 +87,7 @@ class AsyncCachedFunction(Wrapper[P, R]):
             plan.options.lock_timeout,
             partial(self._lead, job),
             partial(self._compute, job),
+            partial(coalesced, job.cache, plan.namespace),
         )
 
     async def _lead(self, job: Job, reread: bool) -> R:

@@ -16,7 +16,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._decorators.flight import Flights, Refreshes, holding
+from kirocache._decorators.flight import Flights, Refreshes, coalesced, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
 from kirocache._values.types import MISSING, Missing
@@ -85,6 +85,7 @@ class CachedFunction(Wrapper[P, R]):
             plan.options.lock_timeout,
             partial(self._lead, job),
             partial(self._compute, job),
+            partial(coalesced, job.cache, plan.namespace),
         )
 
     def _lead(self, job: Job, reread: bool) -> R:

@@ -1,8 +1,8 @@
-"""Waiting, thread side and asyncio side: single-flight, background refresh, the lock's wait.
+"""Waiting, thread side and asyncio side: single flight, background refresh, the lock's hold.
 
 Between threads and asyncio only three things differ: how a caller waits for another's
 result (an ``Event`` or a ``Future``), how work runs behind the caller (a ``Thread`` or a
-``Task``) and how one pauses (``time.sleep`` or ``asyncio.sleep``). Each primitive below
+``Task``) and how one pauses (``Event.wait`` or ``asyncio.wait_for``). Each primitive below
 has its two sides next to each other, as httpcore's ``_synchronization.py`` does; what a
 cached call decides is the plan's (``plan.py``), not theirs.
 """
@@ -14,22 +14,24 @@ import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from kirocache._cache.guard import is_fault
 
 if TYPE_CHECKING:
+    from kirocache._cache import Cache
     from kirocache.backends._lock import DistributedLock
+    from kirocache.keys import Namespace
 
 __all__ = [
     "AsyncFlights",
     "AsyncRefreshes",
     "Flights",
-    "LeaderGoneError",
     "Refreshes",
     "aholding",
+    "coalesced",
     "holding",
 ]
 
@@ -67,31 +69,144 @@ class _Landings:
         return landed is not None and landed >= read_at
 
 
-# -- single-flight -----------------------------------------------------------------------
+# -- single flight -----------------------------------------------------------------------
+#
+# One board per cached function holds its flights by slot, for every thread and every event
+# loop of the process. A flight has one leader at a time; the others queue as waiters. When
+# the leader has the value, every waiter gets it. When the leader ends without one (it
+# raised, was cancelled or interrupted), the first waiter still there becomes the leader and
+# calls the function: at most one call per slot runs at a time, and nobody inherits another
+# caller's exception or cancellation. A waiter that waited ``timeout`` seconds leaves the
+# queue and calls the function by itself rather than block longer.
+
+_LEAD: Final = object()  # what a waiter is woken with when it becomes the leader
+_GAVE_UP: Final = object()  # what a waiter finds when its ``timeout`` ran out first
+
+
+class _Waiter:
+    """A caller queued on a flight: what it was woken with (``None`` until then)."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        # _LEAD, _GAVE_UP, or a 1-tuple holding the leader's value (which may be None)
+        self.outcome: object = None
+
+    def wake(self, outcome: object) -> bool:
+        """Hand ``outcome`` over; ``False`` when nobody is left to take it."""
+        raise NotImplementedError
+
+
+class _ThreadWaiter(_Waiter):
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def wake(self, outcome: object) -> bool:
+        self.outcome = outcome
+        self.event.set()
+        return True
+
+
+class _TaskWaiter(_Waiter):
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def wake(self, outcome: object) -> bool:
+        self.outcome = outcome  # read by its task once resumed, or by ``abandon``
+        try:
+            # from any thread: the leader may run in another event loop
+            self.loop.call_soon_threadsafe(self.resolve)
+        except RuntimeError:  # its loop is closed: this waiter will never run again
+            return False
+        return True
+
+    def resolve(self) -> None:
+        if not self.future.done():  # it may have been cancelled meanwhile
+            self.future.set_result(None)
 
 
 class _Flight:
-    __slots__ = ("done", "ok", "value")
+    __slots__ = ("slot", "waiters")
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.ok = False
-        self.value: Any = None
+    def __init__(self, slot: Hashable) -> None:
+        self.slot = slot
+        self.waiters: deque[_Waiter] = deque()
 
 
-class Flights:
-    """Single-flight among threads: per slot one caller (the leader) computes, others wait.
-
-    ``run`` calls ``lead(reread)`` in the leader; ``reread`` is true when another flight of
-    the slot finished after the leader's read (at ``read_at``), so its miss may be out of
-    date. A follower waits up to ``timeout`` seconds for the leader's value; when the
-    leader fails or is too slow, the follower calls ``alone()`` rather than fail or block.
-    """
+class _Board:
+    """The flights of one cached function by slot, for every thread and event loop."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
-        self._landings = _Landings()
+        self.landings = _Landings()
+
+    def join(self, slot: Hashable, waiter: _Waiter) -> tuple[_Flight, bool]:
+        """The slot's flight, and whether the caller leads it (else ``waiter`` is queued)."""
+        with self._guard:
+            flight = self._flights.get(slot)
+            if flight is None:
+                flight = self._flights[slot] = _Flight(slot)
+                return flight, True
+            flight.waiters.append(waiter)
+            return flight, False
+
+    def landed(self, flight: _Flight, value: object) -> None:
+        """The leader has the value: the flight ends and every waiter gets it."""
+        shared = (value,)
+        with self._guard:  # woken under the guard: a waiter that ``leave`` misses has it
+            del self._flights[flight.slot]
+            for waiter in flight.waiters:
+                waiter.wake(shared)
+            flight.waiters.clear()
+        self.landings.land(flight.slot)
+
+    def failed(self, flight: _Flight) -> None:
+        """The leader ended without a value: the first waiter still there leads next."""
+        with self._guard:
+            while flight.waiters:
+                if flight.waiters.popleft().wake(_LEAD):
+                    break
+            else:
+                del self._flights[flight.slot]
+        # it may have stored before it ended (cancelled while releasing its lock, say):
+        # the next leader reads again first
+        self.landings.land(flight.slot)
+
+    def leave(self, flight: _Flight, waiter: _Waiter) -> bool:
+        """Take ``waiter`` off the queue; ``False`` when it was woken first."""
+        with self._guard:
+            try:
+                flight.waiters.remove(waiter)
+            except ValueError:
+                return False
+            return True
+
+    def abandon(self, flight: _Flight, waiter: _Waiter) -> None:
+        """A waiter is gone (cancelled, interrupted): a lead it was just given passes on."""
+        if not self.leave(flight, waiter) and waiter.outcome is _LEAD:
+            self.failed(flight)
+
+
+class Flights:
+    """Single flight among threads: per slot one caller (the leader) computes, others wait.
+
+    ``run`` calls ``lead(reread)`` in the leader; ``reread`` is true when another flight of
+    the slot finished after the leader's read (at ``read_at``), so its miss may be out of
+    date. A waiter that gets the leader's value calls ``shared()`` and returns it. When the
+    leader raises, one waiter becomes the leader in its place. A waiter that waited
+    ``timeout`` seconds calls ``alone()`` rather than block longer.
+    """
+
+    def __init__(self) -> None:
+        self._board = _Board()
 
     def run(
         self,
@@ -100,34 +215,42 @@ class Flights:
         timeout: float,
         lead: Callable[[bool], T],
         alone: Callable[[], T],
+        shared: Callable[[], object],
     ) -> T:
-        """Run ``lead`` in one caller of ``slot`` and hand its value to the others."""
-        with self._guard:
-            flight = self._flights.get(slot)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[slot] = _Flight()
-        if not leader:
-            if flight.done.wait(timeout) and flight.ok:
-                return cast("T", flight.value)
-            return alone()
+        """Run ``lead`` in one caller of ``slot`` at a time and hand its value to the others."""
+        board, waiter = self._board, _ThreadWaiter()
+        flight, leading = board.join(slot, waiter)
+        if not leading:
+            try:
+                woken = waiter.event.wait(timeout)
+            except BaseException:  # interrupted while waiting
+                board.abandon(flight, waiter)
+                raise
+            if not woken and board.leave(flight, waiter):
+                return alone()
+            if waiter.outcome is not _LEAD:
+                shared()
+                return cast("T", cast("tuple[Any]", waiter.outcome)[0])
         try:
-            flight.value = lead(self._landings.after(slot, read_at))
-            flight.ok = True
-            return cast("T", flight.value)
-        finally:
-            with self._guard:
-                del self._flights[slot]
-            self._landings.land(slot)
-            flight.done.set()
+            value = lead(board.landings.after(slot, read_at))
+        except BaseException:
+            board.failed(flight)
+            raise
+        board.landed(flight, value)
+        return value
 
 
 class AsyncFlights:
-    """Single-flight among the tasks of each event loop: ``Flights``' asyncio side."""
+    """``Flights``' asyncio side, across the event loops of the process.
+
+    A waiter in one loop is woken from another loop's thread (``call_soon_threadsafe``), so
+    tasks of loops that run in different threads share one flight. A cancelled leader hands
+    over to one waiter, which becomes the leader; the other waiters never see the
+    cancellation. A cancelled waiter just leaves (passing on a lead it was given).
+    """
 
     def __init__(self) -> None:
-        self._flights: dict[tuple[int, Hashable], asyncio.Future[Any]] = {}
-        self._landings = _Landings()
+        self._board = _Board()
 
     async def run(
         self,
@@ -136,30 +259,47 @@ class AsyncFlights:
         timeout: float,
         lead: Callable[[bool], Awaitable[T]],
         alone: Callable[[], Awaitable[T]],
+        shared: Callable[[], object],
     ) -> T:
-        """Await ``lead`` in one task per loop and slot and hand its value to the others."""
-        loop = asyncio.get_running_loop()
-        key = (id(loop), slot)  # a future belongs to its loop
-        flight = self._flights.get(key)
-        if flight is not None:
+        """Await ``lead`` in one task of ``slot`` at a time and hand its value to the others."""
+        board, loop = self._board, asyncio.get_running_loop()
+        waiter = _TaskWaiter(loop)
+        flight, leading = board.join(slot, waiter)
+        if not leading:
+            timer = loop.call_later(timeout, self._give_up, flight, waiter)
             try:
-                return cast("T", await asyncio.wait_for(asyncio.shield(flight), timeout))
-            except Exception:  # noqa: BLE001 - the leader's failure is not ours
+                # a plain future, not ``wait_for``: a cancellation is never swallowed
+                await waiter.future
+            except BaseException:  # cancelled: the caller's own business
+                board.abandon(flight, waiter)
+                raise
+            finally:
+                timer.cancel()
+            if waiter.outcome is _GAVE_UP:
                 return await alone()
-        flight = self._flights[key] = loop.create_future()
+            if waiter.outcome is not _LEAD:
+                shared()
+                return cast("T", cast("tuple[Any]", waiter.outcome)[0])
         try:
-            value = await lead(self._landings.after(key, read_at))
-            flight.set_result(value)
-            return value
-        except BaseException as exc:
-            # A leader that was cancelled (or interrupted) is its own business: its followers
-            # see a plain failure and compute alone instead of being cancelled with it.
-            flight.set_exception(exc if isinstance(exc, Exception) else LeaderGoneError())
-            flight.exception()  # retrieved here, so an unawaited failure is not logged
+            value = await lead(board.landings.after(slot, read_at))
+        except BaseException:
+            board.failed(flight)
             raise
-        finally:
-            del self._flights[key]
-            self._landings.land(key)
+        board.landed(flight, value)
+        return value
+
+    def _give_up(self, flight: _Flight, waiter: _TaskWaiter) -> None:
+        """The waiter's ``timeout`` ran out (in its own loop): unless woken, it leaves."""
+        if self._board.leave(flight, waiter):
+            waiter.outcome = _GAVE_UP
+            waiter.resolve()
+
+
+def coalesced(cache: Cache, namespace: Namespace) -> None:
+    """Count a waiter that got the leader's value: outcome ``coalesced`` (see metrics)."""
+    metrics = cache.metrics
+    if metrics is not None:
+        metrics.record("get", namespace.prefix, "coalesced", 0.0)
 
 
 # -- background refresh ------------------------------------------------------------------
@@ -340,7 +480,3 @@ def _lost(lock: DistributedLock) -> None:
         "another process may compute the same value meanwhile",
         lock.key,
     )
-
-
-class LeaderGoneError(Exception):
-    """What a flight's followers see when its leader was cancelled: they compute alone."""
