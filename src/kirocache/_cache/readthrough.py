@@ -299,9 +299,11 @@ def _unreadable(
     """What bytes the codec refused hold: a tagged entry's value, or ``MISSING``.
 
     A tagged entry is opened when its tags' stamps still hold what it carries (``guards``
-    has those read with the key). Returns the value (``MISSING`` when the entry is stale
-    or corrupt) and what the key holds now: a corrupt entry is deleted.
+    has those read with the key). Returns the value (``MISSING`` when the entry is stale,
+    corrupt or of another type) and what the key holds now: a corrupt entry is deleted, a
+    sound one that does not decode into ``type`` is kept (see ``_of_another_type``).
     """
+    data = raw
     if is_stamped(raw):
         [frame] = yield from self.invalidator.unstamped([raw], dict(guards), label, started)
         if frame is None:
@@ -309,8 +311,28 @@ def _unreadable(
         try:
             return self.codec.loads(frame, type), raw
         except CorruptValueError:
-            pass
+            data = frame
+    if _of_another_type(self, data, type):
+        self.guard.observe("decode", label, "error", started, full)
+        return MISSING, raw
     return MISSING, (yield from _drop_corrupt(self, full, raw, label, started))
+
+
+def _of_another_type(self: Cache, data: bytes, type: Any) -> bool:
+    """Whether ``data`` is a sound entry that only does not decode into ``type``.
+
+    A typed read (``get(key, type=Profile)``) of an entry of another shape is a miss
+    counted as a ``decode`` error, and the entry stays for the readers of its own type (a
+    ``@cached`` write replaces it, as it expects these bytes). Only a failed typed read
+    pays this second, untyped decode.
+    """
+    if type is None:
+        return False
+    try:
+        self.codec.loads(data, None)
+    except CorruptValueError:
+        return False
+    return True
 
 
 def _drop_corrupt(self: Cache, full: str, raw: bytes, label: str, started: float) -> Flow[Any]:
@@ -480,20 +502,24 @@ def _settle_many(
 ) -> Flow[None]:
     """Open the tagged entries among ``unread`` and drop the corrupt ones, in place.
 
-    The stamps of every tagged entry are read in one round trip.
+    The stamps of every tagged entry are read in one round trip. An entry that is sound
+    but does not decode into ``type`` is kept (see ``_of_another_type``).
     """
     tagged = [key for key in unread if is_stamped(seen[key][1])]
     raws = [seen[key][1] for key in tagged]
     frames = (yield from self.invalidator.unstamped(raws, {}, label, started)) if raws else []
-    corrupt = [key for key in unread if key not in set(tagged)]
+    corrupt = [(key, seen[key][1]) for key in unread if key not in set(tagged)]
     for key, frame in zip(tagged, frames, strict=True):
         if frame is not None:
             try:
                 found[key] = self.codec.loads(frame, type)
             except CorruptValueError:
-                corrupt.append(key)
-    for key in corrupt:
+                corrupt.append((key, frame))
+    for key, data in corrupt:
         full, raw, _ = seen[key]
+        if _of_another_type(self, data, type):
+            self.guard.observe("decode", label, "error", started, full)
+            continue
         seen[key] = (full, (yield from _drop_corrupt(self, full, raw, label, started)), ())
 
 

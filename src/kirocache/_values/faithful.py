@@ -250,6 +250,7 @@ def _not_json(value: object, path: str) -> str | None:  # noqa: PLR0911 - a retu
             if found is not None:
                 return found
         return None
+    _encode(value)  # no JSON form at all: the serializer's error says so, and what to do
     hint = _HINTS.get(kind, _name(kind))
     return (
         f"{path} is {_a(_name(kind))}, which reads back as {_reads_as(value)} where the "
