@@ -169,3 +169,48 @@ def test_opentelemetry_exports_coalesced() -> None:
     }
     assert counts == {"miss": 1, "coalesced": 1}
     assert len(spans.get_finished_spans()) == 1  # the read's span; coalesced only counts
+
+
+async def test_a_stampede_reads_as_served_in_health_and_alerts() -> None:
+    """Twenty readers of a cold key, one call: before, "hit rate 0%" and a degraded status."""
+    import asyncio
+
+    from kirocache import Cache, cached
+    from kirocache.backends import MemoryBackend
+    from kirocache.monitoring import HealthChecker, Monitor
+
+    cache = Cache(MemoryBackend())
+    calls: list[str] = []
+
+    @cached(prefix="board:", cache=cache, ttl=60)
+    async def leaderboard(course: str) -> list[str]:
+        calls.append(course)
+        await asyncio.sleep(0.02)
+        return ["ada", "grace"]
+
+    results = await asyncio.gather(*(leaderboard("python") for _ in range(20)))
+    assert results == [["ada", "grace"]] * 20
+    assert calls == ["python"]
+    metrics = cache.metrics
+    assert isinstance(metrics, InMemoryMetrics)
+    [reads] = metrics.stats("board:", "get")
+    assert (reads.calls, reads.misses, reads.coalesced) == (20, 20, 19)
+    assert metrics.hit_rate("board:") == pytest.approx(0.95)
+    report = HealthChecker(cache).check()
+    assert [issue.kind for issue in report.issues] == []
+    assert report.status == "healthy"
+    assert Monitor(cache).monitor_and_alert() == []
+
+
+def test_the_demo_ends_healthy(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its 50-thread stampede made the demo end "degraded" with a hit-rate alert."""
+    from kirocache._cache import default as _global
+    from kirocache._cli import main
+
+    monkeypatch.setattr(_global, "_default", None)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "status: healthy" in out
+    assert "alerts raised: 0" in out

@@ -228,13 +228,18 @@ def _metrics_table(cache: Cache) -> None:
     _step("Metrics per namespace and operation")
     if not isinstance(cache.metrics, InMemoryMetrics):
         return
-    print(f"{'namespace':<18}{'op':<16}{'calls':>6}{'hits':>6}{'miss':>6}{'hit %':>7}{'p95 ms':>9}")
+    # coalesced: misses served the value another caller computed (stampede waiters); the
+    # hit rate counts them as served
+    print(
+        f"{'namespace':<18}{'op':<16}{'calls':>6}{'hits':>6}{'miss':>6}{'hit %':>7}"
+        f"{'p95 ms':>9}{'coalesced':>11}"
+    )
     for row in cache.metrics.stats():
         rate = "-" if row.hit_rate is None else f"{row.hit_rate:.0%}"
         p95 = "-" if row.latency_p95 is None else f"{row.latency_p95 * 1000:.3f}"
         print(
             f"{row.namespace:<18}{row.operation:<16}{row.calls:>6}{row.hits:>6}"
-            f"{row.misses:>6}{rate:>7}{p95:>9}"
+            f"{row.misses:>6}{rate:>7}{p95:>9}{row.coalesced:>11}"
         )
 
 
