@@ -16,6 +16,7 @@ import redis
 
 from kirocache import Cache, Namespace
 from kirocache._cli import main
+from kirocache._cli.output import Progress
 
 SECRET_ENV = (
     "REDIS_URL",
@@ -336,3 +337,22 @@ def test_no_progress_line_off_a_terminal_or_when_quiet(
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main([*target.args, "-q", "invalidate", "--pattern", "big:*"]) == 0
     assert terminal.getvalue() == ""
+
+
+def test_an_interrupted_pattern_delete_says_how_far_it_got(
+    target: Target, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target.cache.set_many({f"big:{n}": n for n in range(1000)})
+
+    def interrupt(self: Progress, done: int) -> None:
+        self.done = done
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "__call__", interrupt)
+    out, err = run(
+        capsys, *target.args, "invalidate", "--pattern", "big:*", "--batch-size", "200", code=130
+    )
+    assert out == ""
+    assert err == (
+        "kirocache: interrupted: 200 keys matching 'big:*' removed, the others are still there\n"
+    )

@@ -88,6 +88,11 @@ def test_usage_errors_exit_2_in_one_line(
     assert words in fails(capsys, argv, 2)
 
 
+def test_a_url_quoted_by_a_usage_error_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    err = fails(capsys, [f"redis://ops:{CANARY}@example.com/0"], 2)
+    assert "invalid choice: 'redis://ops:***@example.com/0'" in err
+
+
 def test_a_bad_url_is_named_and_masked(capsys: pytest.CaptureFixture[str]) -> None:
     err = fails(capsys, ["--url", f"ftp://ada:{CANARY}@example.com/0", "ping"], 2)
     assert "unsupported cache URL 'ftp://ada:***@example.com/0'" in err

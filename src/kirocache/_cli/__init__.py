@@ -105,14 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except CliError as exc:
-        echo(f"kirocache: {' '.join(exc.message.split())}", err=True)
+        # argparse may quote what was typed: mask any URL or known secret in it
+        words = sys.argv[1:] if argv is None else list(argv)
+        redact = Redactor.from_environment(None, [w for w in words if "://" in w])
+        echo(f"kirocache: {redact(exc.message)}", err=True)
         return exc.code
     except SystemExit as exc:  # --help and --version print and exit 0
         return exc.code if isinstance(exc.code, int) else 0
     redact = Redactor.from_environment(args.url)
     with _library_logging(verbose=args.verbose, serving=args.command == "serve"):
         try:
-            return _run(args)
+            code = _run(args)
+            sys.stdout.flush()  # here, so a closed pipe is caught below
         except KeyboardInterrupt:
             echo("kirocache: interrupted", err=True)
             return INTERRUPTED
@@ -122,5 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except Exception as exc:  # noqa: BLE001 - every failure ends as one line and a code
+            with contextlib.suppress(OSError):  # what it printed before it failed comes first
+                sys.stdout.flush()
             echo(f"kirocache: {redact(describe(exc))}", err=True)
             return exit_code(exc)
+        return code

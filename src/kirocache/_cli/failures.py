@@ -102,10 +102,18 @@ class Redactor:
         self.secrets = sorted({value for value in found if len(value) >= 3}, key=len, reverse=True)
 
     @classmethod
-    def from_environment(cls, url: str | None) -> Redactor:
-        """One for ``url`` and the secrets of the environment (``REDIS_URL`` and friends)."""
+    def from_environment(cls, url: str | None, more: Iterable[str] = ()) -> Redactor:
+        """One for ``url`` (and ``more`` URLs) and the secrets of the environment.
+
+        Args:
+            url: The URL given on the command line, if any.
+            more: Other URLs whose passwords are secrets.
+
+        Returns:
+            A redactor of those URLs, ``REDIS_URL``, ``REDIS_PASSWORD`` and the tokens.
+        """
         values = [os.environ.get(name) for name in SECRET_VARIABLES]
-        return cls([url, os.environ.get("REDIS_URL")], values)
+        return cls([url, os.environ.get("REDIS_URL"), *more], values)
 
     def __call__(self, text: str) -> str:
         """``text`` on one line, with URLs masked and every known secret replaced."""

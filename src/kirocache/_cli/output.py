@@ -37,10 +37,16 @@ def jsonable(value: object) -> JSONValue:  # noqa: PLR0911 - a return per kind
 
 
 def echo(text: str, *, err: bool = False) -> None:
-    """Write one line to stdout, or to stderr with ``err`` (read at call time, for tests)."""
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
+    """Write one line to stdout, or to stderr with ``err`` (read at call time, for tests).
+
+    Only stderr is flushed line by line; ``main`` flushes stdout at the end, so a long
+    listing into a pipe is not one system call per key.
+    """
+    if err:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    else:
+        sys.stdout.write(text + "\n")
 
 
 def emit(data: object) -> None:
