@@ -74,20 +74,20 @@ def _event(cache: Cache, args: argparse.Namespace) -> InvalidationEvent:
     return event
 
 
-def _plan(cache: Cache, args: argparse.Namespace) -> list[tuple[Action, Callable[[Action], int]]]:
+def _plan(cache: Cache, args: argparse.Namespace) -> list[tuple[Action, Callable[[], int]]]:
     """Every action asked for, checked before the first one runs."""
-    plan: list[tuple[Action, Callable[[Action], int]]] = []
+    plan: list[tuple[Action, Callable[[], int]]] = []
     batch_size: int = args.batch_size
     quiet: bool = args.quiet
     if args.key:
         keys = list(args.key)
-        plan.append((Action("keys", keys), lambda _: cache.delete_many(keys)))
+        plan.append((Action("keys", keys), lambda: cache.delete_many(keys)))
     if args.tag:
         tags = list(args.tag)
-        plan.append((Action("tags", tags), lambda _: cache.invalidate_tags(*tags)))
+        plan.append((Action("tags", tags), lambda: cache.invalidate_tags(*tags)))
 
-    def pattern_delete(pattern: str, namespace: Namespace | None) -> Callable[[Action], int]:
-        def run(action: Action) -> int:
+    def pattern_delete(pattern: str, namespace: Namespace | None) -> Callable[[], int]:
+        def run() -> int:
             shown = namespace.prefix + pattern if namespace is not None else pattern
             progress = Progress(f"deleting {shown!r}", enabled=not quiet)
             try:
@@ -116,7 +116,7 @@ def _plan(cache: Cache, args: argparse.Namespace) -> list[tuple[Action, Callable
         target = {"type": event.type, **event.fields()}
         target.pop("timestamp", None)
         plan.append(
-            (Action("event", target), lambda _: cache.invalidate(event, source="cli").removed)
+            (Action("event", target), lambda: cache.invalidate(event, source="cli").removed)
         )
     if not plan:
         msg = "say what to invalidate: --key, --tag, --pattern, --namespace or --event"
@@ -144,7 +144,7 @@ def invalidate(cache: Cache, args: argparse.Namespace) -> int:
         pending = cache.pending_invalidations()["invalidations_pending"]
         last = _last_record(cache)
         try:
-            action.removed = run(action)
+            action.removed = run()
         except BackendError as exc:
             msg = f"{action.kind} not invalidated ({describe(exc)}); run it again"
             raise CliError(exit_code(exc), msg) from None
