@@ -22,7 +22,7 @@ from kirocache import BackendError, Cache
 from kirocache._cli import main
 from kirocache.backends import MemoryBackend
 from kirocache.testing import FaultyBackend
-from redis_server import RedisServer, free_port
+from redis_server import BlackholeServer, RedisServer, free_port
 
 CANARY = "canary-Pw-7f3a9"  # a password that must never be shown
 SECRET_ENV = (
@@ -304,3 +304,16 @@ def test_the_script_on_the_real_server(make_redis_server: Callable[..., RedisSer
     assert done.stderr == ""  # not a terminal: no progress line
     for output in (filled.stdout, filled.stderr, done.stdout, done.stderr):
         assert CANARY not in output
+
+
+def test_a_silent_server_times_out_with_exit_3(
+    blackhole: BlackholeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = fails(capsys, ["--url", blackhole.url, "--timeout", "0.2", "ping"], 3)
+    assert "backend unavailable: Redis ping failed" in err
+    assert "imeout" in err  # redis-py's TimeoutError: "Timeout reading from ..."
+
+
+def test_a_bad_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    err = fails(capsys, ["--url", "redis://127.0.0.1:1/0", "--timeout", "-1", "ping"], 2)
+    assert "timeout" in err
