@@ -25,7 +25,6 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from django.conf import settings  # type: ignore[import-untyped]
 from django.core.cache.backends.base import (  # type: ignore[import-untyped]
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -62,11 +61,18 @@ class SettingsPickleSerializer:
 
     __slots__ = ("_pickle", "_secrets")
 
+    binds_key: Final = True
+    """The cache passes each entry's key, for the signature to cover (see ``dumps``)."""
+
     def __init__(self) -> None:
         self._secrets: tuple[object, ...] = ()
         self._pickle: PickleSerializer | None = None
 
     def _current(self) -> PickleSerializer:
+        # imported here, not at module level: the lazy settings object answers any
+        # attribute lookup (doctest's, say) by demanding configured settings
+        from django.conf import settings  # type: ignore[import-untyped]
+
         secrets = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
         pickler = self._pickle
         if pickler is None or secrets != self._secrets:
@@ -78,11 +84,13 @@ class SettingsPickleSerializer:
             self._secrets = secrets
         return pickler
 
-    def dumps(self, value: object) -> bytes:
+    def dumps(self, value: object, *, key: str | None = None) -> bytes:
         """Serialize ``value``: a counter's digits for an int, else a signed pickle frame.
 
         Args:
             value: Any picklable value.
+            key: The backend key the entry is stored at, which the signature covers when
+                the pickle serializer binds entries to their keys.
 
         Returns:
             The bytes to store.
@@ -92,14 +100,21 @@ class SettingsPickleSerializer:
         """
         if type(value) is int and value in _INT64:
             return str(value).encode("ascii")
-        return self._current().dumps(value)
+        pickler = self._current()
+        if key is not None and _binds_key(pickler):
+            return pickler.dumps(value, key=key)  # type: ignore[call-arg, unused-ignore]
+        return pickler.dumps(value)
 
-    def loads(self, data: bytes, type: Any = None) -> Any:
+    def loads(
+        self, data: bytes, type: Any = None, *, key: str | None = None, limit: int | None = None
+    ) -> Any:
         """Verify and unpickle a frame (the cache reads counters back as ``int`` itself).
 
         Args:
             data: Bytes made by ``dumps``.
             type: What the value must be an instance of, or ``None``.
+            key: The backend key the bytes were read at.
+            limit: The largest value accepted (the cache's ``max_value_size``).
 
         Returns:
             The value.
@@ -107,7 +122,14 @@ class SettingsPickleSerializer:
         Raises:
             CorruptValueError: The bytes are not a frame signed with one of the secrets.
         """
-        return self._current().loads(data, type)
+        pickler = self._current()
+        if key is not None and _binds_key(pickler):
+            return pickler.loads(data, type, key=key, limit=limit)  # type: ignore[call-arg, unused-ignore]
+        return pickler.loads(data, type)
+
+
+def _binds_key(serializer: object) -> bool:
+    return getattr(serializer, "binds_key", False) is True
 
 
 class KirocacheCache(BaseCache):  # type: ignore[misc]  # Django ships no type hints
