@@ -41,6 +41,9 @@ DEFAULT_KEY_PREFIX: Final = "django:"
 """The kirocache key prefix of a ``CACHES`` alias whose OPTIONS give none."""
 
 _INT64: Final = range(-(2**63), 2**63)
+# add() with a timeout of 0 answers as if it stored: it stores this briefly and deletes,
+# so a delete lost to a fault leaves nothing behind for long
+_BRIEF: Final = 1.0
 _SALT: Final = b"kirocache.contrib.django.KirocacheCache"
 
 _shared: dict[tuple[object, ...], Cache] = {}
@@ -294,7 +297,7 @@ class KirocacheCache(BaseCache):  # type: ignore[misc]  # Django ships no type h
         Redis backend does.
         """
         full, ttl = self._key_ttl(key, timeout, version)
-        stored = self.cache.set(full, value, NEVER if ttl is None else ttl, nx=True)
+        stored = self.cache.set(full, value, _BRIEF if ttl is None else ttl, nx=True)
         if stored and ttl is None:
             self.cache.delete(full)
         return stored
@@ -304,7 +307,7 @@ class KirocacheCache(BaseCache):  # type: ignore[misc]  # Django ships no type h
     ) -> bool:
         """Async ``add``."""
         full, ttl = self._key_ttl(key, timeout, version)
-        stored = await self.cache.aset(full, value, NEVER if ttl is None else ttl, nx=True)
+        stored = await self.cache.aset(full, value, _BRIEF if ttl is None else ttl, nx=True)
         if stored and ttl is None:
             await self.cache.adelete(full)
         return stored
