@@ -396,7 +396,8 @@ def test_pickle_unpicklable_value_names_its_type() -> None:
 
 def test_pickle_signed_entry_that_no_longer_loads_is_corrupt() -> None:
     pickled = b"cno_such_module_kirocache\nGone\n."
-    entry = frame(FORMAT_PICKLE, hmac.digest(SECRET, pickled, "sha256") + pickled)
+    signed = len(b"").to_bytes(4, "big") + pickled  # bound to no key: used on its own
+    entry = frame(FORMAT_PICKLE, hmac.digest(SECRET, signed, "sha256") + pickled)
     with pytest.raises(CorruptValueError, match="no longer loads"):
         PickleSerializer(SECRET).loads(entry)
 

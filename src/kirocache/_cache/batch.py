@@ -422,7 +422,7 @@ class Batch:
                 frame = opened.get(op.key) if is_stamped(raw) else raw
                 try:
                     if frame is not None:  # None: a stale tagged entry
-                        found[key] = self.cache.codec.loads(frame, step.type)
+                        found[key] = self.cache.codec.loads(frame, step.type, op.key)
                         outcome = "hit"
                 except CorruptValueError:
                     pass  # a miss; deleting it would cost a second round trip

@@ -6,6 +6,7 @@ import re
 from typing import Any, Final
 
 from kirocache._values.stamped import is_stamped
+from kirocache._values.wrappers import binds_key
 from kirocache.exceptions import ConfigurationError, CorruptValueError, ValueTooLargeError
 from kirocache.serializers import Serializer, resolve_serializer
 
@@ -44,6 +45,9 @@ class Codec:
             raise ConfigurationError(msg)
         self.serializer: Serializer = resolve_serializer(serializer)
         self.max_value_size = max_value_size
+        # a signing or encrypting serializer binds each entry to its key (and a compressing
+        # one inflates within max_value_size); others are called as the protocol says
+        self._binds = binds_key(self.serializer)
 
     def dumps(self, key: str, value: object) -> bytes:
         """Serialize ``value`` for ``key`` (named in the error).
@@ -52,7 +56,10 @@ class Codec:
             SerializationError: The value cannot be serialized.
             ValueTooLargeError: It is larger than ``max_value_size`` once serialized.
         """
-        data = self.serializer.dumps(value)
+        if self._binds:
+            data = self.serializer.dumps(value, key=key)  # type: ignore[call-arg]
+        else:
+            data = self.serializer.dumps(value)
         if len(data) > self.max_value_size:
             msg = (
                 f"value for key {key!r} is {len(data)} bytes serialized, over "
@@ -61,8 +68,11 @@ class Codec:
             raise ValueTooLargeError(msg)
         return data
 
-    def loads(self, raw: bytes, type: Any) -> Any:
+    def loads(self, raw: bytes, type: Any, key: str | None = None) -> Any:
         """Decode stored bytes into ``type``; counters written by ``incr`` read back as ``int``.
+
+        ``key`` is the backend key the bytes were read at: a serializer that binds entries
+        to their keys refuses bytes written for another.
 
         Raises:
             CorruptValueError: The bytes are not a valid entry for this serializer.
@@ -75,4 +85,8 @@ class Codec:
                 # the cache opens a tagged entry's envelope once its tags' stamps are checked
                 msg = "a tagged entry must be checked against its tags' stamps first"
                 raise CorruptValueError(msg)
+        if self._binds:
+            return self.serializer.loads(  # type: ignore[call-arg]
+                raw, type, key=key, limit=self.max_value_size
+            )
         return self.serializer.loads(raw, type)

@@ -130,7 +130,7 @@ def lookup(
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
     try:
-        value = self.codec.loads(raw, type)
+        value = self.codec.loads(raw, type, full)
     except CorruptValueError:
         # a tagged entry (checked against its tags' stamps), else corrupt bytes
         value, raw = run(guard, _unreadable(self, full, raw, guards, type, label, started))
@@ -182,7 +182,7 @@ async def alookup(
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
     try:
-        value = self.codec.loads(raw, type)
+        value = self.codec.loads(raw, type, full)
     except CorruptValueError:
         # a tagged entry (checked against its tags' stamps), else corrupt bytes
         flow = _unreadable(self, full, raw, guards, type, label, started)
@@ -309,16 +309,16 @@ def _unreadable(
         if frame is None:
             return MISSING, raw  # stale: a tag was invalidated, or its stamp is gone
         try:
-            return self.codec.loads(frame, type), raw
+            return self.codec.loads(frame, type, full), raw
         except CorruptValueError:
             data = frame
-    if _of_another_type(self, data, type):
+    if _of_another_type(self, data, type, full):
         self.guard.observe("decode", label, "error", started, full)
         return MISSING, raw
     return MISSING, (yield from _drop_corrupt(self, full, raw, label, started))
 
 
-def _of_another_type(self: Cache, data: bytes, type: Any) -> bool:
+def _of_another_type(self: Cache, data: bytes, type: Any, full: str) -> bool:
     """Whether ``data`` is a sound entry that only does not decode into ``type``.
 
     A typed read (``get(key, type=Profile)``) of an entry of another shape is a miss
@@ -329,7 +329,7 @@ def _of_another_type(self: Cache, data: bytes, type: Any) -> bool:
     if type is None:
         return False
     try:
-        self.codec.loads(data, None)
+        self.codec.loads(data, None, full)
     except CorruptValueError:
         return False
     return True
@@ -485,7 +485,7 @@ def _decode_many(
         seen[key] = (full, raw, ())
         if raw is not None and not raw.startswith(TOMBSTONE):
             try:
-                found[key] = loads(raw, type)
+                found[key] = loads(raw, type, full)
             except CorruptValueError:
                 unread.append(key)
     return found, seen, unread
@@ -512,12 +512,12 @@ def _settle_many(
     for key, frame in zip(tagged, frames, strict=True):
         if frame is not None:
             try:
-                found[key] = self.codec.loads(frame, type)
+                found[key] = self.codec.loads(frame, type, seen[key][0])
             except CorruptValueError:
                 corrupt.append((key, frame))
     for key, data in corrupt:
         full, raw, _ = seen[key]
-        if _of_another_type(self, data, type):
+        if _of_another_type(self, data, type, full):
             self.guard.observe("decode", label, "error", started, full)
             continue
         seen[key] = (full, (yield from _drop_corrupt(self, full, raw, label, started)), ())

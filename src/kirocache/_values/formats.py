@@ -40,6 +40,16 @@ _MAC_SIZE: Final = hashlib.sha256().digest_size
 _MIN_SECRET_SIZE: Final = 16
 
 
+def bound_to(key: str | None, payload: bytes) -> bytes:
+    """What a signature or an AEAD tag covers besides the payload: the entry's key.
+
+    Length-prefixed, so no key and payload pair reads as another. ``None`` (a serializer
+    used on its own, outside a cache) binds to the empty key.
+    """
+    name = b"" if key is None else key.encode("utf-8", "surrogatepass")
+    return len(name).to_bytes(4, "big") + name + payload
+
+
 def _is_instance(value: object, annotation: Any) -> bool:
     """Tell whether ``value`` satisfies ``annotation`` when that is a plain class, else True."""
     if not isinstance(annotation, type):
@@ -266,6 +276,9 @@ class PickleSerializer:
 
     __slots__ = ("_protocol", "_secrets")
 
+    binds_key: Final = True
+    """The signature covers the entry's key too (see ``dumps``)."""
+
     def __init__(
         self,
         secret: bytes | str | Sequence[bytes | str],
@@ -286,11 +299,14 @@ class PickleSerializer:
             raise ConfigurationError(msg)
         self._protocol = protocol
 
-    def dumps(self, value: object) -> bytes:
+    def dumps(self, value: object, *, key: str | None = None) -> bytes:
         """Pickle and sign a value into a frame of format 4.
 
         Args:
             value: Any picklable value.
+            key: The backend key the entry is stored at (the cache passes it): the
+                signature covers it, so the bytes read back under another key, swapped or
+                replayed there, do not verify.
 
         Returns:
             The framed signature and pickle.
@@ -304,29 +320,39 @@ class PickleSerializer:
             tp = value.__class__
             msg = f"cannot pickle a value of type {tp.__module__}.{tp.__qualname__}: {exc}"
             raise SerializationError(msg) from exc
-        return frame(FORMAT_PICKLE, hmac.digest(self._secrets[0], pickled, "sha256") + pickled)
+        signature = hmac.digest(self._secrets[0], bound_to(key, pickled), "sha256")
+        return frame(FORMAT_PICKLE, signature + pickled)
 
-    def loads(self, data: bytes, type: Any = None) -> Any:
+    def loads(
+        self, data: bytes, type: Any = None, *, key: str | None = None, limit: int | None = None
+    ) -> Any:
         """Verify the signature, then unpickle.
 
         Args:
             data: Bytes produced by :meth:`dumps`.
             type: Ignored: pickle restores the original type itself.
+            key: The key the bytes were read at: the one they were signed for.
+            limit: Ignored (a pickle is as large as it was stored).
 
         Returns:
             The value.
 
         Raises:
             CorruptValueError: The bytes are not a pickle entry, the signature matches none of
-                the secrets, or the signed pickle no longer loads (a class was renamed).
+                the secrets for this key, or the signed pickle no longer loads (a class was
+                renamed).
         """
         _, payload = _expect(data, (FORMAT_PICKLE,), "PickleSerializer")
         signature, pickled = payload[:_MAC_SIZE], payload[_MAC_SIZE:]
+        signed = bound_to(key, pickled)
         if len(signature) != _MAC_SIZE or not any(
-            hmac.compare_digest(hmac.digest(key, pickled, "sha256"), signature)
-            for key in self._secrets
+            hmac.compare_digest(hmac.digest(secret, signed, "sha256"), signature)
+            for secret in self._secrets
         ):
-            msg = "pickle entry signature does not match: not written with this secret"
+            msg = (
+                "pickle entry signature does not match: not written with this secret, or "
+                "written for another key"
+            )
             raise CorruptValueError(msg)
         try:
             return pickle.loads(pickled)  # noqa: S301 - signed by our own secret, checked above
