@@ -125,6 +125,11 @@ class Serializer(Protocol):
     A serializer's ``dumps`` output must be a frame (see :func:`frame`), so the cache and the
     wrapping serializers can tell kirocache entries from foreign or corrupt bytes. Format ids
     1 to 127 belong to kirocache; third-party serializers use 128 to 255.
+
+    Optionally, a serializer that declares ``binds_key = True`` is called with the entry's
+    full backend key (``dumps(value, key=...)``, ``loads(data, type, key=..., limit=...)``)
+    so it can bind its output to the key (as the signing and encrypting ones do) and bound
+    what it inflates to ``limit`` bytes (the cache's ``max_value_size``).
     """
 
     def dumps(self, value: object) -> bytes:
