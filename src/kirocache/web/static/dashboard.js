@@ -243,7 +243,7 @@
         "The admin API answered " + who.status + ".");
       return;
     }
-    $("who").textContent = who.data.token + " · " + who.data.scope;
+    $("who").textContent = "token " + who.data.token + " · scope " + who.data.scope;
     $("invalidate").querySelector("button").disabled = who.data.scope !== "admin";
     await poll();
     timer = setInterval(poll, interval);
