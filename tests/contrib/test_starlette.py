@@ -129,9 +129,53 @@ async def test_startup_fails_fast_on_an_unreachable_server_naming_it() -> None:
     assert isinstance(error, ConfigurationError)
     message = str(error)
     assert f"redis://app:***@127.0.0.1:{port}/0" in message
-    assert "did not answer at start-up" in message
+    assert "start-up check of the cache at" in message
     assert "hunter2" not in message
     assert "hunter2" not in str(failed.value)  # the ASGI failure message (a traceback)
+
+
+@pytest.fixture
+def acl_user(redis_url: str) -> Any:
+    """A user of the session's redis-server confined to keys under ``theirs:``; removed after."""
+    import uuid
+
+    import redis
+
+    name, password = f"kc-lifespan-{uuid.uuid4().hex[:8]}", "canary-" + uuid.uuid4().hex
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", name, "on", f">{password}", "resetkeys", "~theirs:*",
+            "resetchannels", "&*", "+@all", "-@dangerous",
+        )  # fmt: skip
+        try:
+            yield name, password
+        finally:
+            admin.execute_command("ACL", "DELUSER", name)
+
+
+async def test_startup_fails_on_a_wrong_password_or_an_acl_outside_the_prefix(
+    redis_url: str, acl_user: tuple[str, str]
+) -> None:
+    from urllib.parse import urlsplit
+
+    name, password = acl_user
+    where = urlsplit(redis_url).netloc
+    cases = {
+        "wrong password": (f"redis://{name}:not-{password}@{where}/0", "theirs:"),
+        "ACL outside the prefix": (f"redis://{name}:{password}@{where}/0", "mine:"),
+    }
+    for case, (url, prefix) in cases.items():
+        lifespan = CacheLifespan(url, key_prefix=prefix, retries=0)
+        with pytest.raises(StartupFailed) as failed:
+            async with served(fastapi_app(lifespan)):
+                pytest.fail(f"{case}: the app started")
+        message = str(failed.value.__cause__)
+        assert f"redis://{name}:***@{where}/0" in message, case
+        assert password not in message + str(failed.value), case
+    allowed = CacheLifespan(f"redis://{name}:{password}@{where}/0", key_prefix="theirs:")
+    async with served(fastapi_app(allowed)) as client:
+        assert (await client.post("/visits/home")).json() == {"visits": 1}
+        await allowed.cache.adelete("visits:home")
 
 
 async def test_check_false_starts_without_the_server() -> None:

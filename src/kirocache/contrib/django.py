@@ -194,7 +194,7 @@ class KirocacheCache(BaseCache):  # type: ignore[misc]  # Django ships no type h
         return cache
 
     def _build(self, options: dict[str, Any]) -> Cache:
-        where = f"CACHES LOCATION {mask_url(self._location)!r}"
+        where = f"CACHES entry with LOCATION {mask_url(self._location)!r} and its OPTIONS"
         try:
             return Cache.from_url(self._location, **options)
         except ConfigurationError as exc:

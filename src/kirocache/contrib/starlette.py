@@ -41,10 +41,11 @@ class CacheLifespan:
     """A Starlette/FastAPI lifespan: checks the cache at start-up, closes it at shutdown.
 
     Pass it as ``lifespan=`` to ``Starlette(...)`` or ``FastAPI(...)``. At start-up it
-    pings the backend and refuses to start, with a ``ConfigurationError`` naming the URL
-    (password masked) and the fault, when the backend does not answer; it makes the cache
-    the process default (``kirocache.configure``), so ``@cached`` without ``cache=`` uses
-    it; and it hands the cache to requests through the lifespan state
+    pings the backend and reads a key under the key prefix, and refuses to start, with a
+    ``ConfigurationError`` naming the URL (password masked) and the fault, when either
+    fails (server down, wrong password, an ACL that keeps it out of the prefix). It makes
+    the cache the process default (``kirocache.configure``), so ``@cached`` without
+    ``cache=`` uses it, and hands the cache to requests through the lifespan state
     (``request.state.kirocache``, read by :func:`request_cache`). At shutdown it closes the
     cache's connections, async and sync.
 
@@ -56,7 +57,7 @@ class CacheLifespan:
     Args:
         target: A ``Cache``, or a URL for ``Cache.from_url``; ``None`` reads ``REDIS_URL``
             (memory when unset).
-        check: Ping the backend at start-up and fail fast when it does not answer.
+        check: Check the backend at start-up and fail fast when it cannot be used.
         set_default: Make the cache the process default at start-up.
         close: Close the cache at shutdown.
         **options: ``Cache.from_url`` options (not allowed with a ready ``Cache``).
@@ -114,7 +115,7 @@ class CacheLifespan:
     async def _run(self) -> AsyncIterator[dict[str, Any]]:
         cache = self.cache
         if self.check:
-            await self._ping(cache)
+            await self._check(cache)
         if self.set_default:
             kirocache.configure(cache)
         try:
@@ -125,14 +126,19 @@ class CacheLifespan:
                 # The sync half (def endpoints run in threads) joins its threads: not on the loop.
                 await run_in_threadpool(cache.close)
 
-    async def _ping(self, cache: Cache) -> None:
+    async def _check(self, cache: Cache) -> None:
+        """Ping the backend and read a key under the prefix, as the app's first call would.
+
+        The read finds what a ping cannot: an ACL that keeps the user out of the prefix.
+        """
         where = mask_url(self._url) if self._url else repr(cache)
         try:
             await cache.aping()
+            await cache.backend.aget(f"{cache.key_prefix}kirocache:check")
         except BackendError as exc:
             msg = (
-                f"the cache at {where} did not answer at start-up ({exc}); check the URL "
-                "and that the server is up, or pass check=False to start without it"
+                f"start-up check of the cache at {where} failed: {exc}; check the URL, the "
+                "credentials and that the server is up, or pass check=False to start without it"
             )
             raise ConfigurationError(msg) from None
 
