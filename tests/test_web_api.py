@@ -205,6 +205,7 @@ async def test_alerts_have_severities_history_and_a_filter() -> None:
         alerts = (await client.get("/api/cache/alerts", headers=auth(ADMIN))).json()
         assert alerts["severities"] == ["low", "medium", "high", "critical"]
         assert [(a["rule"], a["severity"]) for a in alerts["active"]] == [("hit_rate", "medium")]
+        assert alerts["active"][0]["started_at"] == clock.time()  # Unix seconds
         assert alerts["history"][0]["state"] == "firing"
         high = await client.get("/api/cache/alerts?severity=high", headers=auth(ADMIN))
         assert high.json()["active"] == []

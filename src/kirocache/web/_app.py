@@ -195,7 +195,12 @@ def admin_app(
         failures=RateLimiter(*auth_failure_limit, clock) if auth_failure_limit else None,
         monitor=monitor
         if monitor is not None
-        else Monitor(target, checker=HealthChecker(target, clock=target.clock.time)),
+        # Unix seconds on reports and alerts: the dashboard shows them as times of day
+        else Monitor(
+            target,
+            clock=target.clock.time,
+            checker=HealthChecker(target, clock=target.clock.time),
+        ),
         check_every=float(check_every),
         poll_interval=float(poll_interval),
     )
