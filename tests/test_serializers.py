@@ -20,6 +20,7 @@ import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kirocache._values.faithful import Check, speaks_json
 from kirocache.exceptions import ConfigurationError, CorruptValueError, SerializationError
 from kirocache.serializers import (
     FLAG_COMPRESSED,
@@ -758,3 +759,120 @@ def test_plain_reprs() -> None:
     assert repr(CompressedSerializer(RawSerializer(), threshold=10, level=3)) == (
         "CompressedSerializer(inner=RawSerializer(), threshold=10, level=3)"
     )
+
+
+# --- the value mapping table (docs/serialization.md), row by row ---------------------------
+#
+# Each row: a Python value, what an untyped read of its JSON entry returns, and the annotation
+# that reads it back exactly. ``Check`` (what @cached asks before storing) must refuse the value
+# where no annotation names its type, and accept it where one does.
+
+MAPPING_TABLE: list[tuple[str, Any, Any, Any]] = [
+    ("str", "héllo", "héllo", str),
+    ("int", 2**63, 2**63, int),
+    ("bool", True, True, bool),
+    ("None", None, None, type(None)),
+    ("float", 1.5, 1.5, float),
+    ("dict and list", {"a": [1, None]}, {"a": [1, None]}, dict[str, list[Optional[int]]]),  # noqa: UP045
+    ("int keys", {1: "one"}, {"1": "one"}, dict[int, str]),
+    ("tuple", (1, "a"), [1, "a"], tuple[int, str]),
+    ("NamedTuple", Point(1, 2), [1, 2], Point),
+    ("set", {3}, [3], set[int]),
+    ("frozenset", frozenset({"x"}), ["x"], frozenset[str]),
+    ("bytes", b"\x00\xff", "AP8=", bytes),
+    ("bytearray", bytearray(b"ab"), "YWI=", bytearray),
+    ("Decimal", Decimal("1.10"), "1.10", Decimal),
+    ("datetime", datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05", datetime),
+    ("date", date(2024, 1, 2), "2024-01-02", date),
+    ("time", time(1, 2), "01:02:00", time),
+    ("timedelta", timedelta(days=2, seconds=5), "P2DT5S", timedelta),
+    ("UUID", uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001", uuid.UUID),
+    ("Enum", Color.RED, "red", Color),
+    ("IntEnum", Level.HIGH, 2, Level),
+    ("dataclass", Address("Oslo", "0150"), {"city": "Oslo", "zip_code": "0150"}, Address),
+    ("Struct", Event("launch", date(2025, 1, 1)), {"name": "launch", "at": "2025-01-01"}, Event),
+    ("TypedDict", Progress(course="py", percent=1.0), {"course": "py", "percent": 1.0}, Progress),
+]
+PLAIN_ROWS = frozenset({"str", "int", "bool", "None", "float", "dict and list", "TypedDict"})
+
+
+@pytest.mark.parametrize(
+    ("row", "value", "untyped", "annotation"), MAPPING_TABLE, ids=[r[0] for r in MAPPING_TABLE]
+)
+def test_the_mapping_table_holds(row: str, value: Any, untyped: Any, annotation: Any) -> None:
+    serializer = OrjsonSerializer()
+    entry = serializer.dumps(value)
+    read = serializer.loads(entry)
+    assert read == untyped
+    assert type(read) is type(untyped)
+    typed = serializer.loads(entry, annotation)
+    assert typed == value
+    assert type(typed) is type(value)
+    # what @cached decides: an unannotated function may store only plain JSON; an annotation
+    # that names the type makes every row storable
+    assert (Check(None)(value) is None) == (row in PLAIN_ROWS)
+    assert Check(annotation)(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "where"),
+    [
+        (float("inf"), float, "$ is inf"),
+        ({"x": [1.0, float("nan")]}, dict[str, list[float]], "$['x'][1] is nan"),
+        ({"x": -float("inf")}, None, "$['x'] is -inf"),
+        (Address("Oslo", "0150"), None, "$ is an Address"),
+        ({"at": datetime(2024, 1, 2)}, dict[str, Any], "$['at'] is a datetime"),
+        ([Color.RED], list[Any], "$[0] is a Color"),
+        ({"k": {1: 2}}, None, "$['k'][1]: an int key"),
+        ((1, 2), list[int], "$ is a tuple"),
+        ([1, (2, 3)], list[Any], "$[1] is a tuple"),
+        (None, Address, "Address | None"),
+        ("42", int, "Expected `int`, got `str`"),
+        ({"a": 1}, list[Any], "not the list its annotation says"),
+        (Profile(**{**_profile().__dict__, "nickname": float("nan")}), Profile, "$.nickname"),  # type: ignore[arg-type]
+    ],
+)
+def test_check_refuses_what_would_not_read_back_and_says_where(
+    value: Any, annotation: Any, where: str
+) -> None:
+    reason = Check(annotation)(value)
+    assert reason is not None
+    assert where in reason
+
+
+def test_check_leaves_values_without_a_json_form_to_the_serializer_error() -> None:
+    with pytest.raises(SerializationError, match="Widget"):
+        Check(None)({"w": Widget()})
+    with pytest.raises(SerializationError, match="64-bit"):
+        Check(int)(2**64)
+
+
+def test_check_hides_long_keys_in_paths() -> None:
+    secret_key = "session:" + "a" * 40
+    reason = Check(None)({secret_key: (1,)})
+    assert reason is not None
+    assert secret_key not in reason
+    assert "$[...]" in reason
+
+
+def test_only_json_serializers_are_checked() -> None:
+    assert speaks_json(OrjsonSerializer())
+    assert speaks_json(CompressedSerializer())
+    assert speaks_json(EncryptedSerializer(CompressedSerializer(), key=KEY))
+    assert not speaks_json(PickleSerializer(SECRET))
+    assert not speaks_json(CompressedSerializer(PickleSerializer(SECRET)))
+    assert not speaks_json(RawSerializer())
+
+
+@given(value=json_values)
+def test_check_accepts_every_plain_json_value(value: Any) -> None:
+    assert Check(None)(value) is None
+    assert Check(object)(value) is None
+
+
+@given(value=json_values.filter(lambda v: isinstance(v, list) and len(v) > 0))
+def test_check_refuses_a_tuple_anywhere_in_an_unannotated_value(value: list[Any]) -> None:
+    value = [*value[:-1], tuple(value[-1:])]
+    reason = Check(None)(value)
+    assert reason is not None
+    assert f"$[{len(value) - 1}] is a tuple" in reason

@@ -141,3 +141,58 @@ def test_hit_equals_miss_on_every_backend(
         check_round_trip(box, echo, value)
 
     check()
+
+
+# -- what @cached checks before it stores: never refuses a faithful value, never lets another by
+
+MORE_CASES: list[tuple[Any, st.SearchStrategy[Any]]] = [
+    (bytes, st.binary(max_size=20)),
+    (dict[int, str], st.dictionaries(small_ints, names, max_size=4)),
+    (tuple[int, ...], st.lists(small_ints, max_size=4).map(tuple)),
+    (float, st.floats(allow_nan=False, allow_infinity=False)),  # an int comes back as a float
+    (list[float | None], st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none())),
+]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "strategy"), MORE_CASES, ids=lambda c: getattr(c, "__name__", str(c))
+)
+def test_hit_equals_miss_for_types_json_changes(
+    annotation: Any, strategy: st.SearchStrategy[Any]
+) -> None:
+    box, echo = cached_echo(annotation, Cache(MemoryBackend()))
+
+    @settings(max_examples=40, deadline=None)
+    @given(strategy)
+    def check(value: Any) -> None:
+        check_round_trip(box, echo, value)
+
+    check()
+
+
+ALL_CASES = CASES + MORE_CASES
+any_value = st.one_of([strategy for _, strategy in ALL_CASES])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(ALL_CASES),
+    value=any_value | st.floats() | st.tuples(small_ints) | st.none(),
+)
+def test_a_value_the_check_accepts_reads_back_equal(case: Any, value: Any) -> None:
+    """Soundness: what ``Check`` lets through, a typed read gives back equal; else it says why."""
+    from kirocache._values.faithful import Check
+    from kirocache.exceptions import SerializationError
+    from kirocache.serializers import OrjsonSerializer
+
+    annotation = case[0]
+    serializer = OrjsonSerializer()
+    try:
+        reason = Check(annotation)(value)
+    except SerializationError:
+        return  # no JSON form: the store refuses it the same way
+    if reason is not None:
+        assert reason  # refused, with a reason
+        return
+    read = serializer.loads(serializer.dumps(value), annotation)
+    assert read == value
