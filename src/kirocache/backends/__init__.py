@@ -36,6 +36,7 @@ from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
 
 if TYPE_CHECKING:
     from kirocache.backends.memory import MemoryBackend
+    from kirocache.backends.null import NullBackend
     from kirocache.backends.redis import RedisBackend
     from kirocache.backends.tiered import TieredBackend
 
@@ -51,6 +52,7 @@ __all__ = [
     "DistributedLock",
     "FullBackend",
     "MemoryBackend",
+    "NullBackend",
     "Op",
     "OpName",
     "OpResult",
@@ -74,6 +76,10 @@ def __getattr__(name: str) -> Any:
         from kirocache.backends.memory import MemoryBackend
 
         return MemoryBackend
+    if name == "NullBackend":
+        from kirocache.backends.null import NullBackend
+
+        return NullBackend
     if name == "RedisBackend":
         from kirocache.backends.redis import RedisBackend
 
