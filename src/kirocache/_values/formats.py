@@ -110,7 +110,8 @@ class OrjsonSerializer:
     ``loads`` without a type returns plain JSON values (so a tuple comes back as a list and a
     Decimal as a string); with a type (a function's return annotation) it returns exactly that
     type, validated. NaN and infinities are written as ``null``, as orjson does, and integers
-    must fit in 64 bits.
+    must fit in 64 bits. ``@cached`` does not store a result that a hit would give back
+    changed (it checks first); the docs' serialization page has the table of every type.
     """
 
     __slots__ = ()
