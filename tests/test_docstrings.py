@@ -24,3 +24,19 @@ def test_docstring_examples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
+def test_examples_sections_are_the_ones_the_reference_renders_as_code() -> None:
+    # griffe parses "Examples:" into highlighted ``>>>`` blocks; a singular "Example:" is an
+    # admonition whose doctest lines render as nested blockquotes, the code run together.
+    import re
+    from pathlib import Path
+
+    singular = re.compile(r"^\s+Example:\s*$", re.MULTILINE)
+    package = Path(kirocache.__file__).parent
+    offenders = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if singular.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

@@ -9,7 +9,7 @@ purges every expired entry at once.
 Run it once (``Cleanup(cache).run_once()``), or every N seconds on a thread
 (``start()``/``stop()``) or an asyncio task (``astart()``/``astop()``).
 
-Example:
+Examples:
     >>> from kirocache import Cache
     >>> from kirocache.cleanup import Cleanup
     >>> cache = Cache.from_url("memory://")

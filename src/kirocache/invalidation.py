@@ -6,7 +6,7 @@ namespaces), with templates that read the event's fields; ``cache.invalidate(eve
 it; and the :class:`InvalidationLog` keeps a bounded record of every invalidation, so "why
 did this key disappear?" has an answer.
 
-Example:
+Examples:
     >>> from kirocache import Cache
     >>> from kirocache.invalidation import InvalidationEvent
     >>> cache = Cache.from_url("memory://")
@@ -177,7 +177,7 @@ class Rule:
 class InvalidationRules:
     """The rules of a cache (``cache.rules``): which event removes what.
 
-    Example:
+    Examples:
         >>> rules = InvalidationRules()
         >>> rules.on("user.profile.updated", keys=["user:profile:{entity_id}"],
         ...          tags=["user:{entity_id}"]).on("user.*", patterns=["search:*"])

@@ -155,7 +155,7 @@ class InMemoryMetrics:
     Args:
         window: How many recent latencies each (namespace, operation) keeps.
 
-    Example:
+    Examples:
         >>> metrics = InMemoryMetrics()
         >>> metrics.record("get", "user:profile:", "hit", 0.0002)
         >>> metrics.hit_rate("user:profile:")

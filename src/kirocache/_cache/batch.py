@@ -58,7 +58,7 @@ class BatchResult(Sequence[Any]):
     value; ``get_many``: a dict of the hits; ``set_many``: ``True``), or the exception of
     an operation that failed. Slots of labelled calls can also be read by label.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> cache = Cache.from_url("memory://")
         >>> result = Batch(cache).set("a", 1).get("a", label="a").execute()
@@ -147,7 +147,7 @@ class Batch:
         cache: The cache whose keys, serializer, metrics and backend to use.
         transaction: Run the operations atomically.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> cache = Cache.from_url("memory://")
         >>> result = (

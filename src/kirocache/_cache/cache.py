@@ -127,7 +127,7 @@ class Cache:
     Raises:
         ConfigurationError: An option is invalid or the backend is not a backend.
 
-    Example:
+    Examples:
         >>> cache = Cache.from_url("memory://")
         >>> cache.set("user:profile:42", {"name": "Ada"}, ttl=60)
         True

@@ -27,7 +27,7 @@ def configure(target: Cache | str | None = None, **options: Any) -> Cache:
     Raises:
         ConfigurationError: Options were given with a ready ``Cache``, or are invalid.
 
-    Example:
+    Examples:
         >>> import kirocache
         >>> cache = kirocache.configure("memory://", key_prefix="demo:")
         >>> kirocache.get_cache() is cache
@@ -85,7 +85,7 @@ def batch(*, transaction: bool = False) -> Batch:
     Returns:
         An empty ``Batch``; chain operations and end with ``execute()``.
 
-    Example:
+    Examples:
         >>> import kirocache
         >>> _ = kirocache.configure("memory://")
         >>> batch().set("a", 1).set("b", 2).delete("a").execute().ok

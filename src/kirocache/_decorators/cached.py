@@ -131,7 +131,7 @@ def cached(
         ConfigurationError: A template names an unknown parameter, an option is invalid, or
             no ``prefix`` is given for a lambda or a nested function (pass ``prefix=``).
 
-    Example:
+    Examples:
         >>> from kirocache import Cache, cached
         >>> from kirocache.presets import USER_PROFILE
         >>> memory = Cache.from_url("memory://")
@@ -220,7 +220,7 @@ def cached_many(
             length, say). ``InvalidKeyError`` at call time: the ids argument is not a
             collection (a str, a mapping, a number).
 
-    Example:
+    Examples:
         >>> from kirocache import Cache, cached, cached_many
         >>> memory = Cache.from_url("memory://")
         >>> @cached(prefix="user:name:", cache=memory)

@@ -92,7 +92,7 @@ def invalidates(
         ConfigurationError: Nothing to remove, ``prefix`` without ``key`` or the reverse,
             or a template names an unknown parameter.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache, cached, invalidates
         >>> memory = Cache.from_url("memory://")
         >>> @cached(prefix="user:profile:", key="{user_id}", cache=memory)

@@ -63,7 +63,7 @@ class ArgumentKey:
 
     The encoding is described, and shown injective, in this module's docstring.
 
-    Example:
+    Examples:
         >>> def profile(user_id: int, lang: str = "en") -> dict[str, str]: ...
         >>> keys = ArgumentKey(profile)
         >>> keys.build((123,), {}), keys.build((), {"user_id": 123, "lang": "en"})

@@ -60,7 +60,7 @@ class ManualClock:
     Args:
         start: The wall-clock reading to start at (the monotonic reading starts at 0).
 
-    Example:
+    Examples:
         >>> clock = ManualClock(start=1_000.0)
         >>> clock.advance(30)
         >>> clock.time(), clock.monotonic()

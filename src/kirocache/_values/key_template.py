@@ -30,7 +30,7 @@ class KeyTemplate:
     Two fields must be separated by literal text: with ``:`` between them, as in
     ``"{a}:{b}"``, distinct values always give distinct bodies.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> def settings(user: object, lang: str = "en") -> None: ...
         >>> template = KeyTemplate("{user.id}:{lang}", settings)

@@ -346,7 +346,7 @@ def with_conveniences(
     Raises:
         ConfigurationError: ``backend`` has neither half of the protocol.
 
-    Example:
+    Examples:
         >>> from kirocache.backends import MemoryBackend
         >>> memory = MemoryBackend()
         >>> with_conveniences(memory) is memory

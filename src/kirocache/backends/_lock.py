@@ -70,7 +70,7 @@ class DistributedLock:
         ConfigurationError: ``timeout`` is not > 0 or ``wait`` is negative (or either is
             infinite or not a duration).
 
-    Example:
+    Examples:
         >>> from kirocache.backends import MemoryBackend
         >>> lock = DistributedLock(MemoryBackend(), "lock:report", timeout=30, wait=1)
         >>> if lock.acquire():

@@ -53,7 +53,7 @@ class NullBackend:
     I/O, so a ``Cache`` over it behaves as a cache that is always cold: every ``@cached``
     call runs its function, every invalidation succeeds with nothing removed.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> cache = Cache(NullBackend())
         >>> cache.set("k", 1)

@@ -37,7 +37,7 @@ class PrometheusMetrics:
     Raises:
         ConfigurationError: prometheus-client is not installed (extra ``prometheus``).
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> exporter = PrometheusMetrics()
         >>> cache = Cache.from_url("memory://", metrics=exporter)

@@ -29,7 +29,7 @@ class FaultyBackend:
             the case where an invalidation that is refused matters most, since the old
             value is still readable.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> from kirocache.backends import MemoryBackend
         >>> backend = FaultyBackend(MemoryBackend())

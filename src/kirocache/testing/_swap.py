@@ -52,7 +52,7 @@ def use_cache(cache_or_url: Cache | str = "memory://", **options: Any) -> Iterat
     Raises:
         ConfigurationError: Options were given with a ready ``Cache``, or are invalid.
 
-    Example:
+    Examples:
         >>> import kirocache
         >>> with use_cache() as cache:
         ...     kirocache.get_cache() is cache
@@ -126,7 +126,7 @@ class CacheRecorder(InMemoryMetrics):
     ``InMemoryMetrics``) and appends a :class:`Recorded` per call. Recording is
     thread-safe; calls from several threads are kept in the order they were recorded.
 
-    Example:
+    Examples:
         >>> from kirocache import Cache
         >>> recorder = CacheRecorder()
         >>> cache = Cache.from_url("memory://", metrics=recorder)

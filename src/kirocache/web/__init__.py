@@ -6,7 +6,7 @@ invalidations and cleanup runs from ``admin`` tokens, and serves a dashboard pag
 that works offline. :func:`admin_app_from_env` reads the tokens from
 ``KIROCACHE_ADMIN_TOKEN`` and ``KIROCACHE_READ_TOKEN`` (what ``kirocache serve`` runs).
 
-Example:
+Examples:
     >>> from kirocache import Cache
     >>> from kirocache.web import admin_app
     >>> app = admin_app(Cache.from_url("memory://"), token="an-admin-secret-of-32-characters")
