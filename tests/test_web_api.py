@@ -196,6 +196,24 @@ async def test_health_is_503_for_a_load_balancer_when_unhealthy() -> None:
         assert data["backend_error"]
 
 
+async def test_public_health_tells_a_load_balancer_the_status_alone() -> None:
+    backend = FaultyBackend(MemoryBackend())
+    clock = ManualClock()
+    cache = Cache(backend, breaker=None, clock=clock)
+    async with client_of(admin_app(cache, token=ADMIN, public_health=True)) as client:
+        bare = await client.get("/api/cache/health")
+        assert (bare.status_code, bare.json()) == (200, {"status": "healthy"})
+        full = await client.get("/api/cache/health", headers=auth(ADMIN))
+        assert "issues" in full.json()
+        wrong = await client.get("/api/cache/health", headers=auth(CALLERS["wrong"]))
+        assert wrong.status_code == 401
+        assert (await client.get("/api/cache/metrics")).status_code == 401
+        backend.failing = True
+        clock.advance(1)
+        sick = await client.get("/api/cache/health")
+        assert (sick.status_code, sick.json()) == (503, {"status": "unhealthy"})
+
+
 async def test_alerts_have_severities_history_and_a_filter() -> None:
     clock = ManualClock()
     cache = Cache(MemoryBackend(), clock=clock)

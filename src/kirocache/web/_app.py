@@ -142,6 +142,7 @@ def admin_app(
     tokens: Mapping[str, tuple[str, Scope]] | None = None,
     rate_limit: tuple[int, float] | None = (10, 1.0),
     auth_failure_limit: tuple[int, float] | None = (20, 1.0),
+    public_health: bool = False,
     poll_interval: float = 2.0,
     check_every: float = 1.0,
     monitor: Monitor | None = None,
@@ -165,6 +166,8 @@ def admin_app(
             no limit.
         auth_failure_limit: ``(burst, per second)`` of requests with a missing or wrong
             token per client address, answered 429 past it; ``None``: no limit.
+        public_health: Answer ``GET /api/cache/health`` without a token too, with the
+            status alone (and 503 when unhealthy), for a load balancer.
         poll_interval: Seconds between the dashboard's polls.
         check_every: Seconds a health check is reused by health and alert routes.
         monitor: The ``Monitor`` whose alerts are served (one on ``cache`` by default).
@@ -209,6 +212,11 @@ def admin_app(
         endpoint = routes.guarded(admin, scope, handler, mutating=method != "GET")
         return Route(path, endpoint, methods=[method])
 
+    health = api("/api/cache/health", routes.health, "read")
+    if public_health:
+        health = Route(
+            "/api/cache/health", routes.public_health(admin, health.endpoint), methods=["GET"]
+        )
     app = Starlette(
         routes=[
             Route("/", _dashboard(admin), methods=["GET"]),
@@ -216,7 +224,7 @@ def admin_app(
             api("/metrics", routes.prometheus, "read"),
             api("/api/cache/session", routes.session, "read"),
             api("/api/cache/metrics", routes.metrics, "read"),
-            api("/api/cache/health", routes.health, "read"),
+            health,
             api("/api/cache/alerts", routes.alerts, "read"),
             api("/api/cache/invalidations", routes.invalidations, "read"),
             api("/api/cache/keys", routes.keys, "read"),

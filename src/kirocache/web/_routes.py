@@ -168,6 +168,23 @@ async def health(admin: Admin, request: Request, name: str) -> Response:
     return answer(_health(report), 503 if report.status == "unhealthy" else 200)
 
 
+def public_health(
+    admin: Admin, guarded_health: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The health route for load balancers: the status alone to a request without a token.
+
+    A request with a token is answered in full, by ``guarded_health``.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        if "authorization" in request.headers:
+            return await guarded_health(request)
+        report = await admin.check()
+        return answer({"status": report.status}, 503 if report.status == "unhealthy" else 200)
+
+    return endpoint
+
+
 def _health(report: HealthReport) -> dict[str, object]:
     data = report.to_dict()
     data["recommendations"] = list(dict.fromkeys(issue.recommendation for issue in report.issues))
