@@ -211,3 +211,19 @@ async def test_awarm_stores_nothing_it_cannot_store_and_says_so(
     assert await awarm(report, [1, 2]) == 0
     assert not await small.aexists("report:1")
     assert len(warned(caplog)) == 1
+
+
+def test_a_result_that_holds_itself_is_returned_uncached(
+    cache: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    looped: list[Any] = []
+    looped.append(looped)
+
+    @cached(prefix="loop:", cache=cache)
+    def load():  # type: ignore[no-untyped-def]
+        return looped
+
+    assert load() is looped
+    assert not cache.exists("loop:")
+    [line] = warned(caplog)
+    assert "holds itself" in line

@@ -263,6 +263,9 @@ class Plan:
         except SerializationError as exc:  # no JSON form at all: the store would say the same
             self.refused(cache, exc)
             return False
+        except RecursionError:  # a cycle, or nesting deeper than JSON entries allow
+            self.refused(cache, SerializationError("it is nested too deeply (or holds itself)"))
+            return False
         if reason is None:
             return True
         annotation = check.annotation
