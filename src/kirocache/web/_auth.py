@@ -19,6 +19,8 @@ SCOPES: Final[tuple[Scope, ...]] = ("read", "reveal", "admin")
 """From least to most: ``read`` (metrics, health, alerts, key listing and inspection),
 ``reveal`` (read, and values of keys), ``admin`` (everything: invalidate, cleanup)."""
 MIN_TOKEN_LENGTH: Final = 16
+# Callers remembered before refilled buckets are dropped: many addresses cannot grow it.
+_MAX_CALLERS: Final = 4096
 _ANONYMOUS: Final = "anonymous"
 
 
@@ -158,6 +160,8 @@ class RateLimiter:
             now = self._clock()
             bucket = self._buckets.get(caller)
             if bucket is None:
+                if len(self._buckets) >= _MAX_CALLERS:
+                    self._forget_full(now)
                 bucket = self._buckets[caller] = _Bucket(float(self.burst), now)
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
@@ -165,6 +169,16 @@ class RateLimiter:
                 bucket.tokens -= 1
                 return 0.0
             return (1 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that have refilled: a new one would be the same (under the lock)."""
+        refilled = self.burst / self.rate
+        for caller, bucket in list(self._buckets.items()):
+            if now - bucket.at >= refilled:
+                del self._buckets[caller]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def named_tokens(
