@@ -14,7 +14,7 @@ import dataclasses
 import enum
 import math
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import UnionType
 from typing import Any, Final
 
@@ -171,24 +171,50 @@ def _plain(value: object) -> bool:
     if kind is dict:
         return _plain_dict(value)  # type: ignore[arg-type]
     if kind is list:
-        return _plain_items(value)  # type: ignore[arg-type]
+        return _plain_list(value)  # type: ignore[arg-type]
     return _scalar(value)
 
 
+# The hot loops of a miss's check, one call per container: the common leaves are told apart
+# inline, in the order they are most often met. The two differ only in the key check.
+
+
 def _plain_dict(value: dict[Any, Any]) -> bool:
-    for key in value:
+    for key, item in value.items():
         if type(key) is not str:
             return False
-    return _plain_items(value.values())
-
-
-def _plain_items(items: Iterable[object]) -> bool:
-    """The hot loop of a miss's check: common leaves are told apart before any call."""
-    for item in items:
         leaf = type(item)
         if leaf is str or leaf is bool or item is None:
             continue
-        if not (item in _INT_RANGE if leaf is int else _plain(item)):
+        if leaf is int:
+            if item not in _INT_RANGE:
+                return False
+        elif leaf is dict:
+            if not _plain_dict(item):
+                return False
+        elif leaf is list:
+            if not _plain_list(item):
+                return False
+        elif leaf is not float or not math.isfinite(item):
+            return False
+    return True
+
+
+def _plain_list(value: list[Any]) -> bool:
+    for item in value:
+        leaf = type(item)
+        if leaf is str or leaf is bool or item is None:
+            continue
+        if leaf is int:
+            if item not in _INT_RANGE:
+                return False
+        elif leaf is dict:
+            if not _plain_dict(item):
+                return False
+        elif leaf is list:
+            if not _plain_list(item):
+                return False
+        elif leaf is not float or not math.isfinite(item):
             return False
     return True
 
