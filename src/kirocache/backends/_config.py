@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from kirocache.exceptions import ConfigurationError
 
@@ -18,6 +19,8 @@ __all__ = [
     "REDIS_SCHEMES",
     "RedisURL",
     "Settings",
+    "check_options",
+    "known_options",
     "mask_url",
     "parse_db",
     "parse_redis_url",
@@ -34,6 +37,14 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _MASK = "***"
 _URL_QUERY_OPTIONS = frozenset({"db", "username", "password", "client_name"})
+# Through to the end: an unencoded "#" or "&" may be part of the password.
+_QUERY_PASSWORD = re.compile(r"([?&]password=).*", re.DOTALL)
+_SCHEME_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", re.DOTALL)
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+_ENCODE = (
+    "percent-encode the password (urllib.parse.quote(password, safe='')), or pass it as "
+    "password= or in REDIS_PASSWORD"
+)
 
 
 @dataclass(frozen=True)
@@ -95,8 +106,12 @@ class RedisURL:
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``.
 
-    Both ``scheme://user:password@host`` and a ``?password=`` query option are masked.
-    The function never raises, even on a malformed URL.
+    ``scheme://user:password@host``, a ``?password=`` query option (with what follows it)
+    and a ``#fragment`` (a
+    Redis URL has none: it is a piece of a password whose ``#`` was not percent-encoded)
+    are masked. Everything between ``//`` and the last ``@`` counts as the user info, so a
+    password with unencoded ``/``, ``?``, ``#`` or ``@`` is masked whole. The function never
+    raises, even on a malformed URL.
 
     Args:
         url: A URL that may carry a password.
@@ -104,18 +119,48 @@ def mask_url(url: str) -> str:
     Returns:
         The same URL, safe to log.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is not None and "@" in parts.netloc:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
-        url = url.replace(parts.netloc, f"{userinfo}@{hostport}", 1)
-    elif parts is None:
-        url = re.sub(r"(//[^/?#@]*?:)[^@]*@", rf"\g<1>{_MASK}@", url)
-    return re.sub(r"([?&]password=)[^&#]*", rf"\g<1>{_MASK}", url)
+    text = _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", url)
+    found = _SCHEME_HEAD.fullmatch(text)
+    head, rest = found.groups() if found is not None else ("", text)
+    if "@" in rest:
+        userinfo, _, tail = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        # "user@host" names a user only; a colon, or "/?#" that only a password has, hides it
+        if colon or any(mark in userinfo for mark in "/?#"):
+            userinfo = f"{user if colon and not any(m in user for m in '/?#') else ''}:{_MASK}"
+        rest = f"{userinfo}@{tail}"
+    if "#" in rest:
+        rest = rest.partition("#")[0] + "#" + _MASK
+    return head + rest
+
+
+def known_options(target: Callable[..., object]) -> frozenset[str]:
+    """The keyword options ``target`` (a class or a function) accepts, but ``url``."""
+    parameters = inspect.signature(target).parameters.values()
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters if p.kind in keyword) - {"self", "url"}
+
+
+def check_options(
+    target: Callable[..., object],
+    options: Mapping[str, object],
+    where: str,
+    *,
+    also: Iterable[str] = (),
+) -> None:
+    """Refuse an option ``target`` does not take, listing those it does (and ``also``).
+
+    Raises:
+        ConfigurationError: An option is unknown; the message lists the known ones.
+    """
+    known = known_options(target) | frozenset(also)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        msg = (
+            f"{where} got unknown option(s) {', '.join(unknown)}; "
+            f"known options: {', '.join(sorted(known))}"
+        )
+        raise ConfigurationError(msg)
 
 
 def parse_db(value: object, *, source: str) -> int:
@@ -159,19 +204,37 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
     safe = mask_url(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        msg = f"{source} is not a valid Redis URL ({exc}): {safe!r}"
+    except ValueError:
+        # urllib's own words may quote the text around the error: a piece of a password
+        msg = (
+            f"{source} is not a valid Redis URL ('[' or ']' outside an IPv6 host): {safe!r}; "
+            f"if the password contains them, {_ENCODE}"
+        )
         raise ConfigurationError(msg) from None
     if parts.scheme not in REDIS_SCHEMES:
         msg = f"{source} must start with redis://, rediss:// or unix://, got {safe!r}"
         raise ConfigurationError(msg)
-    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    _check_shape(url, parts, source, safe)
+    try:
+        port = parts.port
+    except ValueError:
+        msg = (
+            f"{source} has a port that is not a number from 0 to 65535: {safe!r}; "
+            f"if the password contains '/', '?' or '#', {_ENCODE}"
+        )
+        raise ConfigurationError(msg) from None
+    # blank values kept: "?password=a&b" is a password with an unencoded "&", not "a"
+    query = {
+        name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()
+    }
     unknown = sorted(set(query) - _URL_QUERY_OPTIONS)
     if unknown:
+        # beside a password= an unknown "name" may be the piece after an unencoded "&"
+        readable = "password" not in query and all(_OPTION_NAME.fullmatch(n) for n in unknown)
+        names = ", ".join(unknown) if readable else "(names not shown)"
         msg = (
-            f"{source} has unsupported query option(s) {', '.join(unknown)}; "
-            "pass them as keyword arguments instead"
+            f"{source} has unsupported query option(s) {names} (known: "
+            f"{', '.join(sorted(_URL_QUERY_OPTIONS))}); pass others as keyword arguments"
         )
         raise ConfigurationError(msg)
     username = unquote(parts.username) if parts.username else query.get("username")
@@ -201,6 +264,36 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
         db=None if db_text is None else parse_db(db_text, source=f"{source} db"),
         client_name=query.get("client_name"),
     )
+
+
+def _check_shape(url: str, parts: SplitResult, source: str, safe: str) -> None:
+    """Refuse what only a typo or an unencoded password makes: the message never quotes it.
+
+    Raises:
+        ConfigurationError: One slash after the scheme, an ``@`` after the host (a
+            password with ``/``, ``?`` or ``#``), a fragment, or a host in a unix URL.
+    """
+    if not url[len(parts.scheme) + 1 :].startswith("//"):
+        shape = "unix:///path/to.sock" if parts.scheme == "unix" else f"{parts.scheme}://host"
+        msg = (
+            f"{source} is a malformed URL: {shape} needs two slashes after "
+            f"'{parts.scheme}:', got {safe!r}"
+        )
+        raise ConfigurationError(msg)
+    misplaced = (
+        "@" in parts.path
+        or "@" in parts.fragment
+        or any("@" in item.partition("=")[0] for item in parts.query.split("&"))
+    )
+    if parts.scheme == "unix":
+        # nothing but user info stands between // and the socket path
+        misplaced = misplaced or (parts.netloc != "" and "@" not in parts.netloc)
+    if misplaced or parts.fragment:
+        msg = (
+            f"{source} is not a valid Redis URL ({safe!r}): it has '@' after the host or a "
+            f"'#', which a password with '/', '?', '#' or '@' in it makes; {_ENCODE}"
+        )
+        raise ConfigurationError(msg)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
