@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
     "CircuitOpenError",
     "CommandError",
@@ -11,6 +12,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidTTLError",
     "KirocacheError",
+    "PermissionDeniedError",
     "SerializationError",
     "ValueTooLargeError",
 ]
@@ -53,9 +55,13 @@ class BackendError(KirocacheError):
         outage: Whether the store is unavailable (it counts toward opening the circuit
             breaker). ``False`` for :class:`CommandError`, and for a call that could not get
             a pooled connection in time on a busy client (the server is fine).
+        timed_out: Whether the call used up its whole deadline without an answer (a
+            server that accepts connections and never answers): the circuit breaker opens
+            at once rather than after ``failure_threshold`` such calls.
     """
 
     outage: bool = True
+    timed_out: bool = False
 
 
 class CommandError(BackendError):
@@ -66,6 +72,24 @@ class CommandError(BackendError):
     """
 
     outage = False
+
+
+class AuthenticationError(BackendError):
+    """The store refused this client's credentials (WRONGPASS, NOAUTH).
+
+    A wrong password or user, or none where the server needs one: a misconfiguration that
+    looks like an outage. Every call fails until the settings are fixed, so it counts toward
+    the circuit breaker (no call pays for a refused handshake while it is open), is logged
+    as an error, and makes health checks ``unhealthy``.
+    """
+
+
+class PermissionDeniedError(CommandError):
+    """The store's ACL refused one command or key to this client's user (NOPERM).
+
+    The store is up and answers every other call; the message names what was refused and
+    the grant that allows it. Logged as an error: it is a misconfiguration, not a fault.
+    """
 
 
 class CircuitOpenError(BackendError):

@@ -108,8 +108,12 @@ class CircuitBreaker:
                 self._probe_started = None
                 self.healthy = True
 
-    def failure(self) -> bool:
+    def failure(self, *, at_once: bool = False) -> bool:
         """Report a backend outage; may open the breaker.
+
+        Args:
+            at_once: Open a closed breaker now, whatever ``failure_threshold`` says (a call
+                that waited out its whole deadline: the next ones would wait as long).
 
         Returns:
             Whether this failure opened it (the cache then starts its background probe).
@@ -122,7 +126,7 @@ class CircuitBreaker:
                 self._open_for = min(self._open_for * 2, self._cap)
                 self._trip(now)
                 return True
-            if self._state == "closed" and self._failures >= self.failure_threshold:
+            if self._state == "closed" and (at_once or self._failures >= self.failure_threshold):
                 self._trip(now)
                 return True
             return False

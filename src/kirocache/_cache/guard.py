@@ -13,15 +13,26 @@ from kirocache._cache.breaker import CircuitBreaker
 from kirocache._values.clock import Clock
 from kirocache.backends import AsyncBackend, Backend
 from kirocache.exceptions import (
+    AuthenticationError,
     BackendError,
     CircuitOpenError,
     CommandError,
     ConfigurationError,
     KirocacheError,
+    PermissionDeniedError,
 )
 from kirocache.metrics import InMemoryMetrics, MetricsHook, Outcome
 
-__all__ = ["DEFAULT_BREAKER", "FAILED", "Failed", "Guard", "OnError", "is_fault", "is_outage"]
+__all__ = [
+    "DEFAULT_BREAKER",
+    "FAILED",
+    "Failed",
+    "Guard",
+    "OnError",
+    "is_fault",
+    "is_outage",
+    "show_debug_log",
+]
 
 OnError: TypeAlias = Literal["ignore", "raise"]
 
@@ -72,6 +83,27 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, BackendError):
         return exc.outage
     return is_fault(exc)
+
+
+# Marks the handler show_debug_log() added, so it is added once.
+_DEBUG_HANDLER: Final = "kirocache-debug-stderr"
+
+
+def show_debug_log() -> None:
+    """Make debug lines visible on stderr when the application configured no logging.
+
+    ``CACHE_DEBUG=1`` alone must show something: without a handler anywhere, Python drops
+    DEBUG records (its last-resort handler prints warnings and up only). An application
+    that configured logging keeps its configuration: its handlers and levels decide.
+    """
+    if _log.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.set_name(_DEBUG_HANDLER)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    _log.addHandler(handler)
+    if _log.level == logging.NOTSET or _log.level > logging.DEBUG:
+        _log.setLevel(logging.DEBUG)
 
 
 def _probe(guard_ref: weakref.ReferenceType[Guard], stop: threading.Event, interval: float) -> None:
@@ -151,6 +183,8 @@ class Guard:
             CircuitBreaker(clock=clock.monotonic) if breaker is DEFAULT_BREAKER else breaker  # type: ignore[assignment]
         )
         self.debug = debug
+        if debug:
+            show_debug_log()
         # Only the probe reads it, and only when sync_ok says it has ``ping``.
         self._backend: Backend | None = backend if self.sync_ok else None  # type: ignore[assignment]
         # The background probe (one daemon thread at most, while the breaker is open).
@@ -288,7 +322,8 @@ class Guard:
 
     def _outage(self, op: str, exc: Exception) -> None:
         breaker = self.breaker
-        if breaker is not None and breaker.failure():
+        at_once = isinstance(exc, BackendError) and exc.timed_out
+        if breaker is not None and breaker.failure(at_once=at_once):
             self._start_probe(breaker)
         with self._lock:
             self.errors_total += 1
@@ -296,7 +331,10 @@ class Guard:
             first = not self.failing
             self.failing = True
         if first:
-            _log.warning(
+            # A refused password is a misconfiguration, not a passing outage: an error.
+            level = logging.ERROR if isinstance(exc, AuthenticationError) else logging.WARNING
+            _log.log(
+                level,
                 "cache backend failed during %s (%s: %s); %s",
                 op,
                 type(exc).__name__,
@@ -312,7 +350,10 @@ class Guard:
             self.errors_total += 1
             loud, self._refused_logged = now - self._refused_logged >= 1.0, now
         if loud:
-            _log.warning(
+            # An ACL's refusal (NOPERM) is a misconfiguration, not a passing fault: an error.
+            level = logging.ERROR if isinstance(exc, PermissionDeniedError) else logging.WARNING
+            _log.log(
+                level,
                 "cache backend refused %s (%s: %s); %s",
                 op,
                 type(exc).__name__,

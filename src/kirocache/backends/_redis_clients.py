@@ -15,18 +15,19 @@ from typing import Any, Final
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import (
     ClusterDownError,
     DataError,
+    NoPermissionError,
     ReadOnlyError,
     RedisError,
     ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kirocache.backends._config import (
     ENV_REDIS_URL,
@@ -38,7 +39,21 @@ from kirocache.backends._config import (
 from kirocache.backends._limits import not_text
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_int, op_result
-from kirocache.exceptions import BackendError, CommandError
+from kirocache.backends._redis_connections import (
+    CONNECTION_CLASSES,
+    AsyncRetry,
+    SyncRetry,
+    begin_call,
+    bounded,
+    end_call,
+    forget_secret_frames,
+)
+from kirocache.exceptions import (
+    AuthenticationError,
+    BackendError,
+    CommandError,
+    PermissionDeniedError,
+)
 
 __all__ = [
     "AsyncClientFactory",
@@ -80,6 +95,52 @@ def _is_outage(exc: BaseException) -> bool:
     return not isinstance(exc, DataError)
 
 
+# Redis's words for a missing password: NOAUTH to a command (redis-py's parsers drop the
+# code: "Authentication required."), and what HELLO says to a client that did not
+# authenticate (redis-py sends HELLO 3 on connect).
+_NEEDS_AUTH_WORDS: Final = (
+    "NOAUTH",
+    "Authentication required",
+    "HELLO must be called with the client already authenticated",
+)
+_NO_AUTH_SET: Final = "without any password configured"
+NEEDS_AUTH: Final = (
+    "the server needs a password: put it in the URL (redis://:password@host) or REDIS_PASSWORD"
+)
+WRONG_AUTH: Final = (
+    "authentication failed: the server refused the user name or password (WRONGPASS): check "
+    "the password in the URL or REDIS_PASSWORD, and that the ACL user exists and is enabled"
+)
+_NO_DATABASE: Final = "DB index is out of range"
+
+
+def _refusal(exc: BaseException, where: str) -> BackendError | None:
+    """A refusal of this client's settings in redis's words, made plain; ``None`` if not one."""
+    text = str(exc)
+    needs_auth = any(words in text for words in _NEEDS_AUTH_WORDS)
+    if isinstance(exc, RedisAuthenticationError) or needs_auth:
+        if needs_auth:
+            return AuthenticationError(f"{NEEDS_AUTH} (authentication required; {where})")
+        if _NO_AUTH_SET in text:
+            return AuthenticationError(
+                f"authentication failed: the URL or REDIS_PASSWORD gives a password, but the "
+                f"server has none set: remove it ({where})"
+            )
+        return AuthenticationError(f"{WRONG_AUTH} ({where})")
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return PermissionDeniedError(
+            f"the server's ACL refused it ({where}): {text}; grant the ACL user the command "
+            "and the keys under the cache's key prefix (ACL SETUSER <user> ~<prefix>* +@all "
+            "-@dangerous), see the troubleshooting guide"
+        )
+    if text.startswith(_NO_DATABASE):
+        return CommandError(
+            f"the server has no such database ({where}): fix the /db of the URL or "
+            f"REDIS_DB (redis said: {text})"
+        )
+    return None
+
+
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
 
 
@@ -87,13 +148,6 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
-
-
-_CONNECTION_CLASSES: Final[Mapping[str, tuple[type[Any], type[Any]]]] = {
-    "redis": (redis.Connection, redis.asyncio.Connection),
-    "rediss": (redis.SSLConnection, redis.asyncio.SSLConnection),
-    "unix": (redis.UnixDomainSocketConnection, redis.asyncio.UnixDomainSocketConnection),
-}
 
 
 def resolve(
@@ -151,13 +205,13 @@ def open_clients(
     Returns:
         The sync client and the factory.
     """
-    sync_class, async_class = _CONNECTION_CLASSES[scheme]
+    sync_class, async_class = CONNECTION_CLASSES[scheme]
     backoff = ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE)
     sync_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
         max_connections=max_connections,
         timeout=wait,
         connection_class=sync_class,
-        retry=Retry(backoff, retries, supported_errors=(RedisConnectionError,)),
+        retry=SyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
         **settings,
     )
 
@@ -167,9 +221,7 @@ def open_clients(
             max_connections=max_connections,
             timeout=wait,
             connection_class=async_class,
-            retry=redis.asyncio.retry.Retry(
-                backoff, retries, supported_errors=(RedisConnectionError,)
-            ),
+            retry=AsyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
             **settings,
         )
         return redis.asyncio.Redis.from_pool(pool)
@@ -270,15 +322,19 @@ class RedisTransport:
         secrets: list[str],
         pool_size: int | None = None,
         pool_wait: float = 0.0,
+        deadline: float | None = None,
     ) -> None:
         self._client = client
         self._async_clients = _LoopClients(async_client_factory, pool_size)
         self._pool_wait = pool_wait
+        self._deadline = deadline
         self._display_url = display_url
         self._secrets = secrets
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._display_url!r})"
+        # never raises, even on a backend whose __init__ failed half way
+        shown = getattr(self, "_display_url", None)
+        return f"{type(self).__name__}({shown!r})" if shown else f"<{type(self).__name__}>"
 
     def _error(self, operation: str, exc: BaseException) -> BackendError:
         """``exc`` as the error a caller sees: an outage, a refused command, or a bad key.
@@ -288,9 +344,17 @@ class RedisTransport:
         """
         if isinstance(exc, UnicodeEncodeError):
             raise not_text(exc.object, exc) from None
-        detail = _scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
-        message = f"Redis {operation} failed on {self._display_url}: {detail}"
-        error = BackendError(message) if _is_outage(exc) else CommandError(message)
+        forget_secret_frames(exc, self._secrets)
+        where = f"Redis {operation} on {self._display_url}"
+        error = _refusal(exc, where)
+        if error is None:
+            timed_out = isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError))
+            detail = _scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
+            if timed_out and self._deadline is not None and "deadline" not in detail:
+                detail = f"{detail.rstrip(': ')} (the call's deadline is {self._deadline:g} s)"
+            message = f"Redis {operation} failed on {self._display_url}: {detail}"
+            error = BackendError(message) if _is_outage(exc) else CommandError(message)
+            error.timed_out = timed_out
         if isinstance(exc, RedisConnectionError) and str(exc) == _POOL_WAIT:
             # A busy client, not a down server: every pooled connection was in use for the
             # whole wait. That call fails; the breaker does not count it.
@@ -302,31 +366,35 @@ class RedisTransport:
 
     def _call(self, operation: str, command: Command) -> object:
         client = self._client
+        begin_call(self._deadline)
         try:
             return client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
+        finally:
+            end_call()
 
     def _pipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
         client = self._client
-        if len(commands) == 1 and not transaction and not strict:
-            # One command needs no pipeline (a third of a cache write's cost); the server's
-            # refusal of it is its slot's answer, as raise_on_error=False gives.
-            try:
-                return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
-            except ResponseError as exc:
-                return [exc]
-            except _ERRORS as exc:
-                raise self._error(operation, exc) from exc
+        begin_call(self._deadline)
         try:
+            if len(commands) == 1 and not transaction and not strict:
+                # One command needs no pipeline (a third of a cache write's cost); the
+                # server's refusal of it is its slot's answer, as raise_on_error=False gives.
+                try:
+                    return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+                except ResponseError as exc:
+                    return [exc]
             with client.pipeline(transaction=transaction) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)  # type: ignore[no-untyped-call]
                 return list(pipe.execute(raise_on_error=strict))
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
+        finally:
+            end_call()
 
     def _run(self, operation: str, commands: Sequence[Command]) -> object:
         if len(commands) == 1:
@@ -339,10 +407,13 @@ class RedisTransport:
                 pipe.multi()
                 pipe.execute_command("UNLINK", key)  # type: ignore[no-untyped-call]
 
+        begin_call(self._deadline)
         try:
             return self._client.transaction(compare_and_delete, key)
         except _ERRORS as exc:
             raise self._error("delete_if_equals", exc) from exc
+        finally:
+            end_call()
 
     def _close_client(self) -> None:
         try:
@@ -376,7 +447,8 @@ class RedisTransport:
         if gate is not None:
             await self._queue(gate, operation)
         try:
-            return await entry.client.execute_command(*command)  # type: ignore[no-untyped-call]
+            async with bounded(self._deadline):
+                return await entry.client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
         finally:
@@ -404,19 +476,18 @@ class RedisTransport:
         transaction: bool,
         strict: bool,
     ) -> list[object]:
-        if len(commands) == 1 and not transaction and not strict:
-            # as in _pipe: one command needs no pipeline
-            try:
-                return [await client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
-            except ResponseError as exc:
-                return [exc]
-            except _ERRORS as exc:
-                raise self._error(operation, exc) from exc
         try:
-            async with client.pipeline(transaction=transaction) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                return list(await pipe.execute(raise_on_error=strict))
+            async with bounded(self._deadline):
+                if len(commands) == 1 and not transaction and not strict:
+                    # as in _pipe: one command needs no pipeline
+                    try:
+                        return [await client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+                    except ResponseError as exc:
+                        return [exc]
+                async with client.pipeline(transaction=transaction) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    return list(await pipe.execute(raise_on_error=strict))
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
 
@@ -436,7 +507,8 @@ class RedisTransport:
         if gate is not None:
             await self._queue(gate, "delete_if_equals")
         try:
-            return await entry.client.transaction(compare_and_delete, key)
+            async with bounded(self._deadline):
+                return await entry.client.transaction(compare_and_delete, key)
         except _ERRORS as exc:
             raise self._error("delete_if_equals", exc) from exc
         finally:

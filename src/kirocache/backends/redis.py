@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import redis
 
 from kirocache._values.types import option_seconds
-from kirocache.backends._config import mask_url
+from kirocache.backends._config import RedisURL, check_options, mask_url
 from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import (
     AsyncClientFactory,
@@ -38,7 +39,7 @@ from kirocache.backends._redis_commands import (
     to_px,
     unique_members,
 )
-from kirocache.exceptions import ConfigurationError
+from kirocache.exceptions import ConfigurationError, PermissionDeniedError
 
 if TYPE_CHECKING:
     import ssl
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["RedisBackend"]
+
+# One call's deadline by default: connect, handshake and reply together.
+DEFAULT_DEADLINE: Final = 0.25
 
 
 class RedisBackend(RedisTransport):
@@ -59,8 +63,12 @@ class RedisBackend(RedisTransport):
     use one ``redis.asyncio.Redis`` per event loop (each with its own bounded pool), so one
     backend works across repeated ``asyncio.run()`` calls and in threads running their own
     loops. A connection refused or reset is retried ``retries`` times with exponential
-    backoff and jitter; a timeout is not retried, so a hanging server costs one timeout per
-    call (the cache's circuit breaker takes it from there).
+    backoff and jitter; a refused password and a timeout are not retried.
+
+    Each call has one deadline, ``timeout`` (250 ms by default), covering the connect, the
+    handshake (HELLO/AUTH, CLIENT SETINFO, SELECT) and the reply, however many round trips
+    they take: a server that accepts connections and never answers costs one deadline, and
+    the cache's circuit breaker opens after it (see :attr:`BackendError.timed_out`).
 
     Async callers of one event loop take turns at its pool first come, first served, each
     waiting up to ``pool_timeout`` (redis-py's own pool lets a task that has just released a
@@ -68,11 +76,14 @@ class RedisBackend(RedisTransport):
 
     Every redis-py error is raised as :class:`~kirocache.exceptions.BackendError`, chained
     from the original: an outage (``outage`` true: refused, reset, timed out, READONLY,
-    LOADING, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, MISCONF), or a
-    :class:`~kirocache.exceptions.CommandError` when the server refused one command
-    (WRONGTYPE, NOPERM, OOM, a script error). A key with a lone surrogate raises
-    ``InvalidKeyError`` and a TTL over 100 years ``InvalidTTLError``, before anything is
-    sent. No message, repr or log line contains the password.
+    LOADING, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, BUSY, MISCONF), an
+    :class:`~kirocache.exceptions.AuthenticationError` (a wrong or missing password, in
+    plain words), or a :class:`~kirocache.exceptions.CommandError` when the server refused
+    one command (WRONGTYPE, OOM, a script error; NOPERM as its subclass
+    :class:`~kirocache.exceptions.PermissionDeniedError`). A key with a lone surrogate
+    raises ``InvalidKeyError`` and a TTL over 100 years ``InvalidTTLError``, before anything
+    is sent. No message, repr or log line contains the password, and the tracebacks of the
+    errors it raises stop before any frame whose local variables hold it.
 
     Args:
         url: ``redis://[user[:password]@]host[:port][/db]``, ``rediss://...`` (TLS) or
@@ -84,8 +95,13 @@ class RedisBackend(RedisTransport):
         pool_timeout: How long a call waits for a free pooled connection (its turn, for
             async callers); a call that waits it out fails, but does not count toward
             opening the circuit breaker.
-        connect_timeout: Seconds (or a timedelta) to open a connection.
-        socket_timeout: Seconds (or a timedelta) to wait for a reply.
+        timeout: The deadline of one call, in seconds (or a timedelta): connect,
+            handshake and reply together. ``None``: ``socket_timeout`` when that is given,
+            else 0.25 s.
+        connect_timeout: A cap on opening a connection, within the deadline (``None``:
+            the deadline).
+        socket_timeout: A cap on each wait for a reply, within the deadline (``None``:
+            the deadline).
         retries: Retries of a refused or reset connection.
         health_check_interval: Seconds a connection may idle before a PING checks it.
         ssl_ca_certs: CA bundle to verify the server with (``rediss://``).
@@ -107,8 +123,9 @@ class RedisBackend(RedisTransport):
         db: int | None = None,
         max_connections: int = 50,
         pool_timeout: float | timedelta = 1.0,
-        connect_timeout: float | timedelta = 0.25,
-        socket_timeout: float | timedelta = 0.5,
+        timeout: float | timedelta | None = None,
+        connect_timeout: float | timedelta | None = None,
+        socket_timeout: float | timedelta | None = None,
         retries: int = 2,
         health_check_interval: float | timedelta = 30,
         ssl_ca_certs: str | None = None,
@@ -117,19 +134,66 @@ class RedisBackend(RedisTransport):
         ssl_cert_reqs: ssl.VerifyMode | Literal["required", "optional", "none"] = "required",
         client_name: str | None = None,
     ) -> None:
-        parsed, settings = resolve(url, password, username, db, client_name)
+        try:
+            parsed, settings = resolve(url, password, username, db, client_name)
+        except ConfigurationError as exc:
+            # Error trackers record the locals of every frame a traceback holds: this one's
+            # and those of the parsers below it hold the URL and the password.
+            url = password = None
+            raise exc.with_traceback(None) from None
+        secret = settings["password"]
+        try:
+            self._open(
+                parsed,
+                settings,
+                secret,
+                max_connections,
+                pool_timeout,
+                retries,
+                (timeout, connect_timeout, socket_timeout, health_check_interval),
+                (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs),
+            )
+        except ConfigurationError as exc:
+            url = password = secret = parsed = settings = None  # type: ignore[assignment]
+            raise exc.with_traceback(None) from None
+
+    def _open(
+        self,
+        parsed: RedisURL,
+        settings: dict[str, Any],
+        secret: str | None,
+        max_connections: int,
+        pool_timeout: float | timedelta,
+        retries: int,
+        times: tuple[Any, Any, Any, Any],
+        tls: tuple[Any, Any, Any, Any],
+    ) -> None:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
             msg = f"max_connections must be an int, got {max_connections!r}"
             raise ConfigurationError(msg)
         if max_connections < 1 or isinstance(retries, bool) or retries < 0:
             msg = "max_connections must be >= 1 and retries >= 0"
             raise ConfigurationError(msg)
-        settings["socket_timeout"] = option_seconds(socket_timeout, "socket_timeout")
+        timeout, connect_timeout, socket_timeout, health_check_interval = times
+        reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
+        deadline = (
+            option_seconds(timeout, "timeout")
+            if timeout is not None
+            else reply
+            if reply is not None
+            else DEFAULT_DEADLINE
+        )
+        settings["socket_timeout"] = reply if reply is not None else deadline
         settings["health_check_interval"] = option_seconds(
             health_check_interval, "health_check_interval", allow_zero=True
         )
         if parsed.scheme != "unix":
-            settings["socket_connect_timeout"] = option_seconds(connect_timeout, "connect_timeout")
+            settings["socket_connect_timeout"] = (
+                deadline
+                if connect_timeout is None
+                else option_seconds(connect_timeout, "connect_timeout")
+            )
+        ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs = tls
         if parsed.tls:
             settings.update(
                 ssl_ca_certs=ssl_ca_certs,
@@ -144,7 +208,6 @@ class RedisBackend(RedisTransport):
         client, async_client = open_clients(
             parsed.scheme, settings, max_connections=max_connections, wait=wait, retries=retries
         )
-        secret = settings["password"]
         self._setup(
             client,
             async_client,
@@ -152,6 +215,7 @@ class RedisBackend(RedisTransport):
             secrets=[s for s in (secret, parsed.password) if s],
             pool_size=max_connections,
             pool_wait=wait,
+            deadline=deadline,
         )
 
     @classmethod
@@ -166,8 +230,10 @@ class RedisBackend(RedisTransport):
             The backend.
 
         Raises:
-            ConfigurationError: The URL or an option is invalid.
+            ConfigurationError: The URL or an option is invalid, or an option is unknown
+                (the message lists the known ones).
         """
+        check_options(cls, options, "RedisBackend.from_url")
         return cls(url, **options)
 
     @classmethod
@@ -322,9 +388,13 @@ class RedisBackend(RedisTransport):
         return time.perf_counter() - start
 
     def stats(self) -> BackendStats:
-        """INFO and DBSIZE as :class:`BackendStats` (``backend="redis"``)."""
+        """INFO and DBSIZE as :class:`BackendStats` (``backend="redis"``).
+
+        An ACL that refuses INFO leaves the fields INFO fills unknown, and says so in
+        ``extra["info_error"]`` (health checks report it).
+        """
         info, keys = self._pipe("stats", [("INFO",), ("DBSIZE",)], transaction=False, strict=False)
-        return stats_from_info(info_of(info), self._checked("stats", keys))
+        return self._stats(info, keys)
 
     def close(self) -> None:
         """Close the sync client's pool; the backend reconnects if used again."""
@@ -453,7 +523,17 @@ class RedisBackend(RedisTransport):
         info, keys = await self._apipe(
             "stats", [("INFO",), ("DBSIZE",)], transaction=False, strict=False
         )
-        return stats_from_info(info_of(info), self._checked("stats", keys))
+        return self._stats(info, keys)
+
+    # ---- shared by both halves ------------------------------------------------------------
+
+    def _stats(self, info: object, keys: object) -> BackendStats:
+        stats = stats_from_info(info_of(info), self._checked("stats", keys))
+        if isinstance(info, BaseException):
+            refused = self._error("stats", info)
+            if isinstance(refused, PermissionDeniedError):
+                return replace(stats, extra={**stats.extra, "info_error": str(refused)})
+        return stats
 
     async def aclose(self) -> None:
         """Close the running event loop's client and its pool."""

@@ -1,0 +1,290 @@
+"""redis-py connections bounded by one deadline per call, and a retry that spares refusals.
+
+redis-py gives each step of a call its own timeout: the TCP connect, every reply of the
+handshake (HELLO or AUTH, CLIENT SETINFO twice, SELECT, CLIENT SETNAME) and the reply to the
+command. Against a server that accepts connections and never answers, a call on a fresh
+connection used to wait several timeouts in a row. Here a sync call carries one deadline
+(a thread-local budget the transport sets), which starts when the call first touches its
+connection (after any wait for a pooled connection) and bounds the connect and every
+send and read of the call. Async calls are bounded by ``asyncio.timeout`` in the transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.exceptions import AuthenticationError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+__all__ = [
+    "CONNECTION_CLASSES",
+    "AsyncRetry",
+    "DeadlineError",
+    "SyncRetry",
+    "begin_call",
+    "bounded",
+    "end_call",
+    "forget_secret_frames",
+]
+
+T = TypeVar("T")
+
+
+class DeadlineError(RedisTimeoutError):
+    """The call's deadline passed before a step of it could start."""
+
+
+class _Budget(threading.local):
+    """This thread's call: its budget in seconds and, once started, its deadline."""
+
+    seconds: float | None = None
+    deadline: float | None = None
+
+
+_BUDGET: Final = _Budget()
+
+
+def begin_call(seconds: float | None) -> None:
+    """Bound this thread's next redis-py call by ``seconds`` in all (``None``: unbounded)."""
+    budget = _BUDGET
+    budget.seconds = seconds
+    budget.deadline = None
+
+
+def end_call() -> None:
+    """The call is over: later steps on this thread are bounded by their own timeouts."""
+    _BUDGET.seconds = None
+
+
+def _left() -> float | None:
+    """Seconds left of this thread's call (starting its clock), ``None`` outside a call.
+
+    Raises:
+        redis.TimeoutError: Nothing is left.
+    """
+    budget = _BUDGET
+    if budget.seconds is None:
+        return None
+    now = time.monotonic()
+    if budget.deadline is None:
+        budget.deadline = now + budget.seconds
+    left = budget.deadline - now
+    if left <= 0:
+        msg = f"Timeout: no answer within the call's deadline of {budget.seconds:g} s"
+        raise DeadlineError(msg)
+    return left
+
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _call_deadline
+else:  # redis-py depends on async-timeout before 3.11.3
+    _call_deadline = importlib.import_module("async_timeout").timeout
+
+
+class bounded:  # noqa: N801 - used as a function: ``async with bounded(seconds):``
+    """Bound an asyncio redis-py call by ``seconds`` in all (``None``: unbounded).
+
+    Running out raises ``redis.TimeoutError``, as a sync call's deadline does.
+    """
+
+    __slots__ = ("_seconds", "_timeout")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._timeout = _call_deadline(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            return await self._timeout.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
+        except TimeoutError as timed_out:
+            msg = f"Timeout: no answer within the call's deadline of {self._seconds:g} s"
+            raise RedisTimeoutError(msg) from timed_out
+
+
+class _DeadlineMixin:
+    """Clips every blocking step of a connection to what is left of the call's deadline."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+    _sock: Any
+
+    def _connect(self) -> socket.socket:
+        left = _left()
+        cap = self.socket_connect_timeout
+        if left is not None and (cap is None or left < cap):
+            self.socket_connect_timeout = left
+            try:
+                sock: socket.socket = super()._connect()  # type: ignore[misc]
+            finally:
+                self.socket_connect_timeout = cap
+            return sock
+        return super()._connect()  # type: ignore[misc,no-any-return]
+
+    def _clip(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        left = _left()
+        cap = self.socket_timeout
+        sock.settimeout(cap if left is None or (cap is not None and cap <= left) else left)
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        self._clip()
+        super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        self._clip()
+        return super().read_response(*args, **kwargs)  # type: ignore[misc]
+
+
+class _Connection(_DeadlineMixin, redis.Connection):
+    """A TCP connection bounded by the call's deadline."""
+
+
+class _SSLConnection(_DeadlineMixin, redis.SSLConnection):
+    """A TLS connection bounded by the call's deadline."""
+
+
+class _UnixConnection(_DeadlineMixin, redis.UnixDomainSocketConnection):
+    """A unix socket connection bounded by the call's deadline."""
+
+
+CONNECTION_CLASSES: Final[Mapping[str, tuple[type[Any], type[Any]]]] = {
+    "redis": (_Connection, redis.asyncio.Connection),
+    "rediss": (_SSLConnection, redis.asyncio.SSLConnection),
+    "unix": (_UnixConnection, redis.asyncio.UnixDomainSocketConnection),
+}
+"""The sync and async connection classes of each URL scheme."""
+
+
+class _Final(Exception):  # noqa: N818 - a carrier, never seen outside this module
+    """Carries an error past redis-py's retry loop, which would retry its class."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+
+class _Attempts:
+    """What ``do`` raised so far, and which errors end the retries.
+
+    A refused password is redis-py's ConnectionError too; trying it again changes nothing
+    but the time the caller waits (and the server's ACL LOG). A deadline that passed while
+    retrying ends them with the error that caused the retries (a refused connection, a
+    certificate the client does not trust), which says more than "out of time".
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: Exception | None = None
+
+    def judge(self, exc: Exception) -> Exception:
+        if isinstance(exc, AuthenticationError):
+            return _Final(exc)
+        if isinstance(exc, DeadlineError) and self.last is not None:
+            return _Final(self.last)
+        self.last = exc
+        return exc
+
+
+class SyncRetry(Retry):
+    """redis-py's retry of refused or reset connections, never of a refused password."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Any, *args: Any, **kwargs: Any) -> T:
+        """Call ``do``, retrying as redis-py does, except after an authentication error."""
+        attempts = _Attempts()
+
+        def attempt() -> T:
+            try:
+                return do()
+            except Exception as exc:
+                judged = attempts.judge(exc)
+                if judged is exc:
+                    raise
+                raise judged from None
+
+        try:
+            return super().call_with_retry(attempt, fail, *args, **kwargs)
+        except _Final as final:
+            raise final.error from None
+
+
+class AsyncRetry(redis.asyncio.retry.Retry):
+    """The asyncio twin of :class:`SyncRetry`."""
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``do``, retrying as redis-py does, except after an authentication error."""
+        attempts = _Attempts()
+
+        async def attempt() -> Any:
+            try:
+                return await do()
+            except Exception as exc:
+                judged = attempts.judge(exc)
+                if judged is exc:
+                    raise
+                raise judged from None
+
+        try:
+            return await super().call_with_retry(attempt, fail, *args, **kwargs)
+        except _Final as final:
+            raise final.error from None
+
+
+def _holds(value: object, secrets: Sequence[str]) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return any(secret in value for secret in secrets)
+    if isinstance(value, (tuple, list)):
+        return any(_holds(item, secrets) for item in value[:8])
+    return False
+
+
+def forget_secret_frames(error: BaseException, secrets: Sequence[str]) -> None:
+    """Cut each traceback of ``error``'s chain before the first frame holding a secret.
+
+    Error trackers (Sentry, Rollbar) record the local variables of every frame of a
+    traceback, causes included: redis-py's handshake keeps the password in ``auth_args``.
+    What is cut is redis-py's inside; the frames that led there remain.
+    """
+    if not secrets:
+        return
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        previous: TracebackType | None = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if any(_holds(value, secrets) for value in tb.tb_frame.f_locals.values()):
+                if previous is None:
+                    exc.__traceback__ = None
+                else:
+                    previous.tb_next = None
+                break
+            previous, tb = tb, tb.tb_next
+        pending += [exc.__cause__, exc.__context__]
