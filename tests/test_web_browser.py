@@ -99,6 +99,17 @@ def test_the_dashboard_follows_the_cache_and_invalidates_from_its_form(browser: 
         assert cache.get("user:1") is None
         wait.until(lambda d: "http by admin" in d.find_element("id", "log").text)
 
+        cache.set("search:rust", ["book"], tags=["lang"])
+        browser.find_element("id", "pattern").clear()
+        browser.find_element("id", "pattern").send_keys("search:*")
+        browser.find_element("id", "keys-form").submit()
+        wait.until(lambda d: "search:rust" in d.find_element("id", "keys").text)
+        browser.find_element("css selector", "#keys li").click()
+        wait.until(lambda d: "json" in d.find_element("id", "entry").text)
+        assert "lang" in browser.find_element("id", "entry").text
+        browser.find_element("css selector", "#entry button").click()  # show the value
+        wait.until(lambda d: '"book"' in d.find_element("css selector", "#entry pre").text)
+
         browser.set_window_size(390, 844)  # a phone
         wide = browser.execute_script(
             "return document.documentElement.scrollWidth - window.innerWidth"

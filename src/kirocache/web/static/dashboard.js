@@ -11,6 +11,8 @@
   const $ = (id) => document.getElementById(id);
   let token = sessionStorage.getItem(STORE) || "";
   let timer = null;
+  let scope = "read";
+  let keysCursor = 0;
   let lastErrors = {};
   const history = []; // {t, ns: {name: {hit, p50, p95, p99, errors}}}
 
@@ -244,7 +246,8 @@
       return;
     }
     $("who").textContent = "token " + who.data.token + " · scope " + who.data.scope;
-    $("invalidate").querySelector("button").disabled = who.data.scope !== "admin";
+    scope = who.data.scope;
+    $("invalidate").querySelector("button").disabled = scope !== "admin";
     await poll();
     timer = setInterval(poll, interval);
   }
@@ -273,6 +276,65 @@
     $("target").placeholder = hints[kind];
   });
   $("namespace").addEventListener("change", redraw);
+
+  // -- keys ----------------------------------------------------------------------------------
+
+  async function listKeys(more) {
+    if (!more) keysCursor = 0;
+    const pattern = $("pattern").value.trim() || "*";
+    const r = await api("api/cache/keys?count=50&pattern=" + encodeURIComponent(pattern) +
+      "&cursor=" + keysCursor);
+    const list = $("keys");
+    if (!r.ok) {
+      fill(list, [], "refused (" + r.status + "): " + ((r.data && r.data.detail) || "error"));
+      return;
+    }
+    const items = r.data.keys.map((key) => {
+      const item = li(key);
+      item.tabIndex = 0;
+      item.addEventListener("click", () => inspectKey(key, item));
+      return item;
+    });
+    if (more) list.append(...items); else fill(list, items, "no key matches");
+    keysCursor = r.data.cursor;
+    $("more").hidden = !keysCursor;
+  }
+
+  async function inspectKey(key, item, reveal) {
+    $("keys").querySelectorAll("li").forEach((x) => x.removeAttribute("aria-selected"));
+    if (item) item.setAttribute("aria-selected", "true");
+    const box = $("entry");
+    const r = await api("api/cache/keys/" + encodeURIComponent(key) + (reveal ? "?reveal=1" : ""));
+    box.classList.toggle("muted", !r.ok);
+    if (!r.ok) { box.textContent = r.status === 404 ? "gone: " + key : "refused (" + r.status + ")"; return; }
+    const e = r.data;
+    const rows = [["key", e.key], ["namespace", e.namespace],
+      ["ttl", e.ttl == null ? "never expires" : e.ttl.toFixed(1) + " s"], ["size", bytes(e.size)],
+      ["format", e.format + (e.compressed ? ", compressed" : "") + (e.encrypted ? ", encrypted" : "")],
+      ["tags", e.tags.join(", ") || "none"], ["dependents", String(e.dependents)]];
+    if (e.tombstone) rows.push(["state", "invalidated (tombstone): absent to readers"]);
+    if (e.pending) rows.push(["state", "a pending invalidation reaches it"]);
+    const list = document.createElement("dl");
+    rows.forEach(([name, value]) => {
+      const dt = document.createElement("dt"); dt.textContent = name;
+      const dd = document.createElement("dd"); dd.textContent = value;
+      list.append(dt, dd);
+    });
+    box.replaceChildren(list);
+    if ("value" in e) {
+      const pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(e.value, null, 2);
+      box.appendChild(pre);
+    } else if (scope !== "read" && !e.tombstone) {
+      const show = document.createElement("button");
+      show.type = "button"; show.className = "quiet"; show.textContent = "Show value";
+      show.addEventListener("click", () => inspectKey(key, item, true));
+      box.appendChild(show);
+    }
+  }
+
+  $("keys-form").addEventListener("submit", (event) => { event.preventDefault(); listKeys(false); });
+  $("more").addEventListener("click", () => listKeys(true));
   $("invalidate").addEventListener("submit", async (event) => {
     event.preventDefault();
     const kind = $("kind").value, value = $("target").value.trim();
