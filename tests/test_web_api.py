@@ -326,6 +326,8 @@ async def test_cleanup_runs_once_and_is_logged(served: Cache) -> None:
 BAD_BODIES: list[tuple[Any, int, str]] = [
     (b"{not json", 400, "invalid_json"),
     (b"[1, 2]", 400, "invalid_json"),
+    (b"[" * 30_000 + b"]" * 30_000, 400, "invalid_json"),
+    (b'{"key": "\xff"}', 400, "invalid_json"),
     ({}, 422, "invalid_body"),
     ({"keys": "user:1"}, 422, "invalid_body"),
     ({"key": ""}, 422, "invalid_body"),

@@ -128,7 +128,7 @@ async def _json_body(request: Request) -> object:
         return {}
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise BadRequest(400, "invalid_json", "the body is not valid JSON") from None
 
 
