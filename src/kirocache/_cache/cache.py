@@ -200,16 +200,22 @@ class Cache:
                 ``redis://``, ``rediss://`` or ``unix://``. ``None``: ``REDIS_URL`` from
                 the environment, else ``memory://``.
             **options: ``Cache`` options (``serializer``, ``key_prefix``, ``on_error``,
-                ...) and backend options (``max_entries``; ``password``,
-                ``socket_timeout``, ``ssl_ca_certs``, ... for Redis).
+                ...) and backend options (``max_entries``; ``password``, ``timeout``,
+                ``ssl_ca_certs``, ... for Redis); ``check=True`` pings the backend and
+                reads a key under ``key_prefix`` first.
 
         Returns:
             The cache.
 
         Raises:
-            ConfigurationError: The URL scheme or an option is not understood.
+            ConfigurationError: The URL scheme or an option is not understood (the message
+                lists the known options), or ``check`` found the backend unusable.
         """
-        backend, cache_options = backend_from_url(url, options)
+        try:
+            backend, cache_options = backend_from_url(url, options)
+        except ConfigurationError as exc:
+            url = options = None  # type: ignore[assignment] # error trackers record locals
+            raise exc.with_traceback(None) from None
         return cls(backend, **cache_options)
 
     # -- keys ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from kirocache._ring.thresholds import THRESHOLDS, Metric, Severity, Threshold, threshold
-from kirocache.exceptions import BackendError
+from kirocache.exceptions import AuthenticationError, BackendError, PermissionDeniedError
 from kirocache.metrics import InMemoryMetrics, MultiMetrics
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ __all__ = [
     "Issue",
     "NamespaceHealth",
     "judge",
+    "misconfigured",
 ]
 
 HealthStatus: TypeAlias = Literal["healthy", "degraded", "unhealthy"]
@@ -34,7 +35,8 @@ class Issue:
 
     Attributes:
         kind: A stable name (``"hit_rate"``, ``"latency"``, ``"memory"``, ``"errors"``,
-            ``"breaker_open"``, ``"unreachable"``).
+            ``"breaker_open"``, ``"unreachable"``, ``"authentication"``, ``"permission"``,
+            ``"stats_refused"``).
         message: What is wrong, with the figures.
         recommendation: What to look at.
         severity: ``low``, ``medium``, ``high`` or ``critical`` (critical makes the
@@ -252,6 +254,57 @@ def judge(figures: HealthReport, thresholds: tuple[Threshold, ...] = THRESHOLDS)
     return replace(figures, status=status, issues=issues)
 
 
+# A refusal of this client is a misconfiguration: what to fix, by kind of refusal.
+_AUTHENTICATION_FIX: Final = (
+    "fix the password: put it in the URL (redis://:password@host) or REDIS_PASSWORD, "
+    "check the ACL user name; the cache fails open (every read is a miss) until then"
+)
+_PERMISSION_FIX: Final = (
+    "grant the ACL user what the cache needs: ACL SETUSER <user> ~<key prefix>* &* +@all "
+    "-@dangerous (see the configuration guide)"
+)
+_INFO_FIX: Final = (
+    "grant INFO to the cache's ACL user (ACL SETUSER <user> +info) to watch memory and "
+    "evictions, or accept that they are not watched"
+)
+
+
+def misconfigured(report: HealthReport, failure: BackendError | None) -> HealthReport:
+    """``report`` with what a refusal of this client says, where the figures cannot say it.
+
+    A refused password or an ACL refusing PING makes the report ``unhealthy`` with an
+    ``authentication`` or ``permission`` issue in place of ``unreachable`` (the server
+    answered); a refused INFO is a ``stats_refused`` issue (memory is not watched).
+
+    Args:
+        report: A judged report.
+        failure: What the ping or the stats raised, if anything.
+
+    Returns:
+        The report, with those issues first.
+    """
+    found: list[Issue] = []
+    if isinstance(failure, AuthenticationError):
+        found.append(Issue("authentication", str(failure), _AUTHENTICATION_FIX, "critical"))
+    elif isinstance(failure, PermissionDeniedError):
+        found.append(Issue("permission", str(failure), _PERMISSION_FIX, "critical"))
+    refused_info = report.backend.extra.get("info_error") if report.backend is not None else None
+    if refused_info:
+        message = f"the backend refused INFO, so memory and evictions are unknown: {refused_info}"
+        found.append(Issue("stats_refused", message, _INFO_FIX, "low"))
+    if not found:
+        return report
+    # the server answered, refusing: "did not answer PING" would send people to the network
+    refused = isinstance(failure, (AuthenticationError, PermissionDeniedError))
+    kept = tuple(issue for issue in report.issues if not (refused and issue.kind == "unreachable"))
+    issues = tuple(found) + kept
+    if any(issue.severity == "critical" for issue in issues):
+        status: HealthStatus = "unhealthy"
+    else:
+        status = "degraded"
+    return replace(report, status=status, issues=issues)
+
+
 def find_in_memory_metrics(hook: MetricsHook | None) -> InMemoryMetrics | None:
     """The ``InMemoryMetrics`` a cache reports to, directly or through ``MultiMetrics``."""
     if isinstance(hook, InMemoryMetrics):
@@ -317,29 +370,35 @@ class HealthChecker:
         """Ping the backend, read its stats and judge them with the metrics.
 
         Returns:
-            The report; a failing backend gives an ``unhealthy`` report, never an error.
+            The report; a failing backend gives an ``unhealthy`` report, never an error. A
+            backend that refuses this client (a wrong or missing password, an ACL) is
+            reported as such, not as unreachable.
         """
         ping: float | None = None
         stats: BackendStats | None = None
+        failure: BackendError | None = None
         try:
             ping = self.cache.ping()
             stats = self.cache.stats()
-        except BackendError:
-            pass
-        return self._report(ping, stats)
+        except BackendError as exc:
+            failure = exc
+        return self._report(ping, stats, failure)
 
     async def acheck(self) -> HealthReport:
         """The async twin of :meth:`check`."""
         ping: float | None = None
         stats: BackendStats | None = None
+        failure: BackendError | None = None
         try:
             ping = await self.cache.aping()
             stats = await self.cache.astats()
-        except BackendError:
-            pass
-        return self._report(ping, stats)
+        except BackendError as exc:
+            failure = exc
+        return self._report(ping, stats, failure)
 
-    def _report(self, ping: float | None, stats: BackendStats | None) -> HealthReport:
+    def _report(
+        self, ping: float | None, stats: BackendStats | None, failure: BackendError | None = None
+    ) -> HealthReport:
         errors_total = self.cache.errors_total
         errors, self._errors_seen = max(0, errors_total - self._errors_seen), errors_total
         breaker = self.cache.breaker.state if self.cache.breaker is not None else None
@@ -355,7 +414,7 @@ class HealthChecker:
             min_reads=self.min_reads,
             invalidations_pending=self.cache.pending_invalidations()["invalidations_pending"],
         )
-        return judge(figures, self.thresholds)
+        return misconfigured(judge(figures, self.thresholds), failure)
 
     def _namespaces(self) -> tuple[NamespaceHealth, ...]:
         metrics = find_in_memory_metrics(self.cache.metrics)

@@ -239,6 +239,22 @@ class Subscriber:
 
     def _log_loss(self, exc: Exception, failures: int, *, was_connected: bool) -> None:
         detail = f"{type(exc).__name__}: {exc}"[:300]
+        refused = isinstance(
+            exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)
+        ) or str(exc).startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
+        if refused:
+            # A misconfiguration, not an outage: every write waits on a channel it never
+            # gets, so it is an error, said once per streak of refusals.
+            if failures <= 1:
+                _log.error(
+                    "the server refuses the invalidation channel %r to this client (%s): the "
+                    "local layer stays bypassed; grant the ACL user the channel (ACL SETUSER "
+                    "<user> &%s) or fix the credentials",
+                    self._channel,
+                    detail,
+                    self._channel,
+                )
+            return
         if was_connected:
             _log.warning(
                 "lost the invalidation subscription to %r (%s); the local layer is cleared "
