@@ -405,15 +405,16 @@ def test_ttl_and_namespace_ttl(cache: Cache) -> None:
     assert 0 < (cache.ttl("short:1") or 0) <= 30
 
 
-def test_default_prefix_and_default_cache() -> None:
-    @cached_many()
-    def doubled(ids: list[int]) -> dict[int, int]:
-        return {i: 2 * i for i in ids}
+@cached_many()
+def doubled(ids: list[int]) -> dict[int, int]:
+    return {i: 2 * i for i in ids}
 
+
+def test_default_prefix_and_default_cache() -> None:
     with use_cache() as cache:
         assert doubled([1]) == {1: 2}
         (key,) = doubled.cache_keys([1])
-        assert key.endswith("doubled:1")
+        assert key == f"{__name__}.doubled:1"
         assert cache.get(key) == 2
 
 
