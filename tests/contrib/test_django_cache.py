@@ -563,6 +563,10 @@ def test_values_are_signed_with_the_secret_key(django_settings: None, location: 
         )
         forged.set(full_key(caches, "forged"), {"evil": True})  # pickled without the secret
         assert cache.get("forged", "miss") == "miss"
+        kc = cache.cache
+        moved = kc.backend.get(kc.full_key(full_key(caches, "signed")))
+        kc.backend.set(kc.full_key(full_key(caches, "moved")), moved)
+        assert cache.get("moved", "miss") == "miss"  # the signature covers the key too
     rotated = {"SECRET_KEY": "a-new-secret-" + "y" * 40, "SECRET_KEY_FALLBACKS": [SECRET_KEY]}
     with override_settings(CACHES=setting, **rotated):
         assert caches["default"].get("signed") == {"ok": True}  # the old key still verifies
