@@ -129,7 +129,7 @@ async def test_startup_fails_fast_on_an_unreachable_server_naming_it() -> None:
     assert isinstance(error, ConfigurationError)
     message = str(error)
     assert f"redis://app:***@127.0.0.1:{port}/0" in message
-    assert "start-up check of the cache at" in message
+    assert "start-up check of the cache failed" in message
     assert "hunter2" not in message
     assert "hunter2" not in str(failed.value)  # the ASGI failure message (a traceback)
 

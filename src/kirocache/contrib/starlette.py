@@ -83,7 +83,8 @@ class CacheLifespan:
             self.cache = target
         else:
             self.cache = Cache.from_url(target, **options)
-        self._url = target if isinstance(target, str) else None
+        # only the masked URL is kept: error trackers record objects' attributes too
+        self._where = mask_url(target) if isinstance(target, str) else None
         self.check = check
         self.set_default = set_default
         self.close_at_shutdown = close
@@ -131,14 +132,16 @@ class CacheLifespan:
 
         The read finds what a ping cannot: an ACL that keeps the user out of the prefix.
         """
-        where = mask_url(self._url) if self._url else repr(cache)
         try:
             await cache.aping()
             await cache.backend.aget(f"{cache.key_prefix}kirocache:check")
         except BackendError as exc:
+            where = self._where or repr(cache)
+            # the backend's message names its URL (masked) and the fix: say it once
+            at = "" if where in str(exc) else f" at {where}"
             msg = (
-                f"start-up check of the cache at {where} failed: {exc}; check the URL, the "
-                "credentials and that the server is up, or pass check=False to start without it"
+                f"start-up check of the cache{at} failed: {exc} "
+                "(CacheLifespan(check=False) starts without this check)"
             )
             raise ConfigurationError(msg) from None
 
