@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from contrib_support import EXAMPLES, SECRET_KEY, custom_key_func, django_cache
+
+from contrib.contrib_support import EXAMPLES, SECRET_KEY, custom_key_func, django_cache
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ import warnings
 from typing import Any
 
 import pytest
-from contrib_support import SECRET_KEY, django_cache
+
+from contrib.contrib_support import SECRET_KEY, django_cache
 
 pytestmark = pytest.mark.usefixtures("django_settings")
 

@@ -13,8 +13,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from contrib_support import EXAMPLES, served
 
+from contrib.contrib_support import EXAMPLES, served
 from kirocache import BackendError, ConfigurationError
 from kirocache.testing import use_cache
 from redis_server import free_port

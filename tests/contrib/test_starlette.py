@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import pytest
-from contrib_support import StartupFailed, served
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import kirocache
+from contrib.contrib_support import StartupFailed, served
 from kirocache import Cache, ConfigurationError, cached
 from kirocache.contrib.starlette import STATE_KEY, CacheLifespan, request_cache
 from kirocache.testing import use_cache

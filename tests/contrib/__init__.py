@@ -1,0 +1,1 @@
+"""Tests of the framework integrations (kirocache.contrib) and of the examples."""
