@@ -8,6 +8,7 @@ The public API lives here; the extension points are the public modules
 from kirocache._cache import Batch, BatchResult, Cache, OnError
 from kirocache._cache.breaker import BreakerState, CircuitBreaker
 from kirocache._cache.default import batch, configure, get_cache
+from kirocache._cache.locks import CacheLock
 from kirocache._decorators import (
     AsyncCachedFunction,
     AsyncCachedManyFunction,
@@ -30,6 +31,7 @@ from kirocache.exceptions import (
     InvalidKeyError,
     InvalidTTLError,
     KirocacheError,
+    LockNotAcquiredError,
     SerializationError,
     ValueTooLargeError,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "BatchResult",
     "BreakerState",
     "Cache",
+    "CacheLock",
     "CachedFunction",
     "CachedManyFunction",
     "CircuitBreaker",
@@ -63,6 +66,7 @@ __all__ = [
     "InvalidTTLError",
     "InvalidationEvent",
     "KirocacheError",
+    "LockNotAcquiredError",
     "MetricsHook",
     "Missing",
     "Namespace",

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidTTLError",
     "KirocacheError",
+    "LockNotAcquiredError",
     "PermissionDeniedError",
     "SerializationError",
     "ValueTooLargeError",
@@ -94,3 +95,10 @@ class PermissionDeniedError(CommandError):
 
 class CircuitOpenError(BackendError):
     """The circuit breaker is open: the backend failed recently and is not being called."""
+
+
+class LockNotAcquiredError(KirocacheError):
+    """``with cache.lock(name):`` could not take the lock within its ``blocking_timeout``.
+
+    Another holder kept it the whole time; the block did not run.
+    """

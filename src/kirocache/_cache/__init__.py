@@ -10,6 +10,7 @@
 - ``writes``, ``invalidations``: the operations, each written once as steps.
 - ``readthrough``: the hot path ``get`` and ``@cached`` take, a hand-written twin pair.
 - ``batch``: ``Batch``, many operations in one round trip.
+- ``locks``: ``CacheLock``, the public lock (``Cache.lock``).
 - ``urls``: the backend ``Cache.from_url`` builds from a URL.
 """
 

@@ -17,9 +17,10 @@ from kirocache._cache.driver import arun, run
 from kirocache._cache.guard import DEFAULT_BREAKER, Guard, OnError
 from kirocache._cache.invalidator import DEFAULT_TOMBSTONE_TTL, Invalidator
 from kirocache._cache.keyspace import KeySpace
+from kirocache._cache.locks import CacheLock
 from kirocache._cache.urls import backend_from_url
 from kirocache._values.clock import SYSTEM_CLOCK, Clock
-from kirocache._values.types import MISSING
+from kirocache._values.types import MISSING, option_seconds
 from kirocache.backends import arun_steps, run_steps
 from kirocache.backends._config import settings_from_env
 from kirocache.exceptions import ConfigurationError
@@ -771,6 +772,51 @@ class Cache:
             self, keys, tags, patterns, namespaces, event, source, batch_size, log
         )
         return await arun(self.guard, flow)
+
+    # -- locks ------------------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: str,
+        *,
+        timeout: Duration = 10.0,
+        blocking_timeout: Duration = 5.0,
+        renew: bool = True,
+    ) -> CacheLock:
+        """A lock named ``name``, shared by every process using this backend and key prefix.
+
+        Use it as a context manager, ``with`` or ``async with``; entering waits up to
+        ``blocking_timeout`` and raises ``LockNotAcquiredError`` if another holder kept it.
+        The lease (``timeout``) is renewed every third of it while the block runs, so a
+        long holder keeps the lock and one that died keeps the others out for at most
+        ``timeout``. Unlike reads and writes, a lock does not fail open: a backend fault
+        raises ``BackendError``.
+
+        Args:
+            name: The lock's name (a valid key; it lives under the reserved key space).
+            timeout: The lease, in seconds or a timedelta.
+            blocking_timeout: How long entering waits; 0 tries once.
+            renew: Renew the lease while the block runs (``False``: it ends after
+                ``timeout`` whatever the holder is doing).
+
+        Returns:
+            A ``CacheLock``; also ``acquire``/``release``/``extend`` and their a-twins.
+
+        Raises:
+            InvalidKeyError: ``name`` is not a valid key.
+            ConfigurationError: ``timeout`` is not > 0 or ``blocking_timeout`` is negative.
+
+        Examples:
+            >>> cache = Cache.from_url("memory://")
+            >>> with cache.lock("nightly-report", timeout=30):
+            ...     pass  # one process at a time builds the report
+        """
+        seconds = option_seconds(timeout, "timeout")
+        wait = option_seconds(blocking_timeout, "blocking_timeout", allow_zero=True)
+        key = self.keyspace.lock_key(name)
+        return CacheLock(
+            self.backend, key, name, timeout=seconds, blocking_timeout=wait, renew=renew
+        )
 
     # -- batches and the backend ---------------------------------------------------------------
 

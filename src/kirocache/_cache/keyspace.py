@@ -42,6 +42,7 @@ TAG_PREFIX: Final = "kirocache:tag:"
 STAMP_PREFIX: Final = "kirocache:tagstamp:"
 DEP_PREFIX: Final = "kirocache:dep:"
 GEN_PREFIX: Final = "kirocache:gen:"
+LOCK_PREFIX: Final = "kirocache:lock:"
 _GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
 
 Resolved = tuple[str, str, "float | None"]
@@ -288,6 +289,15 @@ class KeySpace:
     def index_of_stamp(self, stamp_key: str) -> str:
         """The tag index of the tag whose stamp is at ``stamp_key``."""
         return self.key_prefix + TAG_PREFIX + stamp_key[len(self.key_prefix + STAMP_PREFIX) :]
+
+    def lock_key(self, name: str) -> str:
+        """Where the public lock ``name`` lives (``Cache.lock``).
+
+        Raises:
+            InvalidKeyError: The name is not a valid key.
+        """
+        check_text(check_key(name))
+        return f"{self.key_prefix}{LOCK_PREFIX}{name}"
 
     def internal(self, full: str) -> bool:
         """Whether a backend key is one of the cache's own (indexes, stamps, generations)."""

@@ -370,11 +370,11 @@ class AsyncRefreshes:
 
 @contextlib.contextmanager
 def holding(lock: DistributedLock, lease: float) -> Iterator[bool]:
-    """Hold ``lock`` while the block runs, renewed by a thread; yields whether it is held.
+    """Hold ``lock`` while the block runs, renewed; yields whether it is held.
 
     A backend fault while taking it goes on without the lock (fail open), one while
-    renewing it is logged (the lock expires unless a later renewal gets through), and a
-    release that fails leaves the lock to expire by itself.
+    renewing it is logged (``DistributedLock.renewed``), and a release that fails leaves
+    the lock to expire by itself.
     """
     try:
         held = lock.acquire(lease=lease)
@@ -385,16 +385,10 @@ def holding(lock: DistributedLock, lease: float) -> Iterator[bool]:
     if not held:
         yield False
         return
-    stop = threading.Event()
-    renewer = threading.Thread(
-        target=_renewing, args=(lock, lease / 3, stop), name="kirocache-lease", daemon=True
-    )
-    renewer.start()
     try:
-        yield True
+        with lock.renewed():
+            yield True
     finally:
-        stop.set()
-        renewer.join()  # no renewal after the release below
         try:
             lock.release()
         except Exception as exc:
@@ -414,69 +408,12 @@ async def aholding(lock: DistributedLock, lease: float) -> AsyncIterator[bool]:
     if not held:
         yield False
         return
-    stop = asyncio.Event()
-    renewer = asyncio.create_task(_arenewing(lock, lease / 3, stop), name="kirocache-lease")
     try:
-        yield True
+        async with lock.arenewed():
+            yield True
     finally:
-        stop.set()
-        await asyncio.wait([renewer])  # no renewal after the release below
         try:
             await lock.arelease()
         except Exception as exc:
             if not is_fault(exc):
                 raise
-
-
-def _renewing(lock: DistributedLock, every: float, stop: threading.Event) -> None:
-    """Extend ``lock``'s lease every ``every`` seconds until ``stop`` is set or it is lost."""
-    while not stop.wait(every):
-        try:
-            extended = lock.extend()
-        except Exception as exc:  # noqa: BLE001 - a background thread raises to nobody
-            if _renewal_failed(lock, exc):
-                continue
-            return
-        if not extended:
-            _lost(lock)
-            return
-
-
-async def _arenewing(lock: DistributedLock, every: float, stop: asyncio.Event) -> None:
-    """``_renewing``'s asyncio side."""
-    while True:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-            return
-        try:
-            extended = await lock.aextend()
-        except Exception as exc:  # noqa: BLE001 - a background task raises to nobody
-            if _renewal_failed(lock, exc):
-                continue
-            return
-        if not extended:
-            _lost(lock)
-            return
-
-
-def _renewal_failed(lock: DistributedLock, exc: Exception) -> bool:
-    """Log a renewal that raised; whether to try again (a fault) or stop (a bug)."""
-    if is_fault(exc):
-        _log.warning(
-            "could not renew the lease of lock %r: %s: %s; it expires unless a later "
-            "renewal gets through",
-            lock.key,
-            type(exc).__name__,
-            exc,
-        )
-        return True
-    _log.error("renewing lock %r failed; renewals stop", lock.key, exc_info=exc)
-    return False
-
-
-def _lost(lock: DistributedLock) -> None:
-    _log.warning(
-        "lock %r was lost while its holder computed (its lease ran out or it was deleted); "
-        "another process may compute the same value meanwhile",
-        lock.key,
-    )

@@ -8,21 +8,28 @@ the async one awaits).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import Op
 from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
+from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
     from kirocache.backends._protocol import AsyncBackend, Backend
 
 __all__ = ["DistributedLock"]
+
+_log = logging.getLogger("kirocache")
 
 # Waiters poll: the first retry comes soon, since most critical sections (one function
 # call filling the cache) are short, and the delay doubles up to a cap that bounds how
@@ -214,3 +221,84 @@ class DistributedLock:
     async def arelease(self) -> bool:
         """Async :meth:`release`."""
         return await arun_steps(self._releasing())
+
+    # -- renewal: the lease is extended every third of it while a block runs ---------------
+
+    @contextlib.contextmanager
+    def renewed(self) -> Iterator[None]:
+        """Extend the lease every third of it, from a thread, while the block runs.
+
+        A renewal the backend refuses is logged and tried again at the next turn (the lock
+        expires unless one gets through); a lock found lost (its lease ran out, or it was
+        deleted) is logged once and renewals stop. The thread is joined before the block's
+        exit returns, so nothing renews after a ``release`` that follows.
+        """
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renewing, args=(stop,), name="kirocache-lease", daemon=True
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+
+    @contextlib.asynccontextmanager
+    async def arenewed(self) -> AsyncIterator[None]:
+        """Async :meth:`renewed`: a task extends the lease while the block runs."""
+        stop = asyncio.Event()
+        renewer = asyncio.create_task(self._arenewing(stop), name="kirocache-lease")
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait([renewer])
+
+    def _renewing(self, stop: threading.Event) -> None:
+        while not stop.wait(self._lease / 3):
+            try:
+                extended = self.extend()
+            except Exception as exc:  # noqa: BLE001 - a background thread raises to nobody
+                if self._renewal_failed(exc):
+                    continue
+                return
+            if not extended:
+                self._lost()
+                return
+
+    async def _arenewing(self, stop: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._lease / 3)
+                return
+            try:
+                extended = await self.aextend()
+            except Exception as exc:  # noqa: BLE001 - a background task raises to nobody
+                if self._renewal_failed(exc):
+                    continue
+                return
+            if not extended:
+                self._lost()
+                return
+
+    def _renewal_failed(self, exc: Exception) -> bool:
+        """Log a renewal that raised; whether to try again (a fault) or stop (a bug)."""
+        if isinstance(exc, BackendError):
+            _log.warning(
+                "could not renew the lease of lock %r: %s: %s; it expires unless a later "
+                "renewal gets through",
+                self._key,
+                type(exc).__name__,
+                exc,
+            )
+            return True
+        _log.error("renewing lock %r failed; renewals stop", self._key, exc_info=exc)
+        return False
+
+    def _lost(self) -> None:
+        _log.warning(
+            "lock %r was lost while its holder worked (its lease ran out or it was deleted); "
+            "another holder may have it now",
+            self._key,
+        )
