@@ -11,24 +11,20 @@ import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import redis
 import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError as RedisAuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
-    ClusterDownError,
-    DataError,
-    NoPermissionError,
-    ReadOnlyError,
     RedisError,
     ResponseError,
-    TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from kirocache._values.types import option_seconds
 from kirocache.backends._config import (
     ENV_REDIS_URL,
     RedisURL,
@@ -46,18 +42,17 @@ from kirocache.backends._redis_connections import (
     begin_call,
     bounded,
     end_call,
-    forget_secret_frames,
 )
+from kirocache.backends._redis_errors import forget_secret_frames, is_outage, refusal, scrub
 from kirocache.exceptions import (
-    AuthenticationError,
     BackendError,
     CommandError,
-    PermissionDeniedError,
 )
 
 __all__ = [
     "AsyncClientFactory",
     "RedisTransport",
+    "call_timeouts",
     "open_clients",
     "resolve",
     "shown_url",
@@ -66,6 +61,8 @@ __all__ = [
 AsyncClientFactory = Callable[[], "redis.asyncio.Redis"]
 
 _DEFAULT_URL: Final = "redis://localhost:6379/0"
+# One call's deadline by default: connect, handshake and reply together.
+DEFAULT_DEADLINE: Final = 0.25
 # Backoff between retries of a refused or reset connection: a few tens of milliseconds, so
 # a restarting server is ridden over without stacking seconds of sleep under a request.
 _BACKOFF_BASE: Final = 0.025
@@ -74,80 +71,11 @@ _BACKOFF_CAP: Final = 0.5
 # UnicodeEncodeError: redis-py encodes a key with a lone surrogate while packing the
 # command, before anything is sent; it is the caller's InvalidKeyError.
 _ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
-# Error replies that say the server cannot serve anyone now (an outage, counted by the
-# breaker), where any other error reply refuses one command only. redis-py strips the code
-# from some replies and raises a class instead: those classes are listed beside it.
-_UNAVAILABLE_CODES: Final = frozenset(
-    {"READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MISCONF"}
-)
-_UNAVAILABLE_REPLIES: Final = (ReadOnlyError, ClusterDownError, TryAgainError)
 # What redis-py's blocking pools raise when no connection came free in time.
 _POOL_WAIT: Final = "No connection available."
 
 
-def _is_outage(exc: BaseException) -> bool:
-    """Whether an error says the server is unavailable, not that it refused one command."""
-    if isinstance(exc, ResponseError):
-        if isinstance(exc, _UNAVAILABLE_REPLIES):
-            return True
-        return str(exc).split(" ", 1)[0] in _UNAVAILABLE_CODES
-    # DataError: redis-py refused the arguments before sending anything.
-    return not isinstance(exc, DataError)
-
-
-# Redis's words for a missing password: NOAUTH to a command (redis-py's parsers drop the
-# code: "Authentication required."), and what HELLO says to a client that did not
-# authenticate (redis-py sends HELLO 3 on connect).
-_NEEDS_AUTH_WORDS: Final = (
-    "NOAUTH",
-    "Authentication required",
-    "HELLO must be called with the client already authenticated",
-)
-_NO_AUTH_SET: Final = "without any password configured"
-NEEDS_AUTH: Final = (
-    "the server needs a password: put it in the URL (redis://:password@host) or REDIS_PASSWORD"
-)
-WRONG_AUTH: Final = (
-    "authentication failed: the server refused the user name or password (WRONGPASS): check "
-    "the password in the URL or REDIS_PASSWORD, and that the ACL user exists and is enabled"
-)
-_NO_DATABASE: Final = "DB index is out of range"
-
-
-def _refusal(exc: BaseException, where: str) -> BackendError | None:
-    """A refusal of this client's settings in redis's words, made plain; ``None`` if not one."""
-    text = str(exc)
-    needs_auth = any(words in text for words in _NEEDS_AUTH_WORDS)
-    if isinstance(exc, RedisAuthenticationError) or needs_auth:
-        if needs_auth:
-            return AuthenticationError(f"{NEEDS_AUTH} (authentication required; {where})")
-        if _NO_AUTH_SET in text:
-            return AuthenticationError(
-                f"authentication failed: the URL or REDIS_PASSWORD gives a password, but the "
-                f"server has none set: remove it ({where})"
-            )
-        return AuthenticationError(f"{WRONG_AUTH} ({where})")
-    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
-        return PermissionDeniedError(
-            f"the server's ACL refused it ({where}): {text}; grant the ACL user the command "
-            "and the keys under the cache's key prefix (ACL SETUSER <user> ~<prefix>* +@all "
-            "-@dangerous), see the troubleshooting guide"
-        )
-    if text.startswith(_NO_DATABASE):
-        return CommandError(
-            f"the server has no such database ({where}): fix the /db of the URL or "
-            f"REDIS_DB (redis said: {text})"
-        )
-    return None
-
-
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
-
-
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 def resolve(
@@ -177,6 +105,36 @@ def resolve(
     else:
         settings.update(host=parsed.host, port=parsed.port)
     return parsed, settings
+
+
+def call_timeouts(
+    settings: dict[str, Any],
+    parsed: RedisURL,
+    timeout: float | timedelta | None,
+    connect_timeout: float | timedelta | None,
+    socket_timeout: float | timedelta | None,
+) -> float:
+    """A call's deadline; the steps' own timeouts go into ``settings`` (capped by it).
+
+    The deadline is ``timeout``; without one, ``socket_timeout`` (what bounded a call
+    before there was a deadline), else 0.25 s. A step without its own timeout waits at most
+    the deadline, and never beyond what is left of it (see ``_redis_connections``).
+
+    Raises:
+        ConfigurationError: A timeout is not a positive number of seconds.
+    """
+    reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
+    if timeout is not None:
+        deadline = option_seconds(timeout, "timeout")
+    else:
+        deadline = reply if reply is not None else DEFAULT_DEADLINE
+    settings["socket_timeout"] = reply if reply is not None else deadline
+    if parsed.scheme != "unix":
+        connect = connect_timeout
+        settings["socket_connect_timeout"] = (
+            deadline if connect is None else option_seconds(connect, "connect_timeout")
+        )
+    return deadline
 
 
 def shown_url(parsed: RedisURL, username: str | None, password: str | None, db: int) -> str:
@@ -346,14 +304,14 @@ class RedisTransport:
             raise not_text(exc.object, exc) from None
         forget_secret_frames(exc, self._secrets)
         where = f"Redis {operation} on {self._display_url}"
-        error = _refusal(exc, where)
+        error = refusal(exc, where)
         if error is None:
             timed_out = isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError))
-            detail = _scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
+            detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
             if timed_out and self._deadline is not None and "deadline" not in detail:
                 detail = f"{detail.rstrip(': ')} (the call's deadline is {self._deadline:g} s)"
             message = f"Redis {operation} failed on {self._display_url}: {detail}"
-            error = BackendError(message) if _is_outage(exc) else CommandError(message)
+            error = BackendError(message) if is_outage(exc) else CommandError(message)
             error.timed_out = timed_out
         if isinstance(exc, RedisConnectionError) and str(exc) == _POOL_WAIT:
             # A busy client, not a down server: every pooled connection was in use for the

@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -35,7 +35,6 @@ __all__ = [
     "begin_call",
     "bounded",
     "end_call",
-    "forget_secret_frames",
 ]
 
 T = TypeVar("T")
@@ -249,42 +248,3 @@ class AsyncRetry(redis.asyncio.retry.Retry):
             return await super().call_with_retry(attempt, fail, *args, **kwargs)
         except _Final as final:
             raise final.error from None
-
-
-def _holds(value: object, secrets: Sequence[str]) -> bool:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return any(secret in value for secret in secrets)
-    if isinstance(value, (tuple, list)):
-        return any(_holds(item, secrets) for item in value[:8])
-    return False
-
-
-def forget_secret_frames(error: BaseException, secrets: Sequence[str]) -> None:
-    """Cut each traceback of ``error``'s chain before the first frame holding a secret.
-
-    Error trackers (Sentry, Rollbar) record the local variables of every frame of a
-    traceback, causes included: redis-py's handshake keeps the password in ``auth_args``.
-    What is cut is redis-py's inside; the frames that led there remain.
-    """
-    if not secrets:
-        return
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        previous: TracebackType | None = None
-        tb = exc.__traceback__
-        while tb is not None:
-            if any(_holds(value, secrets) for value in tb.tb_frame.f_locals.values()):
-                if previous is None:
-                    exc.__traceback__ = None
-                else:
-                    previous.tb_next = None
-                break
-            previous, tb = tb, tb.tb_next
-        pending += [exc.__cause__, exc.__context__]

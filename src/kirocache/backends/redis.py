@@ -6,16 +6,17 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
 from kirocache._values.types import option_seconds
-from kirocache.backends._config import RedisURL, check_options, mask_url
+from kirocache.backends._config import check_options, mask_url
 from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import (
     AsyncClientFactory,
     RedisTransport,
+    call_timeouts,
     open_clients,
     resolve,
     shown_url,
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["RedisBackend"]
-
-# One call's deadline by default: connect, handshake and reply together.
-DEFAULT_DEADLINE: Final = 0.25
 
 
 class RedisBackend(RedisTransport):
@@ -134,80 +132,40 @@ class RedisBackend(RedisTransport):
         ssl_cert_reqs: ssl.VerifyMode | Literal["required", "optional", "none"] = "required",
         client_name: str | None = None,
     ) -> None:
+        settings: dict[str, Any] = {}
         try:
             parsed, settings = resolve(url, password, username, db, client_name)
+            if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+                msg = f"max_connections must be an int, got {max_connections!r}"
+                raise ConfigurationError(msg)
+            if max_connections < 1 or isinstance(retries, bool) or retries < 0:
+                msg = "max_connections must be >= 1 and retries >= 0"
+                raise ConfigurationError(msg)
+            deadline = call_timeouts(settings, parsed, timeout, connect_timeout, socket_timeout)
+            settings["health_check_interval"] = option_seconds(
+                health_check_interval, "health_check_interval", allow_zero=True
+            )
+            if parsed.tls:
+                settings.update(
+                    ssl_ca_certs=ssl_ca_certs,
+                    ssl_certfile=ssl_certfile,
+                    ssl_keyfile=ssl_keyfile,
+                    ssl_cert_reqs=ssl_cert_reqs,
+                )
+            elif ssl_ca_certs or ssl_certfile or ssl_keyfile:
+                msg = "ssl_ca_certs, ssl_certfile and ssl_keyfile need a rediss:// URL"
+                raise ConfigurationError(msg)
+            wait = option_seconds(pool_timeout, "pool_timeout")
         except ConfigurationError as exc:
             # Error trackers record the locals of every frame a traceback holds: this one's
             # and those of the parsers below it hold the URL and the password.
             url = password = None
+            settings.clear()
             raise exc.with_traceback(None) from None
-        secret = settings["password"]
-        try:
-            self._open(
-                parsed,
-                settings,
-                secret,
-                max_connections,
-                pool_timeout,
-                retries,
-                (timeout, connect_timeout, socket_timeout, health_check_interval),
-                (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs),
-            )
-        except ConfigurationError as exc:
-            url = password = secret = parsed = settings = None  # type: ignore[assignment]
-            raise exc.with_traceback(None) from None
-
-    def _open(
-        self,
-        parsed: RedisURL,
-        settings: dict[str, Any],
-        secret: str | None,
-        max_connections: int,
-        pool_timeout: float | timedelta,
-        retries: int,
-        times: tuple[Any, Any, Any, Any],
-        tls: tuple[Any, Any, Any, Any],
-    ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            msg = f"max_connections must be an int, got {max_connections!r}"
-            raise ConfigurationError(msg)
-        if max_connections < 1 or isinstance(retries, bool) or retries < 0:
-            msg = "max_connections must be >= 1 and retries >= 0"
-            raise ConfigurationError(msg)
-        timeout, connect_timeout, socket_timeout, health_check_interval = times
-        reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
-        deadline = (
-            option_seconds(timeout, "timeout")
-            if timeout is not None
-            else reply
-            if reply is not None
-            else DEFAULT_DEADLINE
-        )
-        settings["socket_timeout"] = reply if reply is not None else deadline
-        settings["health_check_interval"] = option_seconds(
-            health_check_interval, "health_check_interval", allow_zero=True
-        )
-        if parsed.scheme != "unix":
-            settings["socket_connect_timeout"] = (
-                deadline
-                if connect_timeout is None
-                else option_seconds(connect_timeout, "connect_timeout")
-            )
-        ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs = tls
-        if parsed.tls:
-            settings.update(
-                ssl_ca_certs=ssl_ca_certs,
-                ssl_certfile=ssl_certfile,
-                ssl_keyfile=ssl_keyfile,
-                ssl_cert_reqs=ssl_cert_reqs,
-            )
-        elif ssl_ca_certs or ssl_certfile or ssl_keyfile:
-            msg = "ssl_ca_certs, ssl_certfile and ssl_keyfile need a rediss:// URL"
-            raise ConfigurationError(msg)
-        wait = option_seconds(pool_timeout, "pool_timeout")
         client, async_client = open_clients(
             parsed.scheme, settings, max_connections=max_connections, wait=wait, retries=retries
         )
+        secret = settings["password"]
         self._setup(
             client,
             async_client,
