@@ -1,0 +1,144 @@
+"""RedisClusterBackend's clients: redis-py's RedisCluster, sync and one per event loop.
+
+The sync client is built on first use, not in the constructor: redis-py's ``RedisCluster``
+reads the slot map from a seed node as it is built, and a cache must start (and fail
+open) while its cluster is down. A seed list nobody answers is raised as a connection
+error, which the transport turns into an outage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
+
+from kirocache.backends._cluster_urls import NodesURL
+from kirocache.backends._redis_connections import CONNECTION_CLASSES
+
+__all__ = ["LazyCluster", "async_cluster_factory", "cluster_settings"]
+
+# As the single node's backoff: tens of milliseconds, so a failover is ridden over without
+# stacking seconds of sleep under a request (redis-py's default waits up to 10 s).
+_BACKOFF_BASE: Final = 0.025
+_BACKOFF_CAP: Final = 0.5
+
+
+def cluster_settings(parsed: NodesURL, options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments both RedisCluster clients share (no I/O)."""
+    settings = {key: value for key, value in options.items() if value is not None}
+    settings.update(
+        username=options.get("username"),
+        password=options.get("password"),
+        client_name=options.get("client_name"),
+        require_full_coverage=False,
+    )
+    if parsed.tls:
+        settings["ssl"] = True
+    return settings
+
+
+def _refused(exc: RedisClusterException) -> RedisConnectionError:
+    # RedisClusterException is no RedisError: said as a connection error, it reads as the
+    # outage it is ("cannot be connected") wherever the transport catches redis errors.
+    error = RedisConnectionError(f"Redis Cluster unreachable: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class LazyCluster:
+    """A sync ``RedisCluster`` built on first use, rebuilt after ``close``.
+
+    It forwards the three things the transport calls: ``execute_command``, ``pipeline``
+    and ``close``; :meth:`get` gives the client itself (nodes, per-node commands).
+    """
+
+    def __init__(
+        self, parsed: NodesURL, settings: dict[str, Any], retries: int, pool_wait: float
+    ) -> None:
+        self._pool_wait = pool_wait
+        self._nodes = parsed.nodes
+        self._settings = settings
+        self._retries = retries
+        self._tls = parsed.tls
+        self._lock = threading.Lock()
+        self._client: RedisCluster | None = None
+
+    def _build(self) -> RedisCluster:
+        backoff = ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE)
+        connection_class = CONNECTION_CLASSES["rediss" if self._tls else "redis"][0]
+        (host, port), *others = self._nodes
+        # Built "from a URL" (of the first seed, no secret in it): only then does redis-py
+        # give each node a pool of our choosing, with the deadline-bound connections and a
+        # bounded wait for a free connection.
+        scheme = "rediss" if self._tls else "redis"
+        return RedisCluster(
+            url=f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}",
+            startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
+            retry=Retry(backoff, self._retries),
+            connection_class=connection_class,
+            connection_pool_class=redis.BlockingConnectionPool,
+            timeout=self._pool_wait,
+            **self._settings,
+        )
+
+    def get(self) -> RedisCluster:
+        """The client, built now if it is not yet.
+
+        Raises:
+            redis.ConnectionError: No seed node answered.
+        """
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._build()
+                except RedisClusterException as exc:
+                    raise _refused(exc) from exc
+            return self._client
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """``RedisCluster.execute_command``."""
+        try:
+            return self.get().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise _refused(exc) from exc
+
+    def pipeline(self, transaction: bool = False) -> Any:
+        """``RedisCluster.pipeline``."""
+        return self.get().pipeline(transaction=transaction)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        """Close every node's pool; the next call builds a new client."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def async_cluster_factory(
+    parsed: NodesURL, settings: dict[str, Any], retries: int
+) -> Callable[[], redis.asyncio.cluster.RedisCluster]:
+    """A factory of asyncio ``RedisCluster`` clients, one per event loop (built inside it)."""
+    nodes = [(host, port) for host, port in parsed.nodes]
+    backoff = ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE)
+    options = {k: v for k, v in settings.items() if k != "connection_pool_class"}
+
+    def make() -> redis.asyncio.cluster.RedisCluster:
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in nodes],
+            retry=redis.asyncio.retry.Retry(backoff, retries),
+            **options,
+        )
+
+    return make

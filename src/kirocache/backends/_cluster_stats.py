@@ -1,0 +1,55 @@
+"""A cluster's statistics: each primary's, and their sum (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+
+from kirocache.backends._protocol import BackendStats
+
+__all__ = ["summed"]
+
+_SUMMED = (
+    "keys",
+    "used_memory",
+    "max_memory",
+    "connected_clients",
+    "evictions",
+    "expired",
+    "hits",
+    "misses",
+)
+
+
+def _total(values: list[int | None]) -> int | None:
+    """The sum, or ``None`` when any node could not tell."""
+    return None if any(value is None for value in values) else sum(v or 0 for v in values)
+
+
+def summed(nodes: Mapping[str, BackendStats]) -> BackendStats:
+    """The cluster as one :class:`BackendStats` (``backend="redis-cluster"``).
+
+    Counts and memory are summed over the primaries (``max_memory`` too: the room of the
+    whole cluster); ``uptime_seconds`` is the youngest primary's. ``extra`` has
+    ``primaries`` (how many), ``redis_version`` when they all agree, and ``nodes``: each
+    primary's own figures by ``host:port``.
+    """
+    stats = list(nodes.values())
+    totals = {name: _total([getattr(s, name) for s in stats]) for name in _SUMMED}
+    uptimes = [s.uptime_seconds for s in stats if s.uptime_seconds is not None]
+    versions = {s.extra.get("redis_version") for s in stats}
+    extra: dict[str, object] = {
+        "primaries": len(stats),
+        "nodes": {
+            name: {k: v for k, v in asdict(s).items() if k != "backend"}
+            for name, s in nodes.items()
+        },
+    }
+    if len(versions) == 1 and None not in versions:
+        extra["redis_version"] = versions.pop()
+    return BackendStats(
+        backend="redis-cluster",
+        uptime_seconds=min(uptimes) if uptimes else None,
+        extra=extra,
+        **totals,
+    )

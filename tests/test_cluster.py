@@ -1,0 +1,150 @@
+"""RedisClusterBackend on a real 3-primary cluster: the conformance suite, slots, faults."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kirocache.backends._cluster_plan import one_slot
+from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
+from kirocache.backends._glob import escape_glob
+from kirocache.backends._protocol import Op
+from kirocache.backends.cluster import RedisClusterBackend
+from kirocache.exceptions import ConfigurationError
+from kirocache.testing._conformance.scenarios import (
+    OP_KINDS,
+    check_answers,
+    conditional_ops,
+    pipeline,
+)
+from kirocache.testing.conformance import BackendConformance
+
+if TYPE_CHECKING:
+    from cluster_server import LocalCluster
+
+pytest_plugins = ["cluster_server"]
+pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
+
+
+@pytest.fixture
+def backend(
+    redis_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RedisClusterBackend]:
+    """A backend on the session's cluster (keys are per test, under unique prefixes)."""
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    made = RedisClusterBackend(redis_cluster.url, timeout=2.0)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _spans_slots(ops: list[Op]) -> bool:
+    return not one_slot(ops)
+
+
+class TestClusterConformance(BackendConformance):
+    """The whole suite with keys spread over the cluster's slots and nodes.
+
+    A transaction whose keys span slots is refused (the one place the suite's scenarios
+    meet a cluster's limit); the next class runs every transaction in one slot.
+    """
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    @pytest.mark.parametrize("kind", sorted(OP_KINDS))
+    def test_op_kind(
+        self, backend: RedisClusterBackend, k: str, kind: str, transaction: bool
+    ) -> None:  # type: ignore[override]
+        """Each op kind answers as documented; a cross-slot transaction is refused."""
+        for ops, answers in OP_KINDS[kind](k):  # type: ignore[index]
+            if transaction and _spans_slots(ops):
+                with pytest.raises(ConfigurationError, match="hash tag"):
+                    backend.execute(ops, transaction=True)
+                check_answers(backend.execute(ops), answers)
+            else:
+                check_answers(backend.execute(ops, transaction=transaction), answers)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    @pytest.mark.parametrize("kind", sorted(OP_KINDS))
+    async def test_aop_kind(  # type: ignore[override]
+        self, backend: RedisClusterBackend, ak: str, kind: str, transaction: bool
+    ) -> None:
+        """Async: each op kind answers as documented; a cross-slot transaction is refused."""
+        for ops, answers in OP_KINDS[kind](ak):  # type: ignore[index]
+            if transaction and _spans_slots(ops):
+                with pytest.raises(ConfigurationError, match="hash tag"):
+                    await backend.aexecute(ops, transaction=True)
+                check_answers(await backend.aexecute(ops), answers)
+            else:
+                check_answers(await backend.aexecute(ops, transaction=transaction), answers)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_execute(self, full: ConvenientBackend, k: str, transaction: bool) -> None:
+        """A cross-slot transaction is refused before anything runs; a batch passes."""
+        if transaction:
+            with pytest.raises(ConfigurationError, match="hash tag"):
+                full.execute(pipeline(k), transaction=True)
+            assert full.get(k + "a") is None
+        super().test_execute(full, k, False)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_execute_conditional_ops(
+        self, full: ConvenientBackend, k: str, transaction: bool
+    ) -> None:
+        """A cross-slot transaction is refused before anything runs; a batch passes."""
+        if transaction:
+            with pytest.raises(ConfigurationError, match="hash tag"):
+                full.execute(conditional_ops(k), transaction=True)
+            assert full.get(k + "c") is None
+        super().test_execute_conditional_ops(full, k, False)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_tag_remove_and_prune(self, full: ConvenientBackend, k: str, transaction: bool) -> None:
+        """Probes in other slots: a transaction is refused, a batch reads them first."""
+        if transaction:
+            ops = [Op("tag_prune", k + "tag", members=("a",), probes=(k + "a",))]
+            with pytest.raises(ConfigurationError, match="hash tag"):
+                full.execute(ops, transaction=True)
+        super().test_tag_remove_and_prune(full, k, False)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    async def test_aexecute(
+        self, afull: AsyncConvenientBackend, ak: str, transaction: bool
+    ) -> None:
+        """Async: a cross-slot transaction is refused before anything runs."""
+        if transaction:
+            with pytest.raises(ConfigurationError, match="hash tag"):
+                await afull.aexecute(pipeline(ak), transaction=True)
+            assert await afull.aget(ak + "a") is None
+        await super().test_aexecute(afull, ak, False)
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    async def test_aexecute_conditional_ops(
+        self, afull: AsyncConvenientBackend, ak: str, transaction: bool
+    ) -> None:
+        """Async: a cross-slot transaction is refused before anything runs."""
+        if transaction:
+            with pytest.raises(ConfigurationError, match="hash tag"):
+                await afull.aexecute(conditional_ops(ak), transaction=True)
+            assert await afull.aget(ak + "c") is None
+        await super().test_aexecute_conditional_ops(afull, ak, False)
+
+
+class TestClusterOneSlotConformance(BackendConformance):
+    """The whole suite with every key of a test under one hash tag: transactions run."""
+
+    @pytest.fixture
+    def k(self, full: ConvenientBackend) -> Iterator[str]:  # type: ignore[override]
+        prefix = f"kirocache-conformance:{{{uuid.uuid4().hex}}}:"
+        yield prefix
+        full.delete_pattern(escape_glob(prefix) + "*")
+
+    @pytest.fixture
+    async def ak(self, afull: AsyncConvenientBackend) -> AsyncIterator[str]:  # type: ignore[override]
+        prefix = f"kirocache-conformance:{{{uuid.uuid4().hex}}}:"
+        yield prefix
+        await afull.adelete_pattern(escape_glob(prefix) + "*")
