@@ -137,6 +137,7 @@ def prometheus_text(cache: Cache, stats: BackendStats | None, prefix: str = "kir
                 ("error", s.errors),
                 ("stale", s.stale),
                 ("skip", s.skips),
+                ("coalesced", s.coalesced),
             )
             if n
         ]
