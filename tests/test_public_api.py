@@ -25,6 +25,8 @@ PUBLIC_MODULES = [
     "kirocache.serializers",
     "kirocache.sessions",
     "kirocache.testing",
+    "kirocache.web",
+    "kirocache.contrib.starlette",
 ]
 
 

@@ -8,6 +8,7 @@ The public API lives here; the extension points are the public modules
 from kirocache._cache import Batch, BatchResult, Cache, OnError
 from kirocache._cache.breaker import BreakerState, CircuitBreaker
 from kirocache._cache.default import batch, configure, get_cache
+from kirocache._cache.inspect import EntryInfo, KeyPage
 from kirocache._cache.locks import CacheLock
 from kirocache._decorators import (
     AsyncCachedFunction,
@@ -61,10 +62,12 @@ __all__ = [
     "ConfigurationError",
     "CorruptValueError",
     "Duration",
+    "EntryInfo",
     "InMemoryMetrics",
     "InvalidKeyError",
     "InvalidTTLError",
     "InvalidationEvent",
+    "KeyPage",
     "KirocacheError",
     "LockNotAcquiredError",
     "MetricsHook",
