@@ -132,7 +132,7 @@ def test_a_corrupt_entry_keeps_a_tombstone_written_after_the_read() -> None:
 def test_a_value_too_large_for_the_backend_is_an_error_not_a_fault() -> None:
     cache = Cache.from_url("memory://?max_bytes=300")
 
-    @cached(prefix="big:", cache=cache)
+    @cached(prefix="big:", cache=cache, strict=True)  # strict: raised, not returned uncached
     def big(i: int) -> str:
         return "x" * 1000
 
