@@ -1013,7 +1013,7 @@ def test_no_session_id_when_redis_refuses_a_session_pipeline(
     server = make_redis_server()
     with redis.Redis.from_url(server.url) as admin:
         rules = ["on", ">pw", "resetkeys", "~*", "resetchannels", "&*", "+@all", "-set"]
-        admin.execute_command("ACL", "SETUSER", "nowrite", *rules)  # type: ignore[no-untyped-call]
+        admin.execute_command("ACL", "SETUSER", "nowrite", *rules)
     url = f"redis://nowrite:pw@127.0.0.1:{server.port}/0"
     with Cache(RedisBackend(url)) as cache:
         sessions = SessionStore(cache, ttl=60)
