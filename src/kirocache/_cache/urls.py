@@ -6,7 +6,12 @@ import contextlib
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kirocache.backends._config import check_options, mask_url, settings_from_env
+from kirocache.backends._config import (
+    MULTI_NODE_SCHEMES,
+    check_options,
+    mask_url,
+    settings_from_env,
+)
 from kirocache.exceptions import (
     AuthenticationError,
     BackendError,
@@ -92,7 +97,21 @@ def backend_from_url(url: str | None, options: dict[str, Any]) -> tuple[Any, dic
         if check:
             verify(backend, cache_options.get("key_prefix", ""))
         return backend, cache_options
-    msg = f"unsupported cache URL {mask_url(url)!r}: use memory://, redis://, rediss:// or unix://"
+    if scheme in MULTI_NODE_SCHEMES:
+        from kirocache.backends.cluster import multi_node_backend
+
+        try:
+            backend = multi_node_backend(url, options, also=_CACHE_AND_CHECK)
+        except ConfigurationError as exc:
+            url = options = None  # type: ignore[assignment]
+            raise exc.with_traceback(None) from None
+        if check:
+            verify(backend, cache_options.get("key_prefix", ""))
+        return backend, cache_options
+    msg = (
+        f"unsupported cache URL {mask_url(url)!r}: use memory://, redis://, rediss://, "
+        "unix://, redis+cluster:// or redis+sentinel://"
+    )
     url = options = None  # type: ignore[assignment]
     raise ConfigurationError(msg)
 

@@ -123,7 +123,12 @@ class LazyCluster:
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
+            nodes = client.get_nodes()  # type: ignore[no-untyped-call]
             client.close()
+            for node in nodes:
+                # the pools were handed to redis-py, which closes only pools it made
+                if node.redis_connection is not None:
+                    node.redis_connection.connection_pool.disconnect()
 
 
 def async_cluster_factory(

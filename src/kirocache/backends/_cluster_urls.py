@@ -171,11 +171,17 @@ def parse_nodes_url(url: str, *, source: str = "url") -> NodesURL:
     )
 
 
-def shown_nodes_url(parsed: NodesURL, username: str | None, password: str | None) -> str:
-    """The URL as ``repr()`` and error messages show it: no password, masked or not."""
+def shown_nodes_url(
+    parsed: NodesURL, username: str | None, password: str | None, *, watched: bool = False
+) -> str:
+    """The URL as ``repr()`` and error messages show it: passwords masked.
+
+    ``watched``: the Sentinels have a password (shown as ``?sentinel_password=***``).
+    """
     scheme = f"{'rediss' if parsed.tls else 'redis'}+{parsed.kind}"
     userinfo = f"{username or ''}{':***' if password else ''}@" if username or password else ""
     hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parsed.nodes)
     if parsed.kind == "cluster":
         return f"{scheme}://{userinfo}{hosts}"
-    return f"{scheme}://{userinfo}{hosts}/{parsed.master}/{parsed.db or 0}"
+    query = "?sentinel_password=***" if watched else ""
+    return f"{scheme}://{userinfo}{hosts}/{parsed.master}/{parsed.db or 0}{query}"

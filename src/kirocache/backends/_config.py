@@ -16,10 +16,12 @@ __all__ = [
     "ENV_REDIS_DB",
     "ENV_REDIS_PASSWORD",
     "ENV_REDIS_URL",
+    "MULTI_NODE_SCHEMES",
     "REDIS_SCHEMES",
     "RedisURL",
     "Settings",
     "check_options",
+    "check_redis_url",
     "known_options",
     "mask_url",
     "parse_db",
@@ -38,7 +40,7 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _MASK = "***"
 _URL_QUERY_OPTIONS = frozenset({"db", "username", "password", "client_name"})
 # Through to the end: an unencoded "#" or "&" may be part of the password.
-_QUERY_PASSWORD = re.compile(r"([?&]password=).*", re.DOTALL)
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=).*", re.DOTALL)
 _SCHEME_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", re.DOTALL)
 _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _ENCODE = (
@@ -296,6 +298,23 @@ def _check_shape(url: str, parts: SplitResult, source: str, safe: str) -> None:
         raise ConfigurationError(msg)
 
 
+MULTI_NODE_SCHEMES = ("redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
+
+
+def check_redis_url(url: str, *, source: str = "url") -> None:
+    """Validate a Redis URL: one node, or a cluster's or Sentinels' (``MULTI_NODE_SCHEMES``).
+
+    Raises:
+        ConfigurationError: The URL is invalid; the message names ``source``.
+    """
+    if url.partition("://")[0].lower() in MULTI_NODE_SCHEMES:
+        from kirocache.backends._cluster_urls import parse_nodes_url  # imports this module
+
+        parse_nodes_url(url, source=source)
+    else:
+        parse_redis_url(url, source=source)
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Read ``REDIS_URL``, ``REDIS_PASSWORD``, ``REDIS_DB`` and ``CACHE_DEBUG``.
 
@@ -315,7 +334,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     url = env.get(ENV_REDIS_URL) or None
     if url is not None:
-        parse_redis_url(url, source=ENV_REDIS_URL)
+        check_redis_url(url, source=ENV_REDIS_URL)
     db_text = env.get(ENV_REDIS_DB) or None
     return Settings(
         redis_url=url,
@@ -350,7 +369,7 @@ def resolve_settings(
     """
     env = settings_from_env(environ)
     if url is not None:
-        parse_redis_url(url)
+        check_redis_url(url)
     return Settings(
         redis_url=env.redis_url if url is None else url,
         redis_password=env.redis_password if password is None else password,

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import redis.asyncio.cluster
     from typing_extensions import Self
 
-__all__ = ["RedisClusterBackend"]
+__all__ = ["RedisClusterBackend", "multi_node_backend"]
 
 DEFAULT_DEADLINE: Final = 0.25
 _ERRORS: Final = (redis.RedisError, OSError, TimeoutError, UnicodeEncodeError)
@@ -489,3 +489,28 @@ class RedisClusterBackend(RedisTransport):
 
     def _answers(self, ops: Sequence[Op], raws: list[object]) -> list[OpResult]:
         return [self._slot(op, raw) for op, raw in zip(ops, raws, strict=True)]
+
+
+def multi_node_backend(url: str, options: dict[str, Any], *, also: frozenset[str]) -> Any:
+    """The backend a ``redis+cluster://`` or ``redis+sentinel://`` URL names (``Cache.from_url``).
+
+    Args:
+        url: The URL; ``rediss+`` schemes speak TLS.
+        options: The backend's keyword options (``also`` names others the caller takes).
+        also: Option names the caller handles itself, listed as known in errors.
+
+    Returns:
+        A :class:`RedisClusterBackend`, or a
+        :class:`~kirocache.backends.sentinel.RedisSentinelBackend`.
+
+    Raises:
+        ConfigurationError: The URL or an option is invalid or unknown.
+    """
+    scheme = url.partition("://")[0].lower()
+    target: type[Any] = RedisClusterBackend
+    if scheme not in CLUSTER_SCHEMES:
+        from kirocache.backends.sentinel import RedisSentinelBackend
+
+        target = RedisSentinelBackend
+    check_options(target, options, f"{scheme}://", also=also)
+    return target(url, **{k: v for k, v in options.items() if k not in also})
