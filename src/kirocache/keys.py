@@ -43,14 +43,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from datetime import date, time
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from kirocache._values.argument_key import ArgumentKey
+from kirocache._values.expiry import Expiry, TtlOption, checked_jitter, expiry_of
 from kirocache._values.fingerprint import _digest, _hex128, _is_text
 from kirocache._values.key_template import KeyTemplate
-from kirocache._values.types import RESERVED_PREFIX, Duration, reserved_key_error, ttl_seconds
+from kirocache._values.types import RESERVED_PREFIX, Duration, reserved_key_error
 from kirocache.exceptions import ConfigurationError, InvalidKeyError
 
 __all__ = ["ArgumentKey", "KeyTemplate", "Namespace", "code_hash", "fingerprint", "make_key"]
@@ -67,7 +70,7 @@ del _public
 # -- Namespace -------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True, init=False)
+@dataclasses.dataclass(frozen=True, slots=True, init=False, repr=False)
 class Namespace:
     """A key prefix with its default TTL and an optional version, such as ``user:profile:``.
 
@@ -79,12 +82,19 @@ class Namespace:
     Args:
         prefix: The key prefix; by convention it ends with ``:``.
         ttl: Default TTL of the namespace's entries (seconds or ``timedelta``); ``None`` or
-            ``NEVER`` for no expiry. Stored as float seconds or ``None``.
+            ``NEVER`` for no expiry. Stored as float seconds or ``None``. Or a function of
+            the value stored, ``ttl=lambda value: 60 if value else 5``, kept as
+            ``ttl_function`` (``ttl`` is then ``None``): ``cache.set`` and ``@cached``
+            in the namespace ask it for each value.
         version: An int >= 1 inserted as ``v{version}:`` after the prefix, or ``None``.
         bumpable: Let ``cache.bump(namespace)`` invalidate the whole namespace in O(1) by
             raising a generation kept in the backend. Reads of a bumpable namespace fetch
             the generation with the value (one ``get_many`` instead of a ``get``, still one
             round trip); writes and deletes first read it.
+        jitter: Up to this many seconds (or a ``timedelta``) added at random to each
+            entry's TTL, so entries written together do not expire together.
+        ttl_function: The same as passing a function as ``ttl`` (``dataclasses.replace``
+            hands it back this way).
 
     Raises:
         ConfigurationError: The prefix is not a non-empty str or the version is not an int >= 1.
@@ -97,7 +107,12 @@ class Namespace:
     ttl: float | None
     version: int | None
     bumpable: bool
+    ttl_function: Callable[[Any], Duration | None] | None
+    jitter: float
     _head: str = dataclasses.field(init=False, repr=False, compare=False)
+    # What the cache's key space hands out as the default TTL: ``ttl``, or an ``Expiry``
+    # when the TTL depends on the value or is jittered.
+    _expiry: float | Expiry | None = dataclasses.field(init=False, repr=False, compare=False)
     # Whether a key body can complete the prefix into the reserved space (a prefix such as
     # "kiro"): the cache checks such keys, and skips the check for every other namespace.
     _near_reserved: bool = dataclasses.field(init=False, repr=False, compare=False)
@@ -105,10 +120,12 @@ class Namespace:
     def __init__(
         self,
         prefix: str,
-        ttl: Duration | None = None,
+        ttl: TtlOption = None,
         version: int | None = None,
         *,
         bumpable: bool = False,
+        jitter: Duration | None = None,
+        ttl_function: Callable[[Any], Duration | None] | None = None,
     ) -> None:
         if not _is_text(prefix):
             msg = (
@@ -121,7 +138,17 @@ class Namespace:
             msg = f"namespace version must be an int >= 1 or None, got {version!r}"
             raise ConfigurationError(msg)
         object.__setattr__(self, "prefix", prefix)
-        object.__setattr__(self, "ttl", ttl_seconds(ttl))
+        seconds, function = expiry_of(ttl)
+        if ttl_function is not None:  # dataclasses.replace() passes it back as it is
+            if seconds is not None or not callable(ttl_function):
+                msg = "ttl_function must be a callable, given instead of a fixed ttl"
+                raise ConfigurationError(msg)
+            function = ttl_function
+        object.__setattr__(self, "ttl", seconds)
+        object.__setattr__(self, "ttl_function", function)
+        object.__setattr__(self, "jitter", checked_jitter(jitter))
+        rule = Expiry(seconds, function, None, self.jitter)
+        object.__setattr__(self, "_expiry", seconds if rule.fixed else rule)
         object.__setattr__(self, "version", version)
         if not isinstance(bumpable, bool):
             msg = f"bumpable must be True or False, got {bumpable!r}"  # type: ignore[unreachable]
@@ -130,6 +157,17 @@ class Namespace:
         head = prefix if version is None else f"{prefix}v{version}:"
         object.__setattr__(self, "_head", head)
         object.__setattr__(self, "_near_reserved", RESERVED_PREFIX.startswith(head))
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.ttl_function is not None:
+            extra += f", ttl_function={self.ttl_function!r}"
+        if self.jitter:
+            extra += f", jitter={self.jitter!r}"
+        return (
+            f"Namespace(prefix={self.prefix!r}, ttl={self.ttl!r}, version={self.version!r}, "
+            f"bumpable={self.bumpable!r}{extra})"
+        )
 
     def key(self, *parts: object) -> str:
         """Build a key in this namespace from parts, as `make_key` joins them.

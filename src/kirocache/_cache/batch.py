@@ -212,7 +212,7 @@ class Batch:
             ConfigurationError: ``label`` is already used in this batch.
         """
         full, metric_label, default_ttl = self.cache.keyspace.resolve(key, namespace)
-        seconds = self.cache.keyspace.ttl(ttl, default_ttl)
+        seconds = self.cache.keyspace.ttl(ttl, default_ttl, value)
         data = self.cache.codec.dumps(full, value)
         op = Op("set", full, value=data, ttl=seconds, nx=nx)
         return self._add(_Step("set", (op,), (metric_label,), (key,)), label)
@@ -335,7 +335,7 @@ class Batch:
         labels: list[str] = []
         for key, value in mapping.items():
             full, metric_label, default_ttl = self.cache.keyspace.resolve(key, namespace)
-            seconds = self.cache.keyspace.ttl(ttl, default_ttl)
+            seconds = self.cache.keyspace.ttl(ttl, default_ttl, value)
             ops.append(Op("set", full, value=self.cache.codec.dumps(full, value), ttl=seconds))
             labels.append(metric_label)
         return self._add(_Step("set_many", tuple(ops), tuple(labels), tuple(mapping)), label)

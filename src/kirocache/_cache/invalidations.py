@@ -12,6 +12,7 @@ from kirocache._cache.guard import FAILED, Failed
 from kirocache._cache.invalidator import WRITTEN_STAMP
 from kirocache._cache.keyspace import DEFAULT_LABEL
 from kirocache._cache.writes import has_both, refresh_generations
+from kirocache._values.expiry import Expiry
 from kirocache.backends import Call, Op, Steps
 from kirocache.exceptions import BackendError, ConfigurationError
 from kirocache.invalidation import InvalidationEvent, InvalidationRecord, Tag
@@ -248,7 +249,10 @@ def depends(
         msg = f"{dependent!r} cannot depend on itself"
         raise ConfigurationError(msg)
     if ttl is None and isinstance(dependent, str):
-        seconds = keys.resolve(dependent, namespace)[2]
+        default = keys.resolve(dependent, namespace)[2]
+        # a TTL read from each value has no value here: the fixed part, or no expiry (the
+        # cleanup prunes an edge once its dependent is gone)
+        seconds = default.ttl if isinstance(default, Expiry) else default
     else:
         seconds = keys.ttl(ttl, keys.default_ttl)
     started = time.perf_counter()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._cache.codec import parse_counter
+from kirocache._values.expiry import NO_VALUE, Expiry
 from kirocache._values.types import RESERVED_PREFIX, check_key, reserved_key_error, ttl_seconds
 from kirocache.backends import escape_glob
 from kirocache.backends._limits import check_text
@@ -45,8 +46,9 @@ GEN_PREFIX: Final = "kirocache:gen:"
 LOCK_PREFIX: Final = "kirocache:lock:"
 _GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
 
-Resolved = tuple[str, str, "float | None"]
-"""A caller's key resolved: ``(full backend key, metrics label, default TTL)``."""
+Resolved = tuple[str, str, "float | Expiry | None"]
+"""A caller's key resolved: ``(full backend key, metrics label, default TTL)``; the TTL is
+an ``Expiry`` when it depends on the value or is jittered (see ``KeySpace.ttl``)."""
 
 
 def _marked(text: str, at: int, generation: int) -> str:
@@ -159,7 +161,7 @@ class KeySpace:
             generation = known.get(namespace.prefix, 0)
             if generation:
                 full = _marked(full, len(self.key_prefix) + len(namespace.prefix), generation)
-        return full, namespace.prefix, namespace.ttl
+        return full, namespace.prefix, namespace._expiry
 
     def full_key(self, key: str, namespace: Namespace | None = None) -> str:
         """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
@@ -188,13 +190,23 @@ class KeySpace:
         return key
 
     @staticmethod
-    def ttl(ttl: Duration | None, default: float | None) -> float | None:
-        """``ttl`` in seconds, or ``default`` when it is ``None``.
+    def ttl(
+        ttl: Duration | None, default: float | Expiry | None, value: Any = NO_VALUE
+    ) -> float | None:
+        """``ttl`` in seconds, or the ``default`` for ``value`` when it is ``None``.
+
+        A namespace whose TTL is a function of the value, or jittered, has an ``Expiry``
+        as its default: it is asked for this value's TTL.
 
         Raises:
-            InvalidTTLError: ``ttl`` is not a positive duration or ``NEVER``.
+            InvalidTTLError: ``ttl`` is not a positive duration or ``NEVER``, or the
+                namespace's TTL function returned something that is not.
         """
-        return default if ttl is None else ttl_seconds(ttl)
+        if ttl is not None:
+            return ttl_seconds(ttl)
+        if type(default) is Expiry:
+            return default.seconds(value)
+        return default  # type: ignore[return-value]
 
     def unprefix(self, full: str) -> str:
         """A backend key as the caller names it: no key prefix, no generation mark."""

@@ -610,7 +610,7 @@ def _store(
     guard, invalidator = self.guard, self.invalidator
     _, label, default_ttl = self.keyspace.resolve(key, namespace)
     full, expected, guards = seen
-    seconds = self.keyspace.ttl(ttl, default_ttl)
+    seconds = self.keyspace.ttl(ttl, default_ttl, value)
     started = time.perf_counter()
     data = self.codec.dumps(full, value)
     if (
@@ -632,20 +632,23 @@ def _store(
 def store_many(
     self: Cache,
     mapping: Mapping[str, object],
-    ttl: Duration | None,
+    ttl: Duration | Mapping[str, Duration] | None,
     *,
     namespace: Namespace | None,
     seen: Mapping[str, Seen],
     read_at: float,
 ) -> int:
-    """``store`` for many keys in one round trip; returns how many were stored."""
+    """``store`` for many keys in one round trip; returns how many were stored.
+
+    ``ttl`` may be a mapping: each key's own TTL (a key left out gets the default).
+    """
     return run(self.guard, _store_many(self, mapping, ttl, namespace, seen, read_at))
 
 
 async def astore_many(
     self: Cache,
     mapping: Mapping[str, object],
-    ttl: Duration | None,
+    ttl: Duration | Mapping[str, Duration] | None,
     *,
     namespace: Namespace | None,
     seen: Mapping[str, Seen],
@@ -658,7 +661,7 @@ async def astore_many(
 def _store_many(
     self: Cache,
     mapping: Mapping[str, object],
-    ttl: Duration | None,
+    ttl: Duration | Mapping[str, Duration] | None,
     namespace: Namespace | None,
     seen: Mapping[str, Seen],
     read_at: float,
@@ -669,13 +672,16 @@ def _store_many(
     started = time.perf_counter()
     ops = []
     label = "default"
+    per_key = ttl if isinstance(ttl, Mapping) else None
     for key, value in mapping.items():
         full, label, default_ttl = keys.resolve(key, namespace)
         full, expected, guards = seen.get(key, (full, UNREAD, ()))
         if expected == UNREAD or (invalidator.pending.active and invalidator.pending.blocks(full)):
             continue
         data = self.codec.dumps(full, value)
-        ops += invalidator.store_ops(full, data, keys.ttl(ttl, default_ttl), expected, (), guards)
+        chosen = per_key.get(key) if per_key is not None else ttl
+        seconds = keys.ttl(chosen, default_ttl, value)  # type: ignore[arg-type]
+        ops += invalidator.store_ops(full, data, seconds, expected, (), guards)
     if invalidator.too_late(read_at):
         guard.observe("set_many", label, "skip", started, count=len(ops))
         return 0

@@ -75,7 +75,7 @@ def set_value(
     yield from refresh_generations(cache, (key,), namespace)
     keys, guard, invalidator = cache.keyspace, cache.guard, cache.invalidator
     full, label, default_ttl = keys.resolve(key, namespace)
-    seconds = keys.ttl(ttl, default_ttl)
+    seconds = keys.ttl(ttl, default_ttl, value)
     started = time.perf_counter()
     data = cache.codec.dumps(full, value)
     ops = invalidator.tag_add_ops(tags, full, seconds)
@@ -126,7 +126,7 @@ def set_many(
     groups: dict[tuple[float | None, str], list[Op]] = {}
     for key, value in mapping.items():
         full, label, default_ttl = keys.resolve(key, namespace)
-        seconds = keys.ttl(ttl, default_ttl)
+        seconds = keys.ttl(ttl, default_ttl, value)
         data = cache.codec.dumps(full, value)
         groups.setdefault((seconds, label), []).append(Op("set", full, data, ttl=seconds))
     started = time.perf_counter()

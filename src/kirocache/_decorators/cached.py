@@ -14,6 +14,7 @@ from kirocache._decorators.cached_sync import CachedFunction
 from kirocache._decorators.many import AsyncCachedManyFunction, CachedManyFunction
 from kirocache._decorators.options import LockMode, Options, Shape, default_prefix
 from kirocache._decorators.plan import Plan
+from kirocache._values.expiry import TtlOption
 from kirocache._values.types import Duration
 from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
@@ -84,7 +85,9 @@ def cached(
     prefix: Namespace | str | None = None,
     *,
     key: str | None = None,
-    ttl: Duration | None = None,
+    ttl: TtlOption = None,
+    none_ttl: Duration | None = None,
+    jitter: Duration | None = None,
     cache: Cache | None = None,
     condition: Callable[[Any], bool] | None = None,
     tags: Sequence[str] = (),
@@ -103,6 +106,12 @@ def cached(
         key: A template over the parameters (``"{user_id}"``, ``"{user.id}:{lang}"``);
             without one the key comes from all bound arguments.
         ttl: Seconds (or a timedelta) to keep a result; overrides the namespace's TTL.
+            Or a function of the result returning its TTL (``ttl=lambda profile: 3600 if
+            profile.active else 300``; ``NEVER`` or ``None`` from it: no expiry).
+        none_ttl: How long to keep a ``None`` result ("not found"), usually shorter, so
+            negative caching does not pin a missing row for the whole TTL.
+        jitter: Add up to this many seconds at random to each result's TTL, so entries
+            written together do not expire together; overrides the namespace's.
         cache: The ``Cache`` to use; without one the default cache is looked up at call
             time, so ``configure()`` or ``use_cache()`` later take effect.
         condition: ``condition(result) -> bool`` decides whether a result is stored.
@@ -155,6 +164,8 @@ def cached(
         stale_ttl=stale_ttl,
         early_refresh=early_refresh,
         strict=strict,
+        none_ttl=none_ttl,
+        jitter=jitter,
     )
     return _Cached(options)
 
@@ -165,7 +176,9 @@ def cached_many(
     key: str | None = None,
     ids: str | None = None,
     returns: Shape | None = None,
-    ttl: Duration | None = None,
+    ttl: TtlOption = None,
+    none_ttl: Duration | None = None,
+    jitter: Duration | None = None,
     cache: Cache | None = None,
     condition: Callable[[Any], bool] | None = None,
     strict: bool = False,
@@ -203,6 +216,9 @@ def cached_many(
             (``dict``/``Mapping`` or ``list``/``Sequence``), and its value type is the type
             hits are decoded into (``dict[int, Profile]`` gives ``Profile``).
         ttl: Seconds (or a timedelta) to keep each value; overrides the namespace's TTL.
+            Or a function of one value returning its TTL.
+        none_ttl: How long to keep an id whose value is ``None`` ("not found").
+        jitter: Add up to this many seconds at random to each value's TTL.
         cache: The ``Cache`` to use; without one the default cache is looked up at call time.
         condition: ``condition(value) -> bool`` decides, per id, whether a value is stored.
         strict: Raise when a value cannot be stored, as for ``@cached``; by default such
@@ -247,5 +263,7 @@ def cached_many(
         ids=ids,
         returns=returns,
         strict=strict,
+        none_ttl=none_ttl,
+        jitter=jitter,
     )
     return _CachedMany(options)

@@ -117,12 +117,12 @@ class AsyncCachedFunction(Wrapper[P, R]):
         value: R = await self._func(*job.args, **job.kwargs)
         if not plan.should_store(value) or not plan.storable(cache, value):
             return value
-        stored = plan.wrap(value, perf_counter() - started, cache.clock)
+        stored, ttl = plan.stored(value, perf_counter() - started, cache.clock)
         try:
             await cache._astore(
                 job.body,
                 stored,
-                plan.stored_ttl,
+                ttl,
                 namespace=plan.namespace,
                 seen=job.seen,
                 read_at=job.read_at,
@@ -181,16 +181,16 @@ async def awarm(func: AsyncCachedFunction[..., Any], arguments: Sequence[Any]) -
         return value, perf_counter() - started
 
     results = await asyncio.gather(*(one(args, kwargs) for args, kwargs in calls))
-    entries = {
-        body: plan.wrap(value, took, cache.clock)
-        for body, (value, took) in zip(bodies, results, strict=True)
-        if plan.should_store(value) and plan.storable(cache, value)
-    }
+    entries: dict[str, object] = {}
+    ttls: dict[str, float] = {}
+    for body, (value, took) in zip(bodies, results, strict=True):
+        if plan.should_store(value) and plan.storable(cache, value):
+            entries[body], ttls[body] = plan.stored(value, took, cache.clock)
     if not entries:
         return 0
     try:
         return await cache._astore_many(
-            entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+            entries, ttls, namespace=plan.namespace, seen=seen, read_at=read_at
         )
     except (SerializationError, ValueTooLargeError) as exc:
         plan.refused(cache, exc)

@@ -115,12 +115,12 @@ class CachedFunction(Wrapper[P, R]):
         value: R = self._func(*job.args, **job.kwargs)
         if not plan.should_store(value) or not plan.storable(cache, value):
             return value
-        stored = plan.wrap(value, perf_counter() - started, cache.clock)
+        stored, ttl = plan.stored(value, perf_counter() - started, cache.clock)
         try:
             cache._store(
                 job.body,
                 stored,
-                plan.stored_ttl,
+                ttl,
                 namespace=plan.namespace,
                 seen=job.seen,
                 read_at=job.read_at,
@@ -183,16 +183,17 @@ def warm(func: CachedFunction[..., Any], arguments: Sequence[Any]) -> int:
     read_at = perf_counter()
     _, seen = cache._lookup_many(bodies, plan.stored_type, plan.namespace)
     entries: dict[str, object] = {}
+    ttls: dict[str, float] = {}
     for body, (args, kwargs) in zip(bodies, calls, strict=True):
         started = perf_counter()
         value = func._func(*args, **kwargs)
         if plan.should_store(value) and plan.storable(cache, value):
-            entries[body] = plan.wrap(value, perf_counter() - started, cache.clock)
+            entries[body], ttls[body] = plan.stored(value, perf_counter() - started, cache.clock)
     if not entries:
         return 0
     try:
         return cache._store_many(
-            entries, plan.stored_ttl, namespace=plan.namespace, seen=seen, read_at=read_at
+            entries, ttls, namespace=plan.namespace, seen=seen, read_at=read_at
         )
     except (SerializationError, ValueTooLargeError) as exc:
         plan.refused(cache, exc)

@@ -77,7 +77,7 @@ class CachedManyFunction(_Many[P, R]):
                 try:
                     cache._store_many(
                         entries,
-                        plan.stored_ttl,
+                        plan.ttls(entries),
                         namespace=plan.namespace,
                         seen=seen,
                         read_at=read_at,
@@ -130,7 +130,7 @@ class AsyncCachedManyFunction(_Many[P, R]):
                 try:
                     await cache._astore_many(
                         entries,
-                        plan.stored_ttl,
+                        plan.ttls(entries),
                         namespace=plan.namespace,
                         seen=seen,
                         read_at=read_at,

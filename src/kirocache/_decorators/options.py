@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from kirocache._values.expiry import TtlOption, checked_jitter, expiry_of
 from kirocache._values.types import Duration, option_seconds, to_seconds, ttl_seconds
 from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
@@ -37,6 +38,10 @@ class Options:
         prefix: A ``Namespace``, a prefix string, or ``None`` for the function's own name.
         key: A key template over the parameters, or ``None`` for all bound arguments.
         ttl: Seconds to keep a result; ``None``: the namespace's; ``math.inf``: no expiry.
+        ttl_function: ``f(result)`` giving each result's TTL (``ttl`` is then ``None``).
+        none_ttl: Seconds to keep a ``None`` result ("not found"); ``None``: as any other.
+        jitter: Up to this many seconds added at random to each TTL; ``None``: the
+            namespace's.
         cache: The cache, or ``None`` for the default cache at call time.
         condition: Decides whether a result (per id for ``@cached_many``) is stored.
         tags: Tag templates rendered from each call's arguments.
@@ -53,6 +58,9 @@ class Options:
     prefix: Namespace | str | None = None
     key: str | None = None
     ttl: float | None = None
+    ttl_function: Callable[[Any], Duration | None] | None = None
+    none_ttl: float | None = None
+    jitter: float | None = None
     cache: Cache | None = None
     condition: Callable[[Any], bool] | None = None
     tags: tuple[str, ...] = ()
@@ -70,7 +78,7 @@ class Options:
         *,
         prefix: Namespace | str | None,
         key: str | None,
-        ttl: Duration | None,
+        ttl: TtlOption,
         cache: Cache | None,
         condition: Callable[[Any], bool] | None,
         tags: Sequence[str] = (),
@@ -81,6 +89,8 @@ class Options:
         ids: str | None = None,
         returns: Shape | None = None,
         strict: bool = False,
+        none_ttl: Duration | None = None,
+        jitter: Duration | None = None,
     ) -> Options:
         """Check the decorator's arguments and turn durations into seconds.
 
@@ -92,7 +102,8 @@ class Options:
         if prefix is not None and not isinstance(prefix, (Namespace, str)):
             msg = f"prefix must be a Namespace or a str, not {type(prefix).__name__}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
-        seconds = ttl_seconds(ttl)
+        seconds, function = expiry_of(ttl)
+        never = ttl is not None and function is None and seconds is None
         if condition is not None and not callable(condition):
             msg = f"condition must be a callable taking the result, not {condition!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
@@ -118,7 +129,10 @@ class Options:
             prefix=prefix,
             key=key,
             # NEVER stays infinite here: "no expiry", where None means "the namespace's"
-            ttl=float("inf") if ttl is not None and seconds is None else seconds,
+            ttl=float("inf") if never else seconds,
+            ttl_function=function,
+            none_ttl=None if none_ttl is None else ttl_seconds(none_ttl),
+            jitter=None if jitter is None else checked_jitter(jitter),
             cache=cache,
             condition=condition,
             tags=tuple(tags),

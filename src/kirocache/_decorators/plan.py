@@ -12,10 +12,11 @@ import random
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from kirocache._cache import UNREAD
 from kirocache._decorators.options import Options
+from kirocache._values.expiry import Expiry
 from kirocache._values.faithful import Check, speaks_json
 from kirocache.backends._lock import DistributedLock
 from kirocache.exceptions import ConfigurationError, SerializationError, ValueTooLargeError
@@ -31,6 +32,8 @@ Freshness: TypeAlias = Literal["fresh", "refresh", "stale"]
 Unstorable: TypeAlias = "SerializationError | ValueTooLargeError"
 """What storing a computed value can raise when the value, not the backend, is the problem."""
 _NO_TAGS: tuple[str, ...] = ()
+# The fresh time in an envelope whose result never expires (a JSON number, unlike inf).
+_FOREVER: Final = 100 * 365 * 24 * 3600.0
 _log = logging.getLogger("kirocache")
 
 
@@ -109,6 +112,7 @@ class Plan:
         "cache",
         "check",
         "enveloped",
+        "expiry",
         "function",
         "name",
         "namespace",
@@ -134,6 +138,13 @@ class Plan:
             )
         ttl = options.ttl
         self.ttl = self.namespace.ttl if ttl is None else None if math.isinf(ttl) else ttl
+        # how long each result lives: a fixed TTL, or one read from the result (the
+        # decorator's function, else the namespace's), for None results too, jittered
+        function = options.ttl_function
+        if ttl is None and function is None:
+            function = self.namespace.ttl_function
+        jitter = self.namespace.jitter if options.jitter is None else options.jitter
+        self.expiry = Expiry(self.ttl, function, options.none_ttl, jitter)
         self.arguments = ArgumentKey(func)
         self.template = KeyTemplate(options.key, func) if options.key is not None else None
         # The key body of a call: the template's, else every bound argument's.
@@ -142,7 +153,7 @@ class Plan:
         )
         self.tags = tuple(KeyTemplate(tag, func) for tag in options.tags)
         self.cache = options.cache
-        if (options.stale_ttl or options.early_refresh) and self.ttl is None:
+        if (options.stale_ttl or options.early_refresh) and self.ttl is None and not function:
             msg = f"{self.name}: stale_ttl and early_refresh need a ttl (on the call or namespace)"
             raise ConfigurationError(msg)
         self.enveloped = bool(options.stale_ttl or options.early_refresh)
@@ -183,28 +194,40 @@ class Plan:
 
     # -- values --------------------------------------------------------------------------
 
-    @property
-    def stored_ttl(self) -> float | None:
-        """How long the backend keeps an entry: fresh time plus stale time."""
-        return None if self.ttl is None else self.ttl + self.options.stale_ttl
+    def stored(self, value: object, compute_time: float, clock: Clock) -> tuple[object, float]:
+        """What is stored for a computed result, and for how long.
 
-    def should_store(self, value: object) -> bool:
-        """Whether a computed value goes into the cache (``condition`` decides)."""
-        condition = self.options.condition
-        return condition is None or bool(condition(value))
-
-    def wrap(self, value: object, compute_time: float, clock: Clock) -> object:
-        """What is stored: the value, or an envelope with its fresh-until time.
+        The TTL is the result's own (``Expiry``: fixed, read from the result, the
+        ``None`` result's, plus jitter) and the stale time after it; ``math.inf`` for no
+        expiry. With stale-while-revalidate or early refresh the result goes in an
+        envelope with its fresh-until time.
 
         Args:
             value: The computed value.
             compute_time: How long the computation took (early refreshes weigh it).
             clock: The cache's clock; an envelope's stamp is its wall time.
         """
+        fresh = self.expiry.seconds(value)
+        keep = math.inf if fresh is None else fresh + self.options.stale_ttl
         if not self.enveloped:
-            return value
-        assert self.ttl is not None
-        return (clock.time() + self.ttl, compute_time, value)
+            return value, keep
+        until = clock.time() + (_FOREVER if fresh is None else fresh)
+        return (until, compute_time, value), keep
+
+    def ttls(self, entries: dict[str, object]) -> float | dict[str, float]:
+        """The TTLs of many results at once (``@cached_many``, which has no envelopes)."""
+        expiry = self.expiry
+        if expiry.fixed:
+            return math.inf if expiry.ttl is None else expiry.ttl
+        return {
+            key: math.inf if (seconds := expiry.seconds(value)) is None else seconds
+            for key, value in entries.items()
+        }
+
+    def should_store(self, value: object) -> bool:
+        """Whether a computed value goes into the cache (``condition`` decides)."""
+        condition = self.options.condition
+        return condition is None or bool(condition(value))
 
     def freshness(self, entry: tuple[float, float, Any], now: float) -> Freshness:
         """Fresh, due for an early refresh (probabilistic, XFetch), or stale.
