@@ -10,6 +10,7 @@ reached the network.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -229,3 +230,42 @@ def test_many_threads_each_get_their_own_deadline(blackhole: BlackholeServer) ->
         assert time.perf_counter() - started < 0.2 * SLACK * 2
     finally:
         backend.close()
+
+
+# -- the deadline measures the server, not a stalled event loop ------------------------------
+
+
+async def test_a_stalled_event_loop_does_not_fail_a_call_the_server_answered(
+    redis_server: RedisServer,
+) -> None:
+    # The reply comes 0.05 s after the GET; meanwhile a coroutine holds the loop 0.6 s, past
+    # the 0.5 s deadline. When the loop runs again the reply and the deadline's timer are
+    # both due: asyncio.timeout alone would cancel the call the server had answered.
+    with SlowProxy(redis_server.port, delay=0.05) as proxy:
+        backend = RedisBackend(proxy.url, timeout=0.5)
+        await backend.aping()  # a warm connection: the call below is one round trip
+
+        async def hold_the_loop() -> None:
+            await asyncio.sleep(0.02)  # the GET is sent, its reply on its way
+            time.sleep(0.6)  # noqa: ASYNC251 - the point: a synchronous step holds the loop up
+
+        key = f"deadline-test:{uuid.uuid4().hex}"
+        value, _ = await asyncio.gather(backend.aget(key), hold_the_loop())
+        assert value is None  # answered, not "no answer within the call's deadline"
+        await backend.aclose()
+
+
+async def test_a_stalled_loop_still_bounds_a_black_hole(blackhole: BlackholeServer) -> None:
+    backend = RedisBackend(blackhole.url, timeout=0.1)
+
+    async def hold_the_loop() -> None:
+        await asyncio.sleep(0)
+        time.sleep(0.2)  # noqa: ASYNC251 - the loop held up
+
+    started = time.perf_counter()
+    results = await asyncio.gather(backend.aget("k"), hold_the_loop(), return_exceptions=True)
+    assert isinstance(results[0], BackendError)
+    assert results[0].timed_out
+    # put off for at most one more deadline: 0.2 s held + 0.1 s more, with slack
+    assert time.perf_counter() - started < (0.2 + 0.1 + 0.1) * SLACK
+    await backend.aclose()

@@ -149,7 +149,13 @@ def shown_url(parsed: RedisURL, username: str | None, password: str | None, db: 
 
 
 def open_clients(
-    scheme: str, settings: Mapping[str, Any], *, max_connections: int, wait: float, retries: int
+    scheme: str,
+    settings: Mapping[str, Any],
+    *,
+    max_connections: int,
+    wait: float,
+    retries: int,
+    deadline: float | None = None,
 ) -> tuple[redis.Redis, AsyncClientFactory]:
     """The sync client, and a factory of asyncio clients; each with its own bounded pool.
 
@@ -159,10 +165,20 @@ def open_clients(
         max_connections: Pool size, for the sync pool and for each event loop's pool.
         wait: Seconds a call waits for a free pooled connection.
         retries: Retries of a refused or reset connection.
+        deadline: The call's deadline, which bounds every async call as a whole.
 
     Returns:
         The sync client and the factory.
     """
+    async_settings = dict(settings)
+    if deadline is not None:
+        # redis-py bounds each asyncio step with its own asyncio timeout, which cancels a
+        # read whose reply arrived while the loop was held up; a step's cap no shorter than
+        # the deadline adds nothing but that race, so the deadline alone bounds it.
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            cap = async_settings.get(name)
+            if cap is not None and cap >= deadline:
+                async_settings[name] = None
     sync_class, async_class = CONNECTION_CLASSES[scheme]
     backoff = ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE)
     sync_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
@@ -180,7 +196,7 @@ def open_clients(
             timeout=wait,
             connection_class=async_class,
             retry=AsyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
-            **settings,
+            **async_settings,
         )
         return redis.asyncio.Redis.from_pool(pool)
 

@@ -11,6 +11,7 @@ send and read of the call. Async calls are bounded by ``asyncio.timeout`` in the
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import socket
 import sys
@@ -69,8 +70,7 @@ def end_call() -> None:
 def _left() -> float | None:
     """Seconds left of this thread's call (starting its clock), ``None`` outside a call.
 
-    Raises:
-        redis.TimeoutError: Nothing is left.
+    May be zero or less: the caller decides what a spent deadline means for its step.
     """
     budget = _BUDGET
     if budget.seconds is None:
@@ -78,12 +78,22 @@ def _left() -> float | None:
     now = time.monotonic()
     if budget.deadline is None:
         budget.deadline = now + budget.seconds
-    left = budget.deadline - now
-    if left <= 0:
-        msg = f"Timeout: no answer within the call's deadline of {budget.seconds:g} s"
-        raise DeadlineError(msg)
-    return left
+    return budget.deadline - now
 
+
+def _spent() -> DeadlineError:
+    msg = f"Timeout: no answer within the call's deadline of {_BUDGET.seconds:g} s"
+    return DeadlineError(msg)
+
+
+# A read whose deadline is spent still looks, this long, for a reply already received: a
+# thread the machine did not run for a while must not fail a call the server answered.
+_READ_GRACE: Final = 0.005
+# How late a deadline's timer may fire before the event loop counts as having been held up
+# (a long synchronous step in a coroutine, a starved machine), as a share of the deadline
+# and at least this many seconds.
+_STALL_SHARE: Final = 0.1
+_STALL_MIN: Final = 0.01
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _call_deadline
@@ -94,17 +104,42 @@ else:  # redis-py depends on async-timeout before 3.11.3
 class bounded:  # noqa: N801 - used as a function: ``async with bounded(seconds):``
     """Bound an asyncio redis-py call by ``seconds`` in all (``None``: unbounded).
 
-    Running out raises ``redis.TimeoutError``, as a sync call's deadline does.
+    Running out raises ``redis.TimeoutError``, as a sync call's deadline does. The deadline
+    measures the server, not the event loop: when its timer fires late because the loop
+    itself was held up, the I/O that arrived meanwhile is let through first (the timer is
+    put off by a short tolerance, for at most one more deadline in all).
     """
 
-    __slots__ = ("_seconds", "_timeout")
+    __slots__ = ("_due", "_handle", "_loop", "_put_off", "_seconds", "_timeout", "_tolerance")
 
     def __init__(self, seconds: float | None) -> None:
         self._seconds = seconds
-        self._timeout = _call_deadline(seconds)
+        # armed by our own timer, so that a late firing can be told from a timely one
+        self._timeout = _call_deadline(None)
+        self._handle: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> None:
         await self._timeout.__aenter__()
+        seconds = self._seconds
+        if seconds is not None:
+            self._loop = loop = asyncio.get_running_loop()
+            self._due = loop.time() + seconds
+            self._put_off = 0.0
+            self._tolerance = max(_STALL_MIN, seconds * _STALL_SHARE)
+            self._handle = loop.call_at(self._due, self._expire)
+
+    def _expire(self) -> None:
+        loop, seconds = self._loop, self._seconds
+        now = loop.time()
+        late = now - self._due
+        if seconds is not None and late > self._tolerance and self._put_off < seconds:
+            self._put_off += late + self._tolerance
+            self._due = now + self._tolerance
+            self._handle = loop.call_at(self._due, self._expire)
+            return
+        self._handle = None
+        expire = getattr(self._timeout, "reschedule", None) or self._timeout.update
+        expire(now)
 
     async def __aexit__(
         self,
@@ -112,6 +147,9 @@ class bounded:  # noqa: N801 - used as a function: ``async with bounded(seconds)
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         try:
             return await self._timeout.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
         except TimeoutError as timed_out:
@@ -128,6 +166,8 @@ class _DeadlineMixin:
 
     def _connect(self) -> socket.socket:
         left = _left()
+        if left is not None and left <= 0:
+            raise _spent()  # retries of a refused connection used it up
         cap = self.socket_connect_timeout
         if left is not None and (cap is None or left < cap):
             self.socket_connect_timeout = left
@@ -144,6 +184,8 @@ class _DeadlineMixin:
             return
         left = _left()
         cap = self.socket_timeout
+        if left is not None:
+            left = max(left, _READ_GRACE)
         sock.settimeout(cap if left is None or (cap is not None and cap <= left) else left)
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> None:

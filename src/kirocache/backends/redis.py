@@ -163,7 +163,12 @@ class RedisBackend(RedisTransport):
             settings.clear()
             raise exc.with_traceback(None) from None
         client, async_client = open_clients(
-            parsed.scheme, settings, max_connections=max_connections, wait=wait, retries=retries
+            parsed.scheme,
+            settings,
+            max_connections=max_connections,
+            wait=wait,
+            retries=retries,
+            deadline=deadline,
         )
         secret = settings["password"]
         self._setup(
