@@ -208,7 +208,7 @@ def test_password_from_the_environment(
 def test_no_password_where_one_is_needed(
     guarded: RedisServer, logs: pytest.LogCaptureFixture
 ) -> None:
-    backend = RedisBackend(f"redis://127.0.0.1:{guarded.port}/0", client_name=WORD[::-1])
+    backend = RedisBackend(f"redis://127.0.0.1:{guarded.port}/0")
     try:
         error = _fail(backend)
         assert "the server needs a password" in str(error)
