@@ -86,41 +86,76 @@ class TieredIO:
     A read serves the local copy, else fetches from Redis and copies what it found. A write
     runs on Redis in one pipeline with the PUBLISH of the keys it changes, then drops this
     process's copies of them. Reads go through :meth:`run` too, and publish nothing.
+
+    Without ``announce`` (tracking mode) writes publish nothing: Redis tells every tracking
+    process itself. A read that fails for an outage serves the last values known where the
+    local layer keeps them (fail-safe), else raises.
     """
 
-    def __init__(self, remote: RedisBackend, local: Local, channel: str, sender: str) -> None:
+    def __init__(
+        self,
+        remote: RedisBackend,
+        local: Local,
+        channel: str,
+        sender: str,
+        *,
+        announce: bool = True,
+    ) -> None:
         self._remote = remote
         self._local = local
         self._channel = channel
         self._sender = sender
+        self._announcing = announce
 
     def _announce(self, keys: Sequence[str]) -> list[Command]:
+        if not self._announcing:
+            return []
         return [("PUBLISH", self._channel, data) for data in encode_keys(self._sender, keys)]
+
+    def _pattern_message(self, pattern: str) -> Command | None:
+        if not self._announcing:
+            return None
+        return ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
 
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, fresh: bool = True) -> bytes | None:
         """The local copy of ``key``, else Redis's value (then copied locally)."""
-        held = self._local.memory.get(key)
-        if held is not None:
-            return held
-        with self._local.filling([key]) as copies:
-            value, left = self.run("get", _read_ops(key), transaction=False)
-            copies.extend(self._local.copies([key], [value], [left]))
+        if fresh:
+            held = self._local.memory.get(key)
+            if held is not None:
+                return held
+        try:
+            with self._local.filling([key], fresh=fresh) as copies:
+                value, left = self.run("get", _read_ops(key), transaction=False)
+                copies.extend(self._local.copies([key], [value], [left]))
+        except BackendError as exc:
+            stale = self._local.stale([key], exc)
+            if stale is None:
+                raise
+            return stale[0]
         return cast("bytes | None", value)
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[str], *, fresh: bool = True) -> list[bytes | None]:
         """Local copies where held, the rest from Redis in one MGET (then copied locally)."""
-        found = self._local.memory.get_many(keys)
+        found: list[bytes | None] = (
+            self._local.memory.get_many(keys) if fresh else [None] * len(keys)
+        )
         missing = _missing(keys, found)
         if not missing:
             return found
-        with self._local.filling(missing) as copies:
-            raw = self._remote._pipe(
-                "get_many", _mget_commands(missing), transaction=False, strict=True
-            )
-            values, lefts = _mget_replies(raw)
-            copies.extend(self._local.copies(missing, values, lefts))
+        try:
+            with self._local.filling(missing, fresh=fresh) as copies:
+                raw = self._remote._pipe(
+                    "get_many", _mget_commands(missing), transaction=False, strict=True
+                )
+                values, lefts = _mget_replies(raw)
+                copies.extend(self._local.copies(missing, values, lefts))
+        except BackendError as exc:
+            stale = self._local.stale(missing, exc)
+            if stale is None:
+                raise
+            values = stale
         return _merge(keys, found, dict(zip(missing, values, strict=True)))
 
     def send(
@@ -153,16 +188,17 @@ class TieredIO:
 
     def delete_pattern(self, pattern: str, batch_size: int) -> int:
         """Delete the keys matching ``pattern`` in Redis, then announce the pattern."""
-        message = ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
+        message = self._pattern_message(pattern)
         try:
             deleted = self._remote.delete_pattern(pattern, batch_size)
         except BackendError:
-            with contextlib.suppress(BackendError):  # some keys may be gone: say so if we can
-                self._remote._call("delete_pattern", message)
+            if message is not None:
+                with contextlib.suppress(BackendError):  # some keys may be gone: say so
+                    self._remote._call("delete_pattern", message)
             raise
         finally:
             self._local.drop_matching(pattern)
-        if deleted:
+        if deleted and message is not None:
             self._remote._call("delete_pattern", message)
         return deleted
 
@@ -184,28 +220,43 @@ class TieredIO:
 
     # ---- async half: its twin is the sync half above, line for line -------------------------
 
-    async def aget(self, key: str) -> bytes | None:
+    async def aget(self, key: str, *, fresh: bool = True) -> bytes | None:
         """Async :meth:`get`."""
-        held = self._local.memory.get(key)
-        if held is not None:
-            return held
-        with self._local.filling([key]) as copies:
-            value, left = await self.arun("get", _read_ops(key), transaction=False)
-            copies.extend(self._local.copies([key], [value], [left]))
+        if fresh:
+            held = self._local.memory.get(key)
+            if held is not None:
+                return held
+        try:
+            with self._local.filling([key], fresh=fresh) as copies:
+                value, left = await self.arun("get", _read_ops(key), transaction=False)
+                copies.extend(self._local.copies([key], [value], [left]))
+        except BackendError as exc:
+            stale = self._local.stale([key], exc)
+            if stale is None:
+                raise
+            return stale[0]
         return cast("bytes | None", value)
 
-    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def aget_many(self, keys: Sequence[str], *, fresh: bool = True) -> list[bytes | None]:
         """Async :meth:`get_many`."""
-        found = self._local.memory.get_many(keys)
+        found: list[bytes | None] = (
+            self._local.memory.get_many(keys) if fresh else [None] * len(keys)
+        )
         missing = _missing(keys, found)
         if not missing:
             return found
-        with self._local.filling(missing) as copies:
-            raw = await self._remote._apipe(
-                "get_many", _mget_commands(missing), transaction=False, strict=True
-            )
-            values, lefts = _mget_replies(raw)
-            copies.extend(self._local.copies(missing, values, lefts))
+        try:
+            with self._local.filling(missing, fresh=fresh) as copies:
+                raw = await self._remote._apipe(
+                    "get_many", _mget_commands(missing), transaction=False, strict=True
+                )
+                values, lefts = _mget_replies(raw)
+                copies.extend(self._local.copies(missing, values, lefts))
+        except BackendError as exc:
+            stale = self._local.stale(missing, exc)
+            if stale is None:
+                raise
+            values = stale
         return _merge(keys, found, dict(zip(missing, values, strict=True)))
 
     async def asend(
@@ -240,16 +291,17 @@ class TieredIO:
 
     async def adelete_pattern(self, pattern: str, batch_size: int) -> int:
         """Async :meth:`delete_pattern`."""
-        message = ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
+        message = self._pattern_message(pattern)
         try:
             deleted = await self._remote.adelete_pattern(pattern, batch_size)
         except BackendError:
-            with contextlib.suppress(BackendError):  # some keys may be gone: say so if we can
-                await self._remote._acall("delete_pattern", message)
+            if message is not None:
+                with contextlib.suppress(BackendError):  # some keys may be gone: say so
+                    await self._remote._acall("delete_pattern", message)
             raise
         finally:
             self._local.drop_matching(pattern)
-        if deleted:
+        if deleted and message is not None:
             await self._remote._acall("delete_pattern", message)
         return deleted
 

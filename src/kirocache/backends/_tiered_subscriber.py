@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from kirocache.backends._tiered_local import Local
 from kirocache.backends._tiered_messages import decode
+from kirocache.backends._tiered_tracking import INVALIDATE_CHANNEL, decode_keys, enable
 
 if TYPE_CHECKING:
     from redis.client import PubSub
@@ -27,6 +28,7 @@ __all__ = ["POLL", "Subscriber", "backoff", "subscriber_pool"]
 _log = logging.getLogger("kirocache.backends.tiered")
 
 _PING_PAYLOAD: Final = "kirocache-tiered"
+_INVALIDATE_BYTES: Final = INVALIDATE_CHANNEL.encode()
 # How long a subscriber waits for messages before it checks whether to stop or PING.
 POLL: Final = 0.1
 # Floors on the waits for SUBSCRIBE's confirmation and a PONG, so a loaded machine does
@@ -78,7 +80,12 @@ class Subscriber:
 
     While it is not subscribed (starting, lost, reconnecting) ``connected`` is false and
     reads bypass the local layer. The layer is cleared when the subscription is lost and
-    again once it is back, since messages published in between were missed.
+    again once it is back, since messages published in between were missed (the fail-safe
+    store is kept: nothing is known to be invalid).
+
+    With ``tracking`` (the prefixes to track) the connection first turns Redis's client
+    tracking on, redirected to itself, and subscribes to ``__redis__:invalidate`` beside
+    the channel: see :mod:`kirocache.backends._tiered_tracking`.
     """
 
     def __init__(
@@ -88,9 +95,11 @@ class Subscriber:
         sender: str,
         local: Local,
         ping_interval: float,
+        tracking: tuple[str, ...] | None = None,
     ) -> None:
         self._make_pool = make_pool
         self._channel = channel
+        self._tracking = tracking
         self._sender = sender
         self._local = local
         self._ping_interval = ping_interval
@@ -175,14 +184,24 @@ class Subscriber:
         with self._lock:
             if stop is self._stop:
                 self._connected.clear()
-        self._local.clear()
+        self._local.clear(fallback=False)
 
     def _subscribe(self, pubsub: PubSub, stop: threading.Event) -> None:
-        pubsub.subscribe(self._channel)
+        channels = [self._channel]
+        if self._tracking is not None:
+            # Tracking before SUBSCRIBE: a subscribed RESP2 connection takes no other command.
+            connection = pubsub.connection_pool.get_connection()
+            pubsub.connection = connection  # released by pubsub.close(), whatever happens
+            enable(connection, self._tracking)
+            channels.append(INVALIDATE_CHANNEL)
+        pubsub.subscribe(*channels)
         deadline = time.monotonic() + self._confirm_wait
+        confirmed = 0
         while True:
             message = pubsub.get_message(timeout=POLL)
             if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+            if confirmed == len(channels):
                 break
             if stop.is_set():
                 return
@@ -190,7 +209,7 @@ class Subscriber:
                 msg = "SUBSCRIBE was not confirmed in time"
                 raise _ConnectionLostError(msg)
         # Whatever was published before the confirmation was missed: start from empty.
-        self._local.clear()
+        self._local.clear(fallback=False)
         with self._lock:
             if stop is not self._stop:  # stopped meanwhile, and maybe restarted
                 return
@@ -209,7 +228,7 @@ class Subscriber:
                 if message["type"] == "pong":
                     ping_sent = None
                 elif message["type"] == "message":
-                    self._apply(message["data"])
+                    self._apply(message["channel"], message["data"])
                     # Messages queued before the PONG show the socket is alive.
                     ping_sent = None if ping_sent is None else now
             # A socket can die without an error (a dropped route, a frozen server): only an
@@ -221,8 +240,16 @@ class Subscriber:
                 pubsub.ping(_PING_PAYLOAD)
                 ping_sent, next_ping = now, now + self._ping_interval
 
-    def _apply(self, data: object) -> None:
+    def _apply(self, channel: object, data: object) -> None:
         self.counters.received += 1
+        if self._tracking is not None and channel in (INVALIDATE_CHANNEL, _INVALIDATE_BYTES):
+            keys = decode_keys(data)
+            if keys is None:  # FLUSHALL, FLUSHDB
+                self._local.clear()
+            else:
+                self._local.drop(keys)
+            self.counters.applied += 1
+            return
         message = decode(data)
         if message.sender == self._sender:
             return  # our own write already dropped its local copies
@@ -266,11 +293,14 @@ class Subscriber:
             _log.debug("subscribing to %r failed %d time(s): %s", self._channel, failures, detail)
 
 
-def subscriber_pool(client: redis.Redis) -> Callable[[float], redis.ConnectionPool]:
+def subscriber_pool(
+    client: redis.Redis, *, resp2: bool = False
+) -> Callable[[float], redis.ConnectionPool]:
     """A factory of pools for the subscriber, reaching the remote's server as it does.
 
     The subscriber's connection never retries or reconnects on its own: redis-py's retry
-    would quietly subscribe again and hide the gap in which messages were lost.
+    would quietly subscribe again and hide the gap in which messages were lost (and, with
+    tracking, reconnect without it). ``resp2`` forces RESP2, which tracking needs.
     """
     source = client.connection_pool
     options = {
@@ -278,6 +308,8 @@ def subscriber_pool(client: redis.Redis) -> Callable[[float], redis.ConnectionPo
         for name, value in source.connection_kwargs.items()
         if name not in _POOL_BOUND and not name.startswith("orig_")
     }
+    if resp2:
+        options["protocol"] = 2
 
     def make(timeout: float) -> redis.ConnectionPool:
         return redis.ConnectionPool(

@@ -8,6 +8,9 @@ the keys another process changed. The message format, encoded with orjson, is on
     {"s": "<sender id>", "f": true}                            drop everything
 
 A backend ignores the messages it sent itself. Anything it cannot read drops everything.
+
+With ``invalidation="tracking"`` Redis itself sends the invalidations, through client
+tracking: see :mod:`kirocache.backends._tiered_tracking`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import BackendStats, Op, OpResult
@@ -34,6 +37,7 @@ from kirocache.backends._tiered_messages import encode_keys as _encode_keys  # n
 from kirocache.backends._tiered_messages import encode_pattern as _encode_pattern  # noqa: F401
 from kirocache.backends._tiered_subscriber import POLL, Subscriber, subscriber_pool
 from kirocache.backends._tiered_subscriber import backoff as _backoff  # noqa: F401
+from kirocache.backends._tiered_tracking import tracked_prefixes
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import ConfigurationError
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["TieredBackend"]
 
 DEFAULT_CHANNEL: Final = "kirocache:invalidate"
+
+Invalidation: TypeAlias = Literal["pubsub", "tracking"]
 
 
 # ---- the backend ----------------------------------------------------------------------------
@@ -68,13 +74,33 @@ class TieredBackend:
 
     Only ``get`` and ``get_many`` use the local layer; every other method goes to Redis.
 
+    With ``invalidation="tracking"`` (a near cache) Redis invalidates the copies itself:
+    the subscriber's connection turns on client tracking in broadcast mode for
+    ``tracking_prefixes``, so any write to those keys -- from any client, and expiry and
+    eviction too -- drops the copies, and writes publish nothing. Only keys under the
+    prefixes are copied. The channel still carries :meth:`clear_local`'s flushes.
+
+    With ``fail_safe`` a read that fails because Redis is unreachable serves the last
+    value this process read, at most ``fail_safe`` seconds old, instead of failing;
+    losing the subscription no longer forgets those values (fresh copies are still
+    cleared). Every invalidation this process learns of -- its own writes and deletes,
+    even failed ones, and messages -- drops them. Serves are counted
+    (``fail_safe_served``).
+
     Args:
         remote: The Redis backend; this backend owns it and closes it.
         local_ttl: Longest life of a local copy, in seconds or a timedelta.
-        max_entries: Most local copies held (least recently used go first).
-        max_bytes: Most bytes of local copies held.
+        max_entries: Most local copies held (least recently used go first); the fail-safe
+            store has the same bound.
+        max_bytes: Most bytes of local copies held; the fail-safe store has the same bound.
         channel: The pub/sub channel; every process sharing the keys must use the same.
         ping_interval: Seconds between the subscriber's PINGs, and how long a PONG may take.
+        invalidation: ``"pubsub"`` (writes announce their keys on ``channel``) or
+            ``"tracking"`` (Redis sends the invalidations; needs Redis 6 or later).
+        tracking_prefixes: The key prefixes tracked in ``"tracking"`` mode (usually the
+            cache's ``key_prefix``); ``None``: every key of the server.
+        fail_safe: How long a last value may be served while Redis is unreachable
+            (seconds or a timedelta); ``None``: never.
 
     Raises:
         ConfigurationError: An option is invalid.
@@ -89,6 +115,9 @@ class TieredBackend:
         max_bytes: int | None = 64 * 1024 * 1024,
         channel: str = DEFAULT_CHANNEL,
         ping_interval: float | timedelta = 1.0,
+        invalidation: Invalidation = "pubsub",
+        tracking_prefixes: Sequence[str] | None = None,
+        fail_safe: float | timedelta | None = None,
     ) -> None:
         if not isinstance(cast("object", remote), RedisBackend):
             msg = f"remote must be a RedisBackend, got {type(remote).__name__}"
@@ -96,19 +125,34 @@ class TieredBackend:
         if not isinstance(cast("object", channel), str) or not channel:
             msg = f"channel must be a non-empty str, got {channel!r}"
             raise ConfigurationError(msg)
+        if invalidation not in ("pubsub", "tracking"):
+            msg = f'invalidation must be "pubsub" or "tracking", got {invalidation!r}'
+            raise ConfigurationError(msg)
+        tracking = tracked_prefixes(tracking_prefixes) if invalidation == "tracking" else None
         self._remote = remote
+        self._invalidation: Invalidation = invalidation
         local_seconds = option_seconds(local_ttl, "local_ttl")
         self._memory = MemoryBackend(max_entries=max_entries, max_bytes=max_bytes)
-        self._local = Local(self._memory, local_seconds)
+        self._fail_safe = None if fail_safe is None else option_seconds(fail_safe, "fail_safe")
+        self._local = Local(
+            self._memory,
+            local_seconds,
+            copyable=tracking or ("",),
+            fallback=None
+            if self._fail_safe is None
+            else MemoryBackend(max_entries=max_entries, max_bytes=max_bytes),
+            fail_safe=self._fail_safe or 0.0,
+        )
         self._channel = channel
         self._sender = secrets.token_hex(8)
-        self._io = TieredIO(remote, self._local, channel, self._sender)
+        self._io = TieredIO(remote, self._local, channel, self._sender, announce=not tracking)
         self._subscriber = Subscriber(
-            subscriber_pool(remote._client),
+            subscriber_pool(remote._client, resp2=tracking is not None),
             channel,
             self._sender,
             self._local,
             option_seconds(ping_interval, "ping_interval"),
+            tracking,
         )
         self._subscriber.start()
         # A backend dropped without close() still stops its thread (the thread does not
@@ -125,6 +169,9 @@ class TieredBackend:
         max_bytes: int | None = 64 * 1024 * 1024,
         channel: str = DEFAULT_CHANNEL,
         ping_interval: float | timedelta = 1.0,
+        invalidation: Invalidation = "pubsub",
+        tracking_prefixes: Sequence[str] | None = None,
+        fail_safe: float | timedelta | None = None,
         **redis_options: Any,
     ) -> Self:
         """Build the backend and its ``RedisBackend`` from a URL.
@@ -136,6 +183,9 @@ class TieredBackend:
             max_bytes: Most bytes of local copies held.
             channel: The invalidation channel.
             ping_interval: Seconds between the subscriber's PINGs.
+            invalidation: ``"pubsub"`` or ``"tracking"``.
+            tracking_prefixes: The key prefixes tracked in ``"tracking"`` mode.
+            fail_safe: How long a last value may be served while Redis is unreachable.
             **redis_options: Keyword options of :class:`RedisBackend`.
 
         Returns:
@@ -151,11 +201,15 @@ class TieredBackend:
             max_bytes=max_bytes,
             channel=channel,
             ping_interval=ping_interval,
+            invalidation=invalidation,
+            tracking_prefixes=tracking_prefixes,
+            fail_safe=fail_safe,
         )
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
-        return f"TieredBackend({self._remote!r}, channel={self._channel!r}, {state})"
+        mode = "" if self._invalidation == "pubsub" else ", invalidation='tracking'"
+        return f"TieredBackend({self._remote!r}, channel={self._channel!r}{mode}, {state})"
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -173,6 +227,16 @@ class TieredBackend:
     def channel(self) -> str:
         """The pub/sub channel the invalidations travel on."""
         return self._channel
+
+    @property
+    def invalidation(self) -> Invalidation:
+        """How the local copies are invalidated: ``"pubsub"`` or ``"tracking"``."""
+        return self._invalidation
+
+    @property
+    def fail_safe_served(self) -> int:
+        """Values served from the fail-safe store while Redis was unreachable."""
+        return self._local.stale_served
 
     @property
     def connected(self) -> bool:
@@ -224,7 +288,12 @@ class TieredBackend:
         return self._subscriber.connected
 
     def _stats(self, remote: BackendStats) -> BackendStats:
-        extra = {**remote.extra, **self._local.figures(), **self._subscriber.figures()}
+        extra = {
+            **remote.extra,
+            **self._local.figures(),
+            **self._subscriber.figures(),
+            "invalidation": self._invalidation,
+        }
         return dataclasses.replace(remote, backend="tiered", extra=extra)
 
     # ---- sync half: its twin is the async half below, line for line ------------------------
@@ -232,7 +301,9 @@ class TieredBackend:
     def get(self, key: str) -> bytes | None:
         """The local copy of ``key``, else Redis's value (then copied locally)."""
         if not self._serving_local():
-            return self._remote.get(key)
+            if self._fail_safe is None:
+                return self._remote.get(key)
+            return self._io.get(key, fresh=False)
         return self._io.get(key)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -240,7 +311,9 @@ class TieredBackend:
         if not keys:
             return []
         if not self._serving_local():
-            return self._remote.get_many(keys)
+            if self._fail_safe is None:
+                return self._remote.get_many(keys)
+            return self._io.get_many(keys, fresh=False)
         return self._io.get_many(keys)
 
     def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
@@ -342,7 +415,9 @@ class TieredBackend:
     async def aget(self, key: str) -> bytes | None:
         """Async :meth:`get`."""
         if not self._serving_local():
-            return await self._remote.aget(key)
+            if self._fail_safe is None:
+                return await self._remote.aget(key)
+            return await self._io.aget(key, fresh=False)
         return await self._io.aget(key)
 
     async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -350,7 +425,9 @@ class TieredBackend:
         if not keys:
             return []
         if not self._serving_local():
-            return await self._remote.aget_many(keys)
+            if self._fail_safe is None:
+                return await self._remote.aget_many(keys)
+            return await self._io.aget_many(keys, fresh=False)
         return await self._io.aget_many(keys)
 
     async def aset(
