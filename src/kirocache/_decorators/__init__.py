@@ -7,6 +7,7 @@ hand-written hot paths, and ``flight.py`` the waiting that differs between threa
 asyncio. The ``DistributedLock`` the decorators take is ``kirocache.backends``'s.
 """
 
+from kirocache._decorators.bypass import bypass
 from kirocache._decorators.cached import cached, cached_many
 from kirocache._decorators.cached_async import AsyncCachedFunction, awarm
 from kirocache._decorators.cached_sync import CachedFunction, warm
@@ -19,6 +20,7 @@ __all__ = [
     "CachedFunction",
     "CachedManyFunction",
     "awarm",
+    "bypass",
     "cached",
     "cached_many",
     "invalidates",

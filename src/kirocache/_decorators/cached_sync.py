@@ -16,6 +16,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
+from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import Flights, Refreshes, coalesced, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
 from kirocache._decorators.wrapper import Wrapper, argument_sets
@@ -53,6 +54,8 @@ class CachedFunction(Wrapper[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         plan = self._plan
         full = args if self._instance is MISSING else (self._instance, *args)
+        if bypassed():
+            return cast("R", self._func(*full, **kwargs))
         cache = plan.cache if plan.cache is not None else resolve_cache(None)
         if plan.tags:  # the arguments bound once, for the key and the tags
             body, tags = plan.keys(full, kwargs)
@@ -140,6 +143,20 @@ class CachedFunction(Wrapper[P, R]):
         plan = self._plan
         body = plan.body(self._args(args), kwargs)
         return plan.target().delete(body, namespace=plan.namespace)
+
+    def invalidate_all(self) -> int:
+        """Remove every cached result of this function: every entry under its prefix.
+
+        O(1) when its namespace is bumpable (a bump: the old entries are never read again
+        and expire by their TTL); otherwise a pattern delete bounded by the prefix (SCAN
+        and UNLINK in batches, never outside it). Functions sharing the prefix lose their
+        entries too. As any pattern delete, it leaves no tombstones: a value computed
+        while it runs may still be stored.
+
+        Returns:
+            How many entries were deleted (0 after a bump).
+        """
+        return self._plan.invalidate_all(self._plan.target())
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function now and store its result, whatever is cached."""

@@ -15,6 +15,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 from typing_extensions import ParamSpec, Self
 
 from kirocache._decorators.bulk import Bulk, BulkCall
+from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.wrapper import Wrapper
 from kirocache.exceptions import SerializationError, ValueTooLargeError
 
@@ -60,6 +61,8 @@ class CachedManyFunction(_Many[P, R]):
         return self if instance is None else self._bind_to(instance)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if bypassed():
+            return cast("R", self._func(*self._args(args), **kwargs))
         plan, call = self._plan, self._call(args, kwargs)
         if not call.ids:
             return cast("R", self._bulk.empty())
@@ -92,6 +95,20 @@ class CachedManyFunction(_Many[P, R]):
         plan, call = self._plan, self._call(args, kwargs)
         return plan.target().delete_many(call.unique(), namespace=plan.namespace)
 
+    def invalidate_all(self) -> int:
+        """Remove every cached result of this function: every entry under its prefix.
+
+        O(1) when its namespace is bumpable (a bump: the old entries are never read again
+        and expire by their TTL); otherwise a pattern delete bounded by the prefix (SCAN
+        and UNLINK in batches, never outside it). Functions sharing the prefix lose their
+        entries too. As any pattern delete, it leaves no tombstones: a value computed
+        while it runs may still be stored.
+
+        Returns:
+            How many entries were deleted (0 after a bump).
+        """
+        return self._plan.invalidate_all(self._plan.target())
+
 
 class AsyncCachedManyFunction(_Many[P, R]):
     """An ``async def`` bulk function whose results are cached per id; await it as the function.
@@ -110,6 +127,8 @@ class AsyncCachedManyFunction(_Many[P, R]):
         return self if instance is None else self._bind_to(instance)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if bypassed():
+            return cast("R", await self._func(*self._args(args), **kwargs))
         plan, call = self._plan, self._call(args, kwargs)
         if not call.ids:
             return cast("R", self._bulk.empty())
@@ -144,3 +163,17 @@ class AsyncCachedManyFunction(_Many[P, R]):
         """Remove the cached entry of every id of this call; returns how many there were."""
         plan, call = self._plan, self._call(args, kwargs)
         return await plan.target().adelete_many(call.unique(), namespace=plan.namespace)
+
+    async def invalidate_all(self) -> int:
+        """Remove every cached result of this function: every entry under its prefix.
+
+        O(1) when its namespace is bumpable (a bump: the old entries are never read again
+        and expire by their TTL); otherwise a pattern delete bounded by the prefix (SCAN
+        and UNLINK in batches, never outside it). Functions sharing the prefix lose their
+        entries too. As any pattern delete, it leaves no tombstones: a value computed
+        while it runs may still be stored.
+
+        Returns:
+            How many entries were deleted (0 after a bump).
+        """
+        return await self._plan.ainvalidate_all(self._plan.target())

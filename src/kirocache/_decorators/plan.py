@@ -214,6 +214,20 @@ class Plan:
         until = clock.time() + (_FOREVER if fresh is None else fresh)
         return (until, compute_time, value), keep
 
+    def invalidate_all(self, cache: Cache) -> int:
+        """Every entry under the prefix: a bump (O(1)) or a prefix-bounded pattern delete."""
+        if self.namespace.bumpable:
+            cache.bump(self.namespace)
+            return 0
+        return cache.invalidate_pattern("*", namespace=self.namespace)
+
+    async def ainvalidate_all(self, cache: Cache) -> int:
+        """Async ``invalidate_all``."""
+        if self.namespace.bumpable:
+            await cache.abump(self.namespace)
+            return 0
+        return await cache.ainvalidate_pattern("*", namespace=self.namespace)
+
     def ttls(self, entries: dict[str, object]) -> float | dict[str, float]:
         """The TTLs of many results at once (``@cached_many``, which has no envelopes)."""
         expiry = self.expiry
