@@ -161,7 +161,10 @@ def _real_backend(request: pytest.FixtureRequest) -> FullBackend:
     with pytest.MonkeyPatch.context() as env:
         for name in REDIS_ENV:  # a developer's REDIS_PASSWORD must not reach this server
             env.delenv(name, raising=False)
-        return RedisBackend(url)
+        # The behaviour tests run on a shared, loaded CI machine: a generous deadline keeps
+        # scheduling stalls from reading as outages. The deadline itself is tested with its
+        # default in tests/test_deadline.py.
+        return RedisBackend(url, timeout=2.0)
 
 
 _BACKENDS = {"memory": _memory_backend, "fakeredis": _fakeredis_backend, "redis": _real_backend}

@@ -25,6 +25,7 @@ from kirocache._decorators import (
 from kirocache._values.clock import Clock
 from kirocache._values.types import MISSING, NEVER, Duration, Missing
 from kirocache.exceptions import (
+    AuthenticationError,
     BackendError,
     CircuitOpenError,
     CommandError,
@@ -34,6 +35,7 @@ from kirocache.exceptions import (
     InvalidTTLError,
     KirocacheError,
     LockNotAcquiredError,
+    PermissionDeniedError,
     SerializationError,
     ValueTooLargeError,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "NEVER",
     "AsyncCachedFunction",
     "AsyncCachedManyFunction",
+    "AuthenticationError",
     "BackendError",
     "Batch",
     "BatchResult",
@@ -75,6 +78,7 @@ __all__ = [
     "Missing",
     "Namespace",
     "OnError",
+    "PermissionDeniedError",
     "SerializationError",
     "Tag",
     "ValueTooLargeError",

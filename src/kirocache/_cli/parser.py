@@ -182,7 +182,7 @@ def _add_common(parser: argparse.ArgumentParser, *, under_command: bool) -> None
         type=float,
         default=default(None),
         metavar="SECONDS",
-        help="Redis connect and reply timeout (default 0.25 s and 0.5 s)",
+        help="deadline of each Redis call: connect, handshake and reply (default 0.25 s)",
     )
     group.add_argument("--json", action="store_true", default=off, help="print data as JSON")
     group.add_argument("-q", "--quiet", action="store_true", default=off, help="no progress line")

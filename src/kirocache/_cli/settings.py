@@ -60,8 +60,7 @@ def open_cache(args: argparse.Namespace, *, strict: bool = True) -> Cache:
     if args.key_prefix is not None:
         settings["key_prefix"] = args.key_prefix
     if args.timeout is not None and urlsplit(url).scheme in _REDIS_SCHEMES:
-        settings["socket_timeout"] = args.timeout
-        settings["connect_timeout"] = args.timeout
+        settings["timeout"] = args.timeout  # one deadline per call: connect, handshake, reply
     # None: the library reads REDIS_URL itself and names the variable in its errors;
     # REDIS_PASSWORD and REDIS_DB apply as they do for the application
     return Cache.from_url(args.url, **settings)
