@@ -443,6 +443,30 @@ def test_encryption_at_rest(backend: FullBackend) -> None:
         other.get(sid)
 
 
+@pytest.mark.parametrize("kind", ["encrypted", "signed"])
+def test_a_record_copied_to_another_session_never_logs_in_as_its_user(
+    backend: FullBackend, kind: str
+) -> None:
+    # Someone who can write to the store copies ada's record over grace's session: with a
+    # serializer that binds records to their keys, grace's id does not become ada's login.
+    from kirocache.serializers import PickleSerializer
+
+    serializer = (
+        EncryptedSerializer(key=os.urandom(32))
+        if kind == "encrypted"
+        else PickleSerializer(b"s" * 32)
+    )
+    sessions = store(backend, serializer=serializer)
+    ada = sessions.create("ada", {"role": "admin"})
+    grace = sessions.create("grace", {"role": "guest"})
+    ada_raw = backend.get(sessions._steps.key(f"id:{ada}"))
+    assert ada_raw is not None
+    backend.set(sessions._steps.key(f"id:{grace}"), ada_raw)
+    with pytest.raises(SessionStoreError, match="cannot be decoded"):
+        sessions.get(grace)
+    assert sessions.get(ada) == {"role": "admin"}
+
+
 def test_the_caches_encrypted_serializer_applies(backend: FullBackend) -> None:
     cache = Cache(backend, serializer=EncryptedSerializer(key=os.urandom(32)))
     sessions = SessionStore(cache)

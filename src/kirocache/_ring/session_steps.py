@@ -132,12 +132,22 @@ class SessionSteps:
         return self.key(f"live:{session_id}")
 
     def _dumps(self, info: SessionInfo, gen: bytes) -> bytes:
-        return self.serializer.dumps({**info.record(), _GEN: gen.decode("ascii")})
+        record = {**info.record(), _GEN: gen.decode("ascii")}
+        if getattr(self.serializer, "binds_key", False) is True:
+            # a signing or encrypting serializer binds the record to its own key: bytes
+            # copied to another session's key (a swap, a replay) do not decode there
+            key = self._record(info.session_id)
+            return self.serializer.dumps(record, key=key)  # type: ignore[call-arg]
+        return self.serializer.dumps(record)
 
     def _decode(self, session_id: str, raw: bytes) -> tuple[SessionInfo, bytes | None]:
         """The record and the generation token it carries (None: a record from before them)."""
         try:
-            record = self.serializer.loads(raw)
+            if getattr(self.serializer, "binds_key", False) is True:
+                key = self._record(session_id)
+                record = self.serializer.loads(raw, key=key)  # type: ignore[call-arg]
+            else:
+                record = self.serializer.loads(raw)
         except (CorruptValueError, SerializationError) as exc:
             msg = f"session {mask(session_id)} cannot be decoded (wrong key or serializer?): {exc}"
             raise SessionStoreError(msg) from exc
