@@ -6,6 +6,7 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 import redis
 
@@ -26,10 +27,20 @@ def profile_function(
     return profile
 
 
-def reader(url: str, channel: str, key_prefix: str, db_key: str, conn: Connection) -> None:
-    """Cache profile 7, report, then wait for the parent's invalidation to show."""
+def reader(
+    url: str,
+    channel: str,
+    key_prefix: str,
+    db_key: str,
+    conn: Connection,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Cache profile 7, report, then wait for the parent's invalidation to show.
+
+    ``options`` go to the ``TieredBackend`` (``invalidation="tracking"`` for the near cache).
+    """
     try:
-        _read(url, channel, key_prefix, db_key, conn)
+        _read(url, channel, key_prefix, db_key, conn, options or {})
     except BaseException:
         conn.send({"error": traceback.format_exc()})
         raise
@@ -37,8 +48,15 @@ def reader(url: str, channel: str, key_prefix: str, db_key: str, conn: Connectio
         conn.close()
 
 
-def _read(url: str, channel: str, key_prefix: str, db_key: str, conn: Connection) -> None:
-    backend = TieredBackend.from_url(url, channel=channel, local_ttl=60)
+def _read(
+    url: str,
+    channel: str,
+    key_prefix: str,
+    db_key: str,
+    conn: Connection,
+    options: dict[str, Any],
+) -> None:
+    backend = TieredBackend.from_url(url, channel=channel, local_ttl=60, **options)
     cache = Cache(backend, key_prefix=key_prefix)
     raw = redis.Redis.from_url(url)
     try:
@@ -48,6 +66,12 @@ def _read(url: str, channel: str, key_prefix: str, db_key: str, conn: Connection
         # layer, the third finds it there.
         first, again, _ = profile(7), profile(7), profile(7)
         hits = backend.stats().extra["local_hits"]
+        deadline = time.monotonic() + 10
+        # With tracking the server also announces this process's own write, and a copy read
+        # while that message is on its way is not kept: read until one is.
+        while not hits and time.monotonic() < deadline:
+            again = profile(7)
+            hits = backend.stats().extra["local_hits"]
         conn.send({"connected": connected, "first": first, "again": again, "local_hits": hits})
         conn.recv()  # the parent changed the database and invalidated the entry
         deadline = time.monotonic() + 10
