@@ -3,8 +3,9 @@
 Every stored value starts with an 8-byte header (see :func:`frame`): magic byte ``0xC5``,
 header version, format id, flags and a checksum, so a foreign, truncated or corrupt value is
 detected (:class:`~kirocache.exceptions.CorruptValueError`, which the cache treats as a miss)
-and never returned. Format ids 1 to 4 are kirocache's (JSON, raw bytes, raw str, signed
-pickle), 5 to 127 are reserved for it, and 128 to 255 are free for third-party serializers.
+and never returned. Format ids 1 to 5 are kirocache's (JSON, raw bytes, raw str, signed
+pickle, MessagePack), up to 127 are reserved for it, and 128 to 255 are free for
+third-party serializers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from kirocache._values.framing import (
     FLAG_COMPRESSED,
     FLAG_ENCRYPTED,
     FORMAT_JSON,
+    FORMAT_MSGPACK,
     FORMAT_PICKLE,
     FORMAT_RAW_BYTES,
     FORMAT_RAW_STR,
@@ -25,6 +27,7 @@ from kirocache._values.framing import (
     frame,
     unframe,
 )
+from kirocache._values.packed import MsgpackSerializer
 from kirocache._values.wrappers import CompressedSerializer, EncryptedSerializer
 from kirocache.exceptions import ConfigurationError
 
@@ -32,12 +35,14 @@ __all__ = [
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
     "FORMAT_JSON",
+    "FORMAT_MSGPACK",
     "FORMAT_PICKLE",
     "FORMAT_RAW_BYTES",
     "FORMAT_RAW_STR",
     "HEADER_SIZE",
     "CompressedSerializer",
     "EncryptedSerializer",
+    "MsgpackSerializer",
     "OrjsonSerializer",
     "PickleSerializer",
     "RawSerializer",
@@ -56,6 +61,7 @@ for _public in (
     OrjsonSerializer,
     RawSerializer,
     PickleSerializer,
+    MsgpackSerializer,
     CompressedSerializer,
     EncryptedSerializer,
     frame,
@@ -68,6 +74,7 @@ del _public
 _NAMED: Final[dict[str, Callable[[], Serializer]]] = {
     "json": OrjsonSerializer,
     "orjson": OrjsonSerializer,
+    "msgpack": MsgpackSerializer,
     "raw": RawSerializer,
 }
 
@@ -77,7 +84,8 @@ def resolve_serializer(spec: Serializer | str | None) -> Serializer:
 
     Args:
         spec: A serializer instance (returned as is), ``None``, ``"json"`` or ``"orjson"``
-            (:class:`OrjsonSerializer`), or ``"raw"`` (:class:`RawSerializer`).
+            (:class:`OrjsonSerializer`), ``"msgpack"`` (:class:`MsgpackSerializer`), or
+            ``"raw"`` (:class:`RawSerializer`).
 
     Returns:
         The serializer.

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, TypeAlias
 from kirocache._cache import UNREAD
 from kirocache._decorators.options import Options
 from kirocache._values.expiry import Expiry
-from kirocache._values.faithful import Check, speaks_json
+from kirocache._values.faithful import Check, packed_reason, speaks_json, speaks_msgpack
 from kirocache.backends._lock import DistributedLock
 from kirocache.exceptions import ConfigurationError, SerializationError, ValueTooLargeError
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
@@ -292,9 +292,10 @@ class Plan:
         Raises:
             SerializationError: The value cannot be cached and the function is ``strict``.
         """
-        if not speaks_json(cache.codec.serializer):
-            return True
+        serializer = cache.codec.serializer
         check = self.check if check is None else check
+        if not speaks_json(serializer):
+            return not speaks_msgpack(serializer) or self._packs(cache, check, value)
         try:
             reason = check(value)
         except SerializationError as exc:  # no JSON form at all: the store would say the same
@@ -305,6 +306,19 @@ class Plan:
             return False
         if reason is None:
             return True
+        return self._changed(cache, check, reason)
+
+    def _packs(self, cache: Cache, check: Check, value: object) -> bool:
+        """``storable`` for MessagePack: the round trip a hit makes must give ``value`` back."""
+        try:
+            reason = packed_reason(value, check.annotation)
+        except SerializationError as exc:  # no MessagePack form at all
+            self.refused(cache, exc)
+            return False
+        return reason is None or self._changed(cache, check, reason)
+
+    def _changed(self, cache: Cache, check: Check, reason: str) -> bool:
+        """Refuse a value a hit would give back changed, saying why; always ``False``."""
         annotation = check.annotation
         if annotation is None:
             written = _written_return(self.function)

@@ -21,9 +21,11 @@ from typing import Any, Final
 import msgspec
 
 from kirocache._values.formats import OrjsonSerializer, _encode
+from kirocache._values.packed import MsgpackSerializer
 from kirocache._values.typed_decode import _decoder
+from kirocache.exceptions import CorruptValueError
 
-__all__ = ["Check", "speaks_json"]
+__all__ = ["Check", "packed_reason", "speaks_json", "speaks_msgpack"]
 
 # JSON entries hold integers of at most 64 bits, signed or not (orjson's limits).
 _INT_RANGE: Final = range(-(2**63), 2**64)
@@ -42,6 +44,36 @@ def speaks_json(serializer: object) -> bool:
         if serializer is None:
             return False
     return False
+
+
+def speaks_msgpack(serializer: object) -> bool:
+    """Whether ``serializer`` stores MessagePack: a ``MsgpackSerializer``, or one wrapped."""
+    for _ in range(_MAX_WRAPPERS):
+        if isinstance(serializer, MsgpackSerializer):
+            return True
+        serializer = getattr(serializer, "_inner", None)
+        if serializer is None:
+            return False
+    return False
+
+
+def packed_reason(value: object, annotation: Any) -> str | None:
+    """Why ``value`` would not read back equal from a MessagePack entry (``None``: it would).
+
+    MessagePack keeps bytes, non-finite floats and integer keys, so the check is the round
+    trip itself: the value, decoded the way a hit decodes it, must equal it and be of its
+    type (a dataclass from an unannotated function reads back as a dict).
+    """
+    serializer = MsgpackSerializer()
+    try:
+        back = serializer.loads(serializer.dumps(value), annotation)
+    except CorruptValueError as exc:  # the annotation does not take the value
+        return str(exc)
+    if type(back) is not type(value) and not (type(value) is int and type(back) is float):
+        return f"a {type(value).__name__} reads back as a {type(back).__name__}"
+    if back != value:
+        return "it reads back changed (a tuple, set or Decimal the annotation does not name?)"
+    return None
 
 
 def _scalar(value: object) -> bool:

@@ -35,6 +35,8 @@ FORMAT_RAW_STR: Final = 3
 """Format id of :class:`RawSerializer` entries holding ``str`` (UTF-8)."""
 FORMAT_PICKLE: Final = 4
 """Format id of :class:`PickleSerializer` entries."""
+FORMAT_MSGPACK: Final = 5
+"""Format id of :class:`MsgpackSerializer` entries."""
 
 FLAG_COMPRESSED: Final = 0b01
 """Header flag: the payload is zlib-compressed (set by :class:`CompressedSerializer`)."""
