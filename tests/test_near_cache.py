@@ -111,7 +111,11 @@ def test_invalidation_messages_decode(data: object, keys: tuple[str, ...] | None
 
 @pytest.mark.parametrize(
     "options",
-    [{"invalidation": "keyspace"}, {"invalidation": "tracking", "tracking_prefixes": "app:"}],
+    [
+        {"invalidation": "keyspace"},
+        {"invalidation": "tracking", "tracking_prefixes": "app:"},
+        {"tracking_prefixes": ["app:"]},  # only tracking has prefixes
+    ],
 )
 def test_invalid_options_raise(redis_url: str, options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):

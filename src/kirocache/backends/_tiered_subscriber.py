@@ -276,10 +276,11 @@ class Subscriber:
                 _log.error(
                     "the server refuses the invalidation channel %r to this client (%s): the "
                     "local layer stays bypassed; grant the ACL user the channel (ACL SETUSER "
-                    "<user> &%s) or fix the credentials",
+                    "<user> &%s%s) or fix the credentials",
                     self._channel,
                     detail,
                     self._channel,
+                    "" if self._tracking is None else " +client|id +client|tracking",
                 )
             return
         if was_connected:

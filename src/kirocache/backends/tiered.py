@@ -128,6 +128,9 @@ class TieredBackend:
         if invalidation not in ("pubsub", "tracking"):
             msg = f'invalidation must be "pubsub" or "tracking", got {invalidation!r}'
             raise ConfigurationError(msg)
+        if tracking_prefixes is not None and invalidation != "tracking":
+            msg = 'tracking_prefixes needs invalidation="tracking"'
+            raise ConfigurationError(msg)
         tracking = tracked_prefixes(tracking_prefixes) if invalidation == "tracking" else None
         self._remote = remote
         self._invalidation: Invalidation = invalidation
