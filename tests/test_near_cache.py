@@ -21,6 +21,7 @@ from kirocache.backends import RedisBackend, TieredBackend
 from kirocache.backends._glob import escape_glob
 from kirocache.backends._tiered_tracking import decode_keys, tracked_prefixes
 from kirocache.exceptions import ConfigurationError
+from kirocache.testing.conformance import BackendConformance
 from redis_server import RedisServer
 from test_tiered import DEADLINE, aeventually, eventually
 
@@ -76,6 +77,26 @@ def applied_after(b: TieredBackend, write: Callable[[], object]) -> None:
     applied = b.messages_applied
     write()
     assert eventually(lambda: b.messages_applied > applied)
+
+
+# ---- the conformance suite ---------------------------------------------------------------------
+
+
+class TestNearCacheConformance(BackendConformance):
+    """The shared backend suite, with tracking on every key, and with fail-safe on."""
+
+    @pytest.fixture(params=["tracking", "pubsub+fail_safe"])
+    def backend(self, request: pytest.FixtureRequest, redis_url: str) -> Iterator[TieredBackend]:
+        mode, _, fail_safe = request.param.partition("+")
+        made = TieredBackend(
+            RedisBackend(redis_url),
+            channel=f"conformance:{uuid.uuid4().hex}",
+            invalidation="tracking" if mode == "tracking" else "pubsub",
+            fail_safe=60 if fail_safe else None,
+        )
+        assert made.wait_connected(DEADLINE)
+        yield made
+        made.close()
 
 
 # ---- pure parts --------------------------------------------------------------------------------
