@@ -42,6 +42,7 @@ from kirocache.backends._redis_connections import (
     begin_call,
     bounded,
     end_call,
+    turn_within,
 )
 from kirocache.backends._redis_errors import forget_secret_frames, is_outage, refusal, scrub
 from kirocache.exceptions import (
@@ -190,10 +191,12 @@ def open_clients(
     )
 
     def async_client() -> redis.asyncio.Redis:
-        # Built inside the loop that will use it: asyncio pools bind to their loop.
-        pool = redis.asyncio.BlockingConnectionPool(
+        # Built inside the loop that will use it: asyncio pools bind to their loop. A plain
+        # pool: the transport's gate (one per loop, ``max_connections`` turns, FIFO) admits
+        # no more callers than it has connections, so its checkout never waits, and costs
+        # a list pop where the blocking pool's costs an asyncio.Condition and a timeout.
+        pool = redis.asyncio.ConnectionPool(
             max_connections=max_connections,
-            timeout=wait,
             connection_class=async_class,
             retry=AsyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
             **async_settings,
@@ -408,8 +411,11 @@ class RedisTransport:
             BackendError: No turn within the pool wait (``outage`` false: the client is
                 busy, the server is not down).
         """
+        if not gate.locked():
+            await gate.acquire()  # a free turn: taken at once, without suspending
+            return
         try:
-            await asyncio.wait_for(gate.acquire(), self._pool_wait)
+            await turn_within(gate, self._pool_wait)
         except asyncio.TimeoutError as exc:
             pool_wait = RedisConnectionError(_POOL_WAIT)
             pool_wait.__cause__ = exc

@@ -36,6 +36,7 @@ __all__ = [
     "begin_call",
     "bounded",
     "end_call",
+    "turn_within",
 ]
 
 T = TypeVar("T")
@@ -155,6 +156,18 @@ class bounded:  # noqa: N801 - used as a function: ``async with bounded(seconds)
         except TimeoutError as timed_out:
             msg = f"Timeout: no answer within the call's deadline of {self._seconds:g} s"
             raise RedisTimeoutError(msg) from timed_out
+
+
+async def turn_within(gate: asyncio.Semaphore, seconds: float) -> None:
+    """Wait for a turn at ``gate``, first come first served, at most ``seconds``.
+
+    One timer on the waiting task, where ``asyncio.wait_for`` starts a task per call.
+
+    Raises:
+        asyncio.TimeoutError: No turn came within ``seconds``.
+    """
+    async with _call_deadline(seconds):
+        await gate.acquire()
 
 
 class _DeadlineMixin:
