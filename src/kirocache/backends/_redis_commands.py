@@ -6,10 +6,14 @@ their commands and read their replies here, so the two halves cannot drift.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final, cast
+
+from redis.exceptions import NoScriptError
 
 from kirocache._values.types import ttl_seconds
 from kirocache.backends._limits import longest_ttl
@@ -24,6 +28,7 @@ __all__ = [
     "decode_key",
     "decode_members",
     "decode_ttl",
+    "digest",
     "exec_deleted",
     "expire_commands",
     "incr_commands",
@@ -31,11 +36,14 @@ __all__ = [
     "op_result",
     "plan",
     "scan_page",
+    "scripts_run",
     "set_command",
     "stats_from_info",
     "tag_add_commands",
     "to_px",
     "unique_members",
+    "unloaded",
+    "with_body",
 ]
 
 Command = tuple[Any, ...]
@@ -327,14 +335,65 @@ def op_result(op: Op, raw: object) -> OpResult:
     return as_bool(raw)
 
 
-def plan(ops: Sequence[Op]) -> tuple[list[Command], list[int]]:
-    """All commands of ``ops`` in order, and where each op's answering command sits."""
+# Scripts go by their SHA1 digest (EVALSHA) once the server is known to hold them: the
+# body goes with the first use (EVAL loads it), later uses send only the digest. What the
+# server holds is tracked by the backend (``loaded``), forgotten when a connection fails.
+_BODIES: Final[dict[str, str]] = {}
+
+
+def digest(body: str) -> str:
+    """The SHA1 digest EVALSHA names a script by."""
+    found = hashlib.sha1(body.encode("utf-8"), usedforsecurity=False).hexdigest()
+    _BODIES.setdefault(found, body)
+    return found
+
+
+def plan(
+    ops: Sequence[Op], *, loaded: AbstractSet[str] = frozenset()
+) -> tuple[list[Command], list[int]]:
+    """All commands of ``ops`` in order, and where each op's answering command sits.
+
+    A script whose digest is in ``loaded`` goes as EVALSHA, any other as EVAL.
+    """
     commands: list[Command] = []
     answers: list[int] = []
     for op in ops:
         commands.extend(_op_commands(op))
         answers.append(len(commands) - 1)
+    if loaded:
+        commands = [
+            ("EVALSHA", found, *command[2:])
+            if command[0] == "EVAL" and (found := digest(command[1])) in loaded
+            else command
+            for command in commands
+        ]
     return commands, answers
+
+
+def scripts_run(commands: Sequence[Command], raw: Sequence[object]) -> set[str]:
+    """The digests of the scripts an EVAL of ``commands`` loaded (it answered)."""
+    return {
+        digest(command[1])
+        for command, reply in zip(commands, raw, strict=True)
+        if command[0] == "EVAL"
+        and not isinstance(reply, NoScriptError)
+        and not (isinstance(reply, Exception) and str(reply).startswith("NOPERM"))
+    }
+
+
+def unloaded(commands: Sequence[Command], raw: Sequence[object]) -> list[int]:
+    """Where an EVALSHA found its script missing (NOSCRIPT): to send again as EVAL."""
+    return [
+        at
+        for at, (command, reply) in enumerate(zip(commands, raw, strict=True))
+        if command[0] == "EVALSHA"
+        and (isinstance(reply, NoScriptError) or str(reply).startswith("NOSCRIPT"))
+    ]
+
+
+def with_body(command: Command) -> Command:
+    """An EVALSHA command as the EVAL of its script, which also loads it on the server."""
+    return ("EVAL", _BODIES[cast("str", command[1])], *command[2:])
 
 
 def _int_or_none(value: object) -> int | None:

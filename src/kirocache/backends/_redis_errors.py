@@ -92,17 +92,29 @@ def refusal(exc: BaseException, where: str) -> BackendError | None:
             )
         return AuthenticationError(f"{WRONG_AUTH} ({where})")
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
-        return PermissionDeniedError(
-            f"the server's ACL refused it ({where}): {text}; grant the ACL user the command "
-            "and the keys under the cache's key prefix (ACL SETUSER <user> ~<prefix>* +@all "
-            "-@dangerous), see the troubleshooting guide"
-        )
+        return PermissionDeniedError(_refused_by_acl(text, where))
     if text.startswith(_NO_DATABASE):
         return CommandError(
             f"the server has no such database ({where}): fix the /db of the URL or "
             f"REDIS_DB (redis said: {text})"
         )
     return None
+
+
+def _refused_by_acl(text: str, where: str) -> str:
+    """The message of a NOPERM: which grant is missing, the scripts' category by name."""
+    if "'eval" in text:  # 'eval' or 'evalsha'
+        return (
+            f"the server's ACL refused a script ({where}): {text}; kirocache runs short Lua "
+            "scripts (EVALSHA, EVAL) for conditional writes, invalidations, tags, locks and "
+            "sessions: grant the ACL user the @scripting category (ACL SETUSER <user> "
+            "+@scripting), see the configuration guide's ACL matrix"
+        )
+    return (
+        f"the server's ACL refused it ({where}): {text}; grant the ACL user the command "
+        "and the keys under the cache's key prefix (ACL SETUSER <user> ~<prefix>* +@all "
+        "-@dangerous), see the troubleshooting guide"
+    )
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:

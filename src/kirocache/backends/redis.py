@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -34,13 +35,16 @@ from kirocache.backends._redis_commands import (
     info_of,
     plan,
     scan_page,
+    scripts_run,
     set_command,
     stats_from_info,
     tag_add_commands,
     to_px,
     unique_members,
+    unloaded,
+    with_body,
 )
-from kirocache.exceptions import ConfigurationError, PermissionDeniedError
+from kirocache.exceptions import BackendError, ConfigurationError, PermissionDeniedError
 
 if TYPE_CHECKING:
     import ssl
@@ -333,15 +337,37 @@ class RedisBackend(RedisTransport):
         """
         return exec_deleted(self._compare_and_delete(key, value))
 
+    def _loaded_scripts(self) -> builtins.set[str]:
+        """The digests of the scripts the server is known to hold (see ``plan``)."""
+        loaded: builtins.set[str] | None = self.__dict__.get("_scripts")
+        if loaded is None:
+            loaded = self.__dict__.setdefault("_scripts", builtins.set())
+        return loaded
+
     def execute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Run ``ops`` in one pipeline (MULTI/EXEC with ``transaction``).
 
         A failing op leaves a ``BackendError`` in its slot and the others still run.
         """
-        commands, answers = plan(ops)
+        loaded = self._loaded_scripts()
+        # in a MULTI transaction a missing script could not be sent again within it
+        commands, answers = plan(ops, loaded=frozenset() if transaction else loaded)
         if not commands:
             return []
-        raw = self._pipe("execute", commands, transaction=transaction, strict=False)
+        try:
+            raw = self._pipe("execute", commands, transaction=transaction, strict=False)
+        except BackendError:
+            loaded.clear()  # a new connection may reach a server without them
+            raise
+        loaded |= scripts_run(commands, raw)
+        if missing := unloaded(commands, raw):
+            # The server lost its scripts without a reconnect (SCRIPT FLUSH): those send
+            # their bodies in a second round trip, after the pipeline's other commands.
+            loaded.clear()
+            again = [with_body(commands[at]) for at in missing]
+            raw = _merged(
+                raw, missing, self._pipe("execute", again, transaction=False, strict=False)
+            )
         return [self._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
 
     def ping(self) -> float:
@@ -469,10 +495,22 @@ class RedisBackend(RedisTransport):
 
     async def aexecute(self, ops: Sequence[Op], *, transaction: bool = False) -> list[OpResult]:
         """Async :meth:`execute`."""
-        commands, answers = plan(ops)
+        loaded = self._loaded_scripts()
+        # in a MULTI transaction a missing script could not be sent again within it
+        commands, answers = plan(ops, loaded=frozenset() if transaction else loaded)
         if not commands:
             return []
-        raw = await self._apipe("execute", commands, transaction=transaction, strict=False)
+        try:
+            raw = await self._apipe("execute", commands, transaction=transaction, strict=False)
+        except BackendError:
+            loaded.clear()
+            raise
+        loaded |= scripts_run(commands, raw)
+        if missing := unloaded(commands, raw):
+            loaded.clear()
+            again = [with_body(commands[at]) for at in missing]
+            replies = await self._apipe("execute", again, transaction=False, strict=False)
+            raw = _merged(raw, missing, replies)
         return [self._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
 
     async def aping(self) -> float:
@@ -501,3 +539,11 @@ class RedisBackend(RedisTransport):
     async def aclose(self) -> None:
         """Close the running event loop's client and its pool."""
         await self._aclose_client()
+
+
+def _merged(raw: Sequence[object], at: Sequence[int], again: Sequence[object]) -> list[object]:
+    """``raw`` with the replies ``again`` put in the slots ``at``."""
+    merged = list(raw)
+    for slot, reply in zip(at, again, strict=True):
+        merged[slot] = reply
+    return merged
