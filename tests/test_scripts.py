@@ -114,6 +114,12 @@ def test_a_user_without_scripting_is_told_the_grant(
         # plain reads and writes need no script
         assert cache.set("plain", 1) is True
         assert cache.get("plain") == 1
+        assert cache.set_many({"m1": 1, "m2": 2}) is True
+        assert cache.get_many(["m1", "m2"]) == {"m1": 1, "m2": 2}
+        assert cache.exists("m1") is True
+        assert cache.ttl("m1") is not None
+        assert cache.incr("n") == 1
+        assert cache.delete_pattern("m*") == 2
         calls: list[int] = []
 
         @cached(prefix="f:", cache=cache)
