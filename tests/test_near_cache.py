@@ -288,6 +288,35 @@ def test_a_killed_tracking_connection_clears_bypasses_and_recovers(
     assert eventually(lambda: b.get(key) == b"new")
 
 
+def test_a_refused_tracking_is_logged_once_and_the_layer_stays_bypassed(
+    redis_url: str, raw: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, secret = f"near-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    raw.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+" + secret],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-client|tracking"],
+    )
+    url = redis_url.replace("redis://", f"redis://{user}:{secret}@")
+    b = TieredBackend.from_url(url, invalidation="tracking", tracking_prefixes=[prefix])
+    try:
+        assert eventually(lambda: b.connection_failures >= 2)
+        assert not b.connected
+        b.remote.set(prefix + "k", b"v")
+        assert b.get(prefix + "k") == b"v"  # Redis alone serves
+        assert not b.local.exists(prefix + "k")
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1
+        assert "+client|tracking" in errors[0]
+        assert secret not in caplog.text
+    finally:
+        b.close()
+        raw.acl_deluser(user)
+
+
 # ---- the cache's invalidations through the near cache -----------------------------------------
 
 

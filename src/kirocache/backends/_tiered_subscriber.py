@@ -269,6 +269,9 @@ class Subscriber:
         refused = isinstance(
             exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError)
         ) or str(exc).startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
+        # A server without client tracking (before Redis 6) answers CLIENT TRACKING with
+        # an error: as much a misconfiguration as a refused grant.
+        refused = refused or (self._tracking is not None and isinstance(exc, redis.ResponseError))
         if refused:
             # A misconfiguration, not an outage: every write waits on a channel it never
             # gets, so it is an error, said once per streak of refusals.
