@@ -96,6 +96,25 @@ def _page(raw: object) -> tuple[int, list[bytes]]:
     return scan_page(raw)
 
 
+def _closed_under_us(exc: AttributeError) -> bool:
+    """An AttributeError raised inside redis-py: a connection it closed under this call.
+
+    redis-py's asyncio cluster disconnects every connection of a node that failed, also
+    those other tasks are using at that moment; their next step then finds the stream
+    gone (``'NoneType' object has no attribute 'writelines'``). That is a lost connection.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+
+
+def _lost(exc: AttributeError) -> RedisConnectionError:
+    error = RedisConnectionError(f"Connection closed by the client during the call: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 def _unreachable(exc: RedisClusterException) -> RedisConnectionError:
     error = RedisConnectionError(f"Redis Cluster unreachable: {exc}")
     error.__cause__ = exc
@@ -284,6 +303,10 @@ class RedisClusterBackend(RedisTransport):
             return await super()._acall(operation, command)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except AttributeError as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
 
     async def _apipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
@@ -292,6 +315,10 @@ class RedisClusterBackend(RedisTransport):
             return await super()._apipe(operation, commands, transaction=transaction, strict=strict)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except AttributeError as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
 
     def _on_node(self, operation: str, node: ClusterNode | str, command: Command) -> object:
         """One command on one node (or on a node group such as ``primaries``)."""
@@ -314,6 +341,22 @@ class RedisClusterBackend(RedisTransport):
         finally:
             end_call()
 
+    async def _aentry(self) -> Any:
+        entry = await super()._aentry()
+        client = cast("redis.asyncio.cluster.RedisCluster", entry.client)
+        if client._initialize:
+            # Read the slot map before this loop's first calls go out together: left to
+            # redis-py's first commands, a burst of them races its own initialization
+            # (connections closed under other tasks, "NoneType has no writelines").
+            try:
+                async with bounded(self._deadline):
+                    await client.initialize()
+            except RedisClusterException as exc:
+                raise self._error("connect", _unreachable(exc)) from exc
+            except _ERRORS as exc:
+                raise self._error("connect", exc) from exc
+        return entry
+
     async def _aclient(self) -> redis.asyncio.cluster.RedisCluster:
         entry = await self._aentry()
         return cast("redis.asyncio.cluster.RedisCluster", entry.client)
@@ -325,6 +368,10 @@ class RedisClusterBackend(RedisTransport):
                 return await client.execute_command(*command, target_nodes=node)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except AttributeError as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
 
