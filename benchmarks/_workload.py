@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from pytest_benchmark.fixture import BenchmarkFixture
 
 # A user profile as an API would cache it: about 200 bytes of JSON.
@@ -69,3 +70,21 @@ def repeat_async(
         loop.run_until_complete(many())
 
     return run
+
+
+class FrozenProfile(msgspec.Struct, frozen=True):
+    """The small profile as an immutable result: a hit may hand out one decoded copy."""
+
+    id: int
+    name: str
+    email: str
+    locale: str
+    roles: tuple[str, ...]
+    created: str
+    active: bool
+    score: float
+    plan: str
+    avatar: str
+
+
+FROZEN = FrozenProfile(**{**SMALL, "roles": tuple(SMALL["roles"])})

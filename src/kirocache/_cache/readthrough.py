@@ -13,9 +13,16 @@ their first parameter is the cache.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
 import time
+import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from kirocache._cache import invalidations
 from kirocache._cache.driver import Flow, Io, arun, run
@@ -130,7 +137,7 @@ def lookup(
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
     try:
-        value = self.codec.loads(raw, type, full)
+        value = _decode(self, full, raw, type)
     except CorruptValueError:
         # a tagged entry (checked against its tags' stamps), else corrupt bytes
         value, raw = run(guard, _unreadable(self, full, raw, guards, type, label, started))
@@ -182,7 +189,7 @@ async def alookup(
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
     try:
-        value = self.codec.loads(raw, type, full)
+        value = _decode(self, full, raw, type)
     except CorruptValueError:
         # a tagged entry (checked against its tags' stamps), else corrupt bytes
         flow = _unreadable(self, full, raw, guards, type, label, started)
@@ -196,6 +203,81 @@ async def alookup(
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
+
+
+# -- the memo of immutable decoded values --------------------------------------------------------
+
+# A hit decodes a fresh copy of the stored bytes, so mutating a value read never changes
+# what is cached. An immutable value (a scalar, a str, a tuple or frozenset of such, a
+# frozen dataclass or msgspec Struct, a datetime, a UUID...) cannot be mutated, so one
+# decoded copy can be handed out again: the memo keeps it per full key beside the very
+# bytes object it was decoded from, and serves it only when the backend hands back that
+# same object (``is``), which an in-process backend does until the entry is written,
+# deleted, invalidated or evicted. Every hit still reads the backend, so an invalidation
+# (here, or one a TieredBackend learns of) is seen as before: the backend returns other
+# bytes or none, and the memo entry is not used. Redis returns new bytes on every read, so
+# the memo never serves there. Bounded: small entries only, and cleared when full.
+_MEMO_ENTRIES: Final = 4096
+_MEMO_BYTES: Final = 16 * 1024
+_ATOMS: Final = frozenset(
+    {str, int, float, bool, bytes, complex, type(None), decimal.Decimal, uuid.UUID}
+    | {datetime.datetime, datetime.date, datetime.time, datetime.timedelta}
+)
+_DEPTH: Final = 8
+_WIDTH: Final = 64
+
+
+def _memo_of(self: Cache) -> dict[str, tuple[bytes, Any, Any, Any]]:
+    try:
+        return self._decoded  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        memo: dict[str, tuple[bytes, Any, Any, Any]] = {}
+        self._decoded = memo  # type: ignore[attr-defined]
+        return memo
+
+
+def _decode(self: Cache, full: str, raw: bytes, type: Any) -> Any:
+    """``codec.loads``, or the value the memo keeps for these very bytes.
+
+    Raises:
+        CorruptValueError: The codec refused the bytes (a tagged entry, or corrupt).
+    """
+    memo = _memo_of(self)
+    kept = memo.get(full)
+    codec = self.codec
+    serializer = codec.serializer
+    if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is serializer:
+        return kept[3]
+    value = codec.loads(raw, type, full)
+    if len(raw) <= _MEMO_BYTES and immutable(value):
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[full] = (raw, type, serializer, value)
+    return value
+
+
+def immutable(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` and everything in it is immutable (a bounded look, else False)."""
+    kind = value.__class__
+    if kind is dict or kind is list:  # the usual result: no further look
+        return False
+    if kind in _ATOMS or isinstance(value, enum.Enum):
+        return True
+    if depth >= _DEPTH:
+        return False
+    if isinstance(value, (tuple, frozenset)):
+        return len(value) <= _WIDTH and all(immutable(item, depth + 1) for item in value)
+    if isinstance(value, msgspec.Struct):
+        config = kind.__struct_config__
+        return config.frozen and all(
+            immutable(getattr(value, name), depth + 1) for name in kind.__struct_fields__
+        )
+    params = getattr(kind, "__dataclass_params__", None)
+    if params is not None and params.frozen:
+        return all(
+            immutable(getattr(value, field.name), depth + 1) for field in dataclasses.fields(value)
+        )
+    return False
 
 
 # -- pending invalidations: replay first, else what they reach is a miss ------------------------
