@@ -214,3 +214,83 @@ def test_the_demo_ends_healthy(
     out = capsys.readouterr().out
     assert "status: healthy" in out
     assert "alerts raised: 0" in out
+
+
+# ---- per-thread tallies: exact counts once the calls are over ---------------------------------
+
+
+def test_counts_from_eight_threads_are_exact() -> None:
+    # each thread counts into its own tally; the snapshot sums them, so nothing is lost
+    metrics = InMemoryMetrics(window=64)
+    start = threading.Barrier(8)
+
+    def work(number: int) -> None:
+        start.wait()
+        for i in range(2_000):
+            metrics.record("get", "user:", "hit" if i % 4 else "miss", 0.001 * number)
+        metrics.record("get", "user:", "coalesced", 0.0, count=3)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    # figures read while the threads run are a snapshot, never an error
+    assert all(item.calls <= 16_000 for item in metrics.stats())
+    for thread in threads:
+        thread.join()
+    [reads] = metrics.stats("user:", "get")
+    assert (reads.calls, reads.hits, reads.misses, reads.coalesced) == (16_000, 12_000, 4_000, 24)
+    assert reads.latency_max == pytest.approx(0.007)
+    assert reads.latency_mean == pytest.approx(0.0035)
+    assert metrics.hit_rate("user:") == pytest.approx((12_000 + 24) / 16_000)
+
+
+def test_an_ended_threads_figures_stay_counted() -> None:
+    metrics = InMemoryMetrics()
+    for _ in range(5):
+        thread = threading.Thread(target=metrics.record, args=("set", "a:", "set", 0.5))
+        thread.start()
+        thread.join()
+    metrics.record("set", "a:", "set", 0.1)  # this thread's first record folds the ended ones
+    [writes] = metrics.stats("a:", "set")
+    assert (writes.calls, writes.sets) == (6, 6)
+    assert writes.latency_p50 == 0.5
+    assert metrics.namespaces() == ["a:"]
+
+
+def test_reset_forgets_every_threads_counts() -> None:
+    metrics = InMemoryMetrics()
+    worker = threading.Thread(target=metrics.record, args=("get", "b:", "hit", 0.2))
+    worker.start()
+    worker.join()
+    metrics.record("get", "b:", "miss", 0.1)
+    metrics.reset()
+    assert metrics.stats() == []
+    metrics.record("get", "b:", "hit", 0.3)
+    [reads] = metrics.stats()
+    assert (reads.calls, reads.hits, reads.misses) == (1, 1, 0)
+
+
+def test_a_cache_counts_every_hit_of_eight_threads() -> None:
+    from kirocache import Cache, cached
+
+    with Cache.from_url("memory://") as cache:
+
+        @cached(prefix="t:", ttl=60, cache=cache)
+        def double(x: int) -> int:
+            return 2 * x
+
+        double(1)
+
+        def hits() -> None:
+            for _ in range(1_000):
+                assert double(1) == 2
+
+        threads = [threading.Thread(target=hits) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        metrics = cache.metrics
+        assert isinstance(metrics, InMemoryMetrics)
+        [reads] = metrics.stats("t:", "get")
+        assert (reads.hits, reads.misses) == (8_000, 1)

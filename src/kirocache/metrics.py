@@ -133,27 +133,47 @@ _OUTCOMES: tuple[Outcome, ...] = (
 
 
 class _Series:
-    """Counters and a ring of recent latencies for one (namespace, operation)."""
+    """Counters and a ring of recent latencies for one (namespace, operation), one thread."""
 
     __slots__ = ("calls", "counts", "latencies", "max", "next", "total")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self) -> None:
         self.calls = 0
         self.counts = dict.fromkeys(_OUTCOMES, 0)
-        self.latencies: list[float] = [0.0] * window
+        # grows to the window, then is written round (``next`` counts every latency)
+        self.latencies: list[float] = []
         self.next = 0
         self.total = 0.0
         self.max = 0.0
+
+    def add(self, other: _Series) -> None:
+        """Add ``other``'s counts, and its latencies to this one's (a merged snapshot)."""
+        self.calls += other.calls
+        for outcome, count in other.counts.copy().items():
+            self.counts[outcome] += count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+        self.latencies += other.latencies.copy()
+
+
+_Tally: TypeAlias = "dict[tuple[str, str], _Series]"
+
+
+class _Local(threading.local):
+    tally: _Tally | None = None
 
 
 class InMemoryMetrics:
     """Per-namespace, per-operation counters and latency percentiles, kept in memory.
 
-    Recording is O(1) under one lock; percentiles are computed when asked, over the last
-    ``window`` latencies of each series.
+    Recording takes no lock: each thread counts into a tally of its own, and the tallies
+    are summed when figures are asked for, so counts are exact once the calls are over (an
+    ended thread's tally is folded into a shared one). Percentiles are computed when asked,
+    over the last ``window`` latencies each thread kept of each series: a sample of the
+    recent calls, up to ``window`` per thread.
 
     Args:
-        window: How many recent latencies each (namespace, operation) keeps.
+        window: How many recent latencies each (namespace, operation) keeps per thread.
 
     Examples:
         >>> metrics = InMemoryMetrics()
@@ -167,8 +187,31 @@ class InMemoryMetrics:
             msg = f"window must be at least 1, got {window}"
             raise ValueError(msg)
         self._window = window
-        self._series: dict[tuple[str, str], _Series] = {}
+        self._local = _Local()
+        # every live thread's tally by its thread; ended threads' figures are in _retired
+        self._tallies: dict[threading.Thread, _Tally] = {}
+        self._retired: _Tally = {}
         self._lock = threading.Lock()
+
+    def _join(self) -> _Tally:
+        """This thread's tally, made and registered on its first record."""
+        tally: _Tally = {}
+        with self._lock:
+            self._fold_ended()
+            self._tallies[threading.current_thread()] = tally
+        self._local.tally = tally
+        return tally
+
+    def _fold_ended(self) -> None:
+        """Fold the tallies of threads that have ended into ``_retired`` (lock held)."""
+        window = self._window
+        for thread in [thread for thread in self._tallies if not thread.is_alive()]:
+            for key, series in self._tallies.pop(thread).items():
+                into = self._retired.get(key)
+                if into is None:
+                    into = self._retired[key] = _Series()
+                into.add(series)
+                del into.latencies[: max(0, len(into.latencies) - window)]
 
     def record(
         self, operation: str, namespace: str, outcome: Outcome, latency: float, count: int = 1
@@ -177,43 +220,52 @@ class InMemoryMetrics:
 
         A ``coalesced`` record only counts: it tells how a read already recorded ended.
         """
-        with self._lock:
-            series = self._series.get((namespace, operation))
-            if series is None:
-                series = self._series[namespace, operation] = _Series(self._window)
-            if outcome == "coalesced":
-                series.counts["coalesced"] += count
-                return
-            series.calls += 1
-            series.counts[outcome] += count
-            at = series.next
+        tally = self._local.tally
+        if tally is None:
+            tally = self._join()
+        series = tally.get((namespace, operation))
+        if series is None:
+            series = tally[namespace, operation] = _Series()
+        if outcome == "coalesced":
+            series.counts["coalesced"] += count
+            return
+        series.calls += 1
+        series.counts[outcome] += count
+        at = series.next
+        if at < self._window:
+            series.latencies.append(latency)
+        else:
             series.latencies[at % self._window] = latency
-            series.next = at + 1
-            series.total += latency
-            if latency > series.max:  # noqa: PLR1730 - a branch is cheaper than max()
-                series.max = latency
+        series.next = at + 1
+        series.total += latency
+        if latency > series.max:  # noqa: PLR1730 - a branch is cheaper than max()
+            series.max = latency
+
+    def _merged(self) -> _Tally:
+        """Every thread's figures summed per (namespace, operation), as of now."""
+        with self._lock:
+            self._fold_ended()
+            tallies = [tally.copy() for tally in (self._retired, *self._tallies.values())]
+        merged: _Tally = {}
+        for tally in tallies:
+            for key, series in tally.items():
+                into = merged.get(key)
+                if into is None:
+                    into = merged[key] = _Series()
+                into.add(series)
+        return merged
 
     def stats(
         self, namespace: str | None = None, operation: str | None = None
     ) -> list[OperationStats]:
         """Figures per (namespace, operation), filtered by either, sorted by name."""
-        with self._lock:
-            frozen = [
-                (
-                    key,
-                    dict(series.counts),
-                    series.calls,
-                    series.total,
-                    series.max,
-                    series.latencies[: min(series.next, self._window)],
-                )
-                for key, series in sorted(self._series.items())
-                if (namespace is None or key[0] == namespace)
-                and (operation is None or key[1] == operation)
-            ]
         result = []
-        for (ns, op), counts, calls, total, worst, window in frozen:
-            window.sort()
+        for (ns, op), series in sorted(self._merged().items()):
+            if (namespace is not None and ns != namespace) or (
+                operation is not None and op != operation
+            ):
+                continue
+            counts, calls, window = series.counts, series.calls, sorted(series.latencies)
             result.append(
                 OperationStats(
                     namespace=ns,
@@ -230,8 +282,8 @@ class InMemoryMetrics:
                     latency_p50=percentile(window, 0.50),
                     latency_p95=percentile(window, 0.95),
                     latency_p99=percentile(window, 0.99),
-                    latency_max=worst if calls else None,
-                    latency_mean=total / calls if calls else None,
+                    latency_max=series.max if calls else None,
+                    latency_mean=series.total / calls if calls else None,
                 )
             )
         return result
@@ -242,13 +294,12 @@ class InMemoryMetrics:
         Stale serves and coalesced misses count as served (see ``OperationStats.hit_rate``).
         """
         served = reads = 0
-        with self._lock:
-            for (ns, _), series in self._series.items():
-                if namespace is None or ns == namespace:
-                    counts = series.counts
-                    found = counts["hit"] + counts["stale"]
-                    served += found + counts["coalesced"]
-                    reads += found + counts["miss"]
+        for (ns, _), series in self._merged().items():
+            if namespace is None or ns == namespace:
+                counts = series.counts
+                found = counts["hit"] + counts["stale"]
+                served += found + counts["coalesced"]
+                reads += found + counts["miss"]
         return served / reads if reads else None
 
     def invalidations(self) -> dict[str, int]:
@@ -258,26 +309,27 @@ class InMemoryMetrics:
         invalidation the backend could not apply is kept and replayed when it is back (see
         the invalidation guide).
         """
-        with self._lock:
-            kept = self._series.get((PENDING, "invalidate_pending"))
-            replayed = self._series.get((PENDING, "invalidate_replay"))
-            added = kept.counts["delete"] if kept is not None else 0
-            done = replayed.counts["delete"] if replayed is not None else 0
+        merged = self._merged()
+        kept = merged.get((PENDING, "invalidate_pending"))
+        replayed = merged.get((PENDING, "invalidate_replay"))
+        added = kept.counts["delete"] if kept is not None else 0
+        done = replayed.counts["delete"] if replayed is not None else 0
         return {"invalidations_pending": max(added - done, 0), "invalidations_replayed": done}
 
     def namespaces(self) -> list[str]:
         """Every namespace seen so far, sorted."""
-        with self._lock:
-            return sorted({ns for ns, _ in self._series})
+        return sorted({ns for ns, _ in self._merged()})
 
     def snapshot(self) -> list[dict[str, object]]:
         """Every series as JSON-ready dicts (see :meth:`OperationStats.to_dict`)."""
         return [item.to_dict() for item in self.stats()]
 
     def reset(self) -> None:
-        """Forget every counter and latency."""
+        """Forget every counter and latency (a call recorded meanwhile may stay counted)."""
         with self._lock:
-            self._series.clear()
+            self._retired.clear()
+            for tally in self._tallies.values():
+                tally.clear()
 
 
 class MultiMetrics:
