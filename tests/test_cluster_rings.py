@@ -1,0 +1,141 @@
+"""Sessions, the distributed lock and the TieredBackend on a real cluster and on Sentinel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kirocache import Cache, cached
+from kirocache.backends import DistributedLock
+from kirocache.backends.cluster import RedisClusterBackend
+from kirocache.backends.sentinel import RedisSentinelBackend
+from kirocache.backends.tiered import TieredBackend
+from kirocache.exceptions import ConfigurationError
+from kirocache.keys import Namespace
+from kirocache.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from cluster_server import LocalCluster, LocalSentinel
+
+pytest_plugins = ["cluster_server"]
+pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
+
+
+@pytest.fixture
+def cluster_backend(
+    redis_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RedisClusterBackend]:
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    redis_cluster.flush()
+    made = RedisClusterBackend(redis_cluster.url, timeout=2.0)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+def test_sessions_in_one_hash_tag_work_on_a_cluster(cluster_backend: RedisClusterBackend) -> None:
+    # The session store creates a session in one transaction over the record, the user's
+    # index and a counter: keys in three slots unless one hash tag holds them.
+    sessions = SessionStore(Cache(cluster_backend), namespace=Namespace("{session}:", ttl=3600))
+    sid = sessions.create("ada", {"role": "admin"})
+    other = sessions.create("ada", {"role": "user"})
+    assert sessions.get(sid) == {"role": "admin"}
+    assert {info.session_id for info in sessions.user_sessions("ada")} == {sid, other}
+    assert sessions.revoke(sid) is True
+    assert sessions.get(sid) is None
+    sessions.revoke_all("ada")
+    assert sessions.get(other) is None
+
+
+async def test_sessions_in_one_hash_tag_work_on_a_cluster_async(
+    cluster_backend: RedisClusterBackend,
+) -> None:
+    sessions = SessionStore(Cache(cluster_backend), namespace=Namespace("{session}:", ttl=3600))
+    sid = await sessions.acreate("ada", {"role": "admin"})
+    assert await sessions.aget(sid) == {"role": "admin"}
+    assert await sessions.arevoke(sid) is True
+    assert await sessions.aget(sid) is None
+
+
+def test_sessions_spread_over_slots_are_refused_not_half_created(
+    cluster_backend: RedisClusterBackend,
+) -> None:
+    # What docs/cluster.md states: the default session namespace spans slots, and its
+    # transactional create is refused whole (nothing written), naming hash tags.
+    sessions = SessionStore(Cache(cluster_backend))
+    with pytest.raises(ConfigurationError, match="hash tag"):
+        sessions.create("ada", {"role": "admin"})
+    assert list(cluster_backend.scan("session:*")) == []
+
+
+# -- the distributed lock -------------------------------------------------------------------
+
+
+def test_distributed_lock_on_a_cluster(cluster_backend: RedisClusterBackend) -> None:
+    first = DistributedLock(cluster_backend, "lock:report", timeout=5, wait=0)
+    second = DistributedLock(cluster_backend, "lock:report", timeout=5, wait=0)
+    assert first.acquire() is True
+    assert second.acquire() is False
+    assert first.extend() is True
+    assert second.release() is False
+    assert first.release() is True
+    assert second.acquire() is True
+    assert second.release() is True
+
+
+async def test_cached_with_a_distributed_lock_on_a_cluster(
+    cluster_backend: RedisClusterBackend,
+) -> None:
+    cache = Cache(cluster_backend, key_prefix="app:")
+    calls: list[int] = []
+
+    @cached(prefix="reports:", cache=cache, ttl=60, lock="distributed", tags=["reports"])
+    async def report(n: int) -> int:
+        calls.append(n)
+        return n * 2
+
+    assert await report(21) == 42
+    assert await report(21) == 42
+    assert calls == [21]
+    await cache.ainvalidate_tags("reports")
+    assert await report(21) == 42
+    assert calls == [21, 21]
+
+
+# -- the TieredBackend ----------------------------------------------------------------------
+
+
+def test_tiered_backend_refuses_a_cluster_with_a_clear_error(
+    cluster_backend: RedisClusterBackend,
+) -> None:
+    with pytest.raises(ConfigurationError, match="RedisBackend"):
+        TieredBackend(cluster_backend)  # type: ignore[arg-type]
+
+
+def test_tiered_backends_on_sentinel_drop_what_another_invalidates(
+    redis_sentinel: LocalSentinel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    one = TieredBackend(RedisSentinelBackend(redis_sentinel.url, timeout=2.0))
+    two = TieredBackend(RedisSentinelBackend(redis_sentinel.url, timeout=2.0))
+    try:
+        first, second = Cache(one, key_prefix="tiered:"), Cache(two, key_prefix="tiered:")
+        first.set("k", "old")
+        assert second.get("k") == "old"  # now in two's local layer
+        first.delete("k")
+        deadline = time.monotonic() + 10
+        while second.get("k") is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert second.get("k") is None
+    finally:
+        one.close()
+        two.close()
