@@ -94,7 +94,7 @@ def test_from_url_takes_the_backend_options_and_refuses_unknown_ones() -> None:
     assert isinstance(cache.backend, RedisClusterBackend)
     with pytest.raises(ConfigurationError, match="db"):
         Cache.from_url("redis+cluster://h1:7000", db=1)
-    with pytest.raises(ConfigurationError, match="unknown option.*nope.*known options"):
+    with pytest.raises(ConfigurationError, match=r"unknown option.*nope.*known options"):
         Cache.from_url("redis+cluster://h1:7000", nope=1)
     sentinel = Cache.from_url("redis+sentinel://s1/m", sentinel_password="x", db=2)
     assert isinstance(sentinel.backend, RedisSentinelBackend)
