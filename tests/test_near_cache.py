@@ -152,7 +152,7 @@ RAW_WRITES: dict[str, Callable[[redis.Redis, str], object]] = {
     "EXPIRE": lambda r, k: r.expire(k, 600),
     "APPEND": lambda r, k: r.append(k, b"-more"),
     "RENAME": lambda r, k: r.rename(k, k + ":moved"),
-    "expiry": lambda r, k: r.pexpire(k, 1),  # the server's own expiry, a few ms later
+    "PEXPIRE": lambda r, k: r.pexpire(k, 1),  # and the key's expiry a few ms later
 }
 
 
