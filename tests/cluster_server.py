@@ -190,6 +190,17 @@ class LocalCluster:
         msg = f"no node serves slot {slot}"
         raise RedisServerError(msg)
 
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        """The running nodes replicating ``primary``."""
+        found = []
+        for node in self.nodes:
+            if node.running and node is not primary:
+                with redis.Redis(port=node.port, socket_timeout=1) as client:
+                    info = client.info("replication")
+                if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+                    found.append(node)
+        return found
+
     def kill(self, node: RedisServer) -> None:
         """SIGKILL one node (no shutdown, no failover handshake)."""
         process = node._process

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from kirocache import Cache
+from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
     from cluster_server import LocalCluster, LocalSentinel
@@ -197,4 +198,32 @@ def test_a_sentinel_master_killed_under_load(fresh_sentinel: LocalSentinel) -> N
     assert cache.set("after", 1) is True
     assert cache.get("after") == 1
     assert cache.get(stale) is None
+    cache.backend.close()
+
+
+def test_a_cluster_down_is_an_outage_the_cache_fails_open_on(fresh_cluster: LocalCluster) -> None:
+    # A primary and its replica gone: the cluster's state turns to fail and the nodes
+    # left answer CLUSTERDOWN, for every key.
+    cache = Cache.from_url(fresh_cluster.url, key_prefix="down:")
+    cache.set("k", 1)
+    victim = fresh_cluster.primary_of("down:k")
+    for node in [*fresh_cluster.replicas_of(victim), victim]:
+        fresh_cluster.kill(node)
+    survivor = fresh_cluster.primaries()[0]
+
+    def down() -> bool:
+        with redis.Redis(port=survivor.port) as client:
+            return client.cluster("INFO").get("cluster_state") == "fail"
+
+    _until(down)
+    served = next(
+        f"down:{n}" for n in range(1000) if fresh_cluster.primary_of(f"down:{n}") is survivor
+    )
+    # redis-py retries CLUSTERDOWN, re-reading the slot map in between: within the
+    # deadline that ends as CLUSTERDOWN or as "cannot be connected", an outage either way
+    with pytest.raises(BackendError) as caught:
+        cache.backend.get(served)
+    assert caught.value.outage is True
+    assert cache.get("k") is None
+    assert cache.set("k", 2) is False
     cache.backend.close()
