@@ -37,8 +37,11 @@ ONE_BY_ONE = "kirocache one by one"
 # ---- get_many -------------------------------------------------------------------------------
 
 
-def sync_get_many(lib: str, value: Any, url: str, stack: ExitStack) -> Callable[[], list[Any]]:
-    """A callable reading the 100 keys (stored here first) and returning their values."""
+def sync_get_many(
+    lib: str, value: Any, url: str, stack: ExitStack, keys: list[str] = KEYS
+) -> Callable[[], list[Any]]:
+    """A callable reading ``keys`` (stored here first) and returning their values."""
+    KEYS = keys  # noqa: N806 - the module's 100 keys unless told otherwise
     if lib in (KIROCACHE, ONE_BY_ONE):
         cache = stack.enter_context(kirocache_cache(url, KIROCACHE))
         cache.set_many(dict.fromkeys(KEYS, value), ttl=TTL)
@@ -58,8 +61,14 @@ def sync_get_many(lib: str, value: Any, url: str, stack: ExitStack) -> Callable[
 
 
 def async_get_many(
-    lib: str, value: Any, url: str, loop: asyncio.AbstractEventLoop, stack: ExitStack
+    lib: str,
+    value: Any,
+    url: str,
+    loop: asyncio.AbstractEventLoop,
+    stack: ExitStack,
+    keys: list[str] = KEYS,
 ) -> Callable[[], list[Any]]:
+    KEYS = keys  # noqa: N806 - the module's 100 keys unless told otherwise
     run = loop.run_until_complete
     if lib in (KIROCACHE, ONE_BY_ONE):
         cache = kirocache_cache(url, KIROCACHE)
@@ -127,6 +136,46 @@ def test_get_many_redis_async(
     read = async_get_many(lib, value, redis_url, loop, stack)
     assert read() == [value] * N
     label(benchmark, f"get-many-100/redis/async/{size}", lib)
+    benchmark(read)
+
+
+# ---- get_many by size: the ratio to MGET must not grow with the number of keys ---------------
+
+SIZES = [10, 1_000, 10_000]  # 100: test_get_many_redis_sync above
+
+
+@pytest.mark.parametrize("count", SIZES)
+@pytest.mark.parametrize("lib", [KIROCACHE, RAW])
+def test_get_many_sizes_sync(
+    benchmark: BenchmarkFixture,
+    stack: ExitStack,
+    redis_url: str,
+    flushed: None,
+    lib: str,
+    count: int,
+) -> None:
+    keys = [f"bench:size:{i}" for i in range(count)]
+    read = sync_get_many(lib, VALUES["small"], redis_url, stack, keys)
+    assert read() == [VALUES["small"]] * count
+    label(benchmark, f"get-many-{count}/redis/sync/small", lib, keys=count)
+    benchmark(read)
+
+
+@pytest.mark.parametrize("count", SIZES)
+@pytest.mark.parametrize("lib", [KIROCACHE, RAW])
+def test_get_many_sizes_async(
+    benchmark: BenchmarkFixture,
+    stack: ExitStack,
+    loop: asyncio.AbstractEventLoop,
+    redis_url: str,
+    flushed: None,
+    lib: str,
+    count: int,
+) -> None:
+    keys = [f"bench:size:{i}" for i in range(count)]
+    read = async_get_many(lib, VALUES["small"], redis_url, loop, stack, keys)
+    assert read() == [VALUES["small"]] * count
+    label(benchmark, f"get-many-{count}/redis/async/small", lib, keys=count)
     benchmark(read)
 
 

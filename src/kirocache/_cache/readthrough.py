@@ -23,11 +23,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import orjson
 
 from kirocache._cache import invalidations
 from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
+from kirocache._values.formats import OrjsonSerializer
+from kirocache._values.framing import (
+    _CHECKSUM_FROM,
+    _LOW_32,
+    _MAGIC,
+    _VERSION,
+    _XXH3_64,
+    FORMAT_JSON,
+    HEADER_SIZE,
+)
 from kirocache._values.stamped import is_stamped
 from kirocache._values.types import MISSING
 from kirocache.backends import Op
@@ -224,6 +235,9 @@ _ATOMS: Final = frozenset(
     | {datetime.datetime, datetime.date, datetime.time, datetime.timedelta}
 )
 _DEPTH: Final = 8
+# The first four header bytes of an uncompressed JSON entry, and its checksum's seed.
+_JSON_HEAD: Final = bytes((_MAGIC, _VERSION, FORMAT_JSON, 0))
+_JSON_SEED: Final = FORMAT_JSON << 8
 _WIDTH: Final = 64
 
 
@@ -256,7 +270,7 @@ def _decode(self: Cache, full: str, raw: bytes, type: Any) -> Any:
     return value
 
 
-def immutable(value: Any, depth: int = 0) -> bool:
+def immutable(value: Any, depth: int = 0) -> bool:  # noqa: PLR0911 - one answer per kind
     """Whether ``value`` and everything in it is immutable (a bounded look, else False)."""
     kind = value.__class__
     if kind is dict or kind is list:  # the usual result: no further look
@@ -558,19 +572,59 @@ async def _aread_many(
 def _decode_many(
     self: Cache, keys: Sequence[str], full_keys: Sequence[str], raws: Sequence[Any], type: Any
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """The hits, what was seen per key, and the keys the codec refused (see ``_settle_many``)."""
+    """The hits, what was seen per key, and the keys the codec refused (see ``_settle_many``).
+
+    Plain JSON entries read without a type are decoded together: each one's header and
+    checksum are checked as ``OrjsonSerializer.loads`` checks them, then their payloads go
+    through one ``orjson.loads`` of a JSON array, which costs far less than one call each.
+    """
+    seen: dict[str, Any] = {
+        key: (full, raw, ()) for key, full, raw in zip(keys, full_keys, raws, strict=True)
+    }
+    codec = self.codec
+    if type is None and codec.serializer.__class__ is OrjsonSerializer:
+        joined = _joined(keys, raws)
+        if joined is not None:
+            return joined, seen, []
     found: dict[str, Any] = {}
-    seen: dict[str, Any] = {}
     unread: list[str] = []
-    loads = self.codec.loads
+    loads = codec.loads
     for key, full, raw in zip(keys, full_keys, raws, strict=True):
-        seen[key] = (full, raw, ())
         if raw is not None and not raw.startswith(TOMBSTONE):
             try:
                 found[key] = loads(raw, type, full)
             except CorruptValueError:
                 unread.append(key)
     return found, seen, unread
+
+
+def _joined(keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any] | None:
+    """The values of plain JSON entries in one ``orjson.loads``; ``None`` if any is not one.
+
+    Each entry's header and checksum are checked as ``OrjsonSerializer.loads`` checks them;
+    absent keys and tombstones are left out. Anything else (a tagged entry, a counter, a
+    corrupt or compressed one) makes the caller decode entry by entry.
+    """
+    tomb = TOMBSTONE
+    hits = [
+        (key, raw)
+        for key, raw in zip(keys, raws, strict=True)
+        if raw is not None and not raw.startswith(tomb)
+    ]
+    head, check, seed, low, size = _JSON_HEAD, _CHECKSUM_FROM, _JSON_SEED, _LOW_32, HEADER_SIZE
+    payloads = [raw[size:] for _, raw in hits]
+    if not all(
+        raw.startswith(head) and _XXH3_64(payload, seed) & low == check(raw, 4)[0]
+        for (_, raw), payload in zip(hits, payloads, strict=True)
+    ):
+        return None
+    try:
+        values = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(values) != len(hits):
+        return None
+    return {key: value for (key, _), value in zip(hits, values, strict=True)}
 
 
 def _settle_many(
