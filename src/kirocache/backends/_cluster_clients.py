@@ -9,7 +9,7 @@ error, which the transport turns into an outage.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import redis
@@ -21,10 +21,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from kirocache.backends._cluster_plan import slot_of
 from kirocache.backends._cluster_urls import NodesURL
+from kirocache.backends._redis_commands import Command
 from kirocache.backends._redis_connections import CONNECTION_CLASSES
 
-__all__ = ["LazyCluster", "async_cluster_factory", "cluster_settings"]
+__all__ = [
+    "LazyCluster",
+    "arouted_pipe",
+    "async_cluster_factory",
+    "cluster_settings",
+    "routed_pipe",
+]
 
 # As the single node's backoff: tens of milliseconds, so a failover is ridden over without
 # stacking seconds of sleep under a request (redis-py's default waits up to 10 s).
@@ -147,3 +155,37 @@ def async_cluster_factory(
         )
 
     return make
+
+
+def _key(command: Command) -> str:
+    """The key a planned command works on (``EVAL script numkeys key ...``: the first)."""
+    return str(command[3] if command[0] == "EVAL" else command[1])
+
+
+def routed_pipe(client: RedisCluster, commands: Sequence[Command], *, strict: bool) -> list[object]:
+    """One cluster pipeline with each command's node given, as ``mget_nonatomic`` does.
+
+    The slot of every planned command is known (its one key, or keys of one slot), so
+    redis-py need not parse each command for its keys: a third of a 1,000-command
+    pipeline's time. MOVED and ASK replies are still followed by redis-py.
+    """
+    nodes = client.nodes_manager
+    pipe = client.pipeline()  # type: ignore[no-untyped-call]
+    for command in commands:
+        node = nodes.get_node_from_slot(slot_of(_key(command)))
+        pipe.execute_command(*command, target_nodes=[node])
+    return list(pipe.execute(raise_on_error=strict))
+
+
+async def arouted_pipe(
+    client: redis.asyncio.cluster.RedisCluster, commands: Sequence[Command], *, strict: bool
+) -> list[object]:
+    """The asyncio twin of :func:`routed_pipe` (the nodes are sent to concurrently)."""
+    if client._initialize:
+        await client.initialize()
+    nodes = client.nodes_manager
+    pipe = client.pipeline()
+    for command in commands:
+        node = nodes.get_node_from_slot(slot_of(_key(command)))
+        pipe.execute_command(*command, target_nodes=[node])
+    return list(await pipe.execute(raise_on_error=strict))

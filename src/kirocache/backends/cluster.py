@@ -13,7 +13,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
 from kirocache._values.types import option_seconds
-from kirocache.backends._cluster_clients import LazyCluster, async_cluster_factory, cluster_settings
+from kirocache.backends._cluster_clients import (
+    LazyCluster,
+    arouted_pipe,
+    async_cluster_factory,
+    cluster_settings,
+    routed_pipe,
+)
 from kirocache.backends._cluster_plan import (
     Flow,
     answered,
@@ -293,10 +299,36 @@ class RedisClusterBackend(RedisTransport):
     def _pipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
+        if transaction or len(commands) == 1:
+            try:
+                return super()._pipe(operation, commands, transaction=transaction, strict=strict)
+            except RedisClusterException as exc:
+                raise self._error(operation, _unreachable(exc)) from exc
+        begin_call(self._deadline)
         try:
-            return super()._pipe(operation, commands, transaction=transaction, strict=strict)
+            return routed_pipe(self._lazy.get(), commands, strict=strict)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except _ERRORS as exc:
+            raise self._error(operation, exc) from exc
+        finally:
+            end_call()
+
+    async def _apipe_on(
+        self,
+        client: Any,
+        operation: str,
+        commands: Sequence[Command],
+        transaction: bool,
+        strict: bool,
+    ) -> list[object]:
+        if transaction or len(commands) == 1:
+            return await super()._apipe_on(client, operation, commands, transaction, strict)
+        try:
+            async with bounded(self._deadline):
+                return await arouted_pipe(client, commands, strict=strict)
+        except _ERRORS as exc:
+            raise self._error(operation, exc) from exc
 
     async def _acall(self, operation: str, command: Command) -> object:
         try:
