@@ -148,3 +148,22 @@ class TestClusterOneSlotConformance(BackendConformance):
         prefix = f"kirocache-conformance:{{{uuid.uuid4().hex}}}:"
         yield prefix
         await afull.adelete_pattern(escape_glob(prefix) + "*")
+
+
+def test_keys_spread_over_every_primary_and_stats_sum_them(
+    backend: RedisClusterBackend, redis_cluster: LocalCluster
+) -> None:
+    prefix = f"spread:{uuid.uuid4().hex}:"
+    keys = [f"{prefix}{n}" for n in range(60)]
+    results = backend.execute([Op("set", key, b"v") for key in keys])
+    assert results == [True] * len(keys)
+    assert backend.get_many(keys) == [b"v"] * len(keys)
+    stats = backend.stats()
+    nodes = stats.extra["nodes"]
+    assert isinstance(nodes, dict)
+    assert len(nodes) == stats.extra["primaries"] == 3
+    assert all(node["keys"] > 0 for node in nodes.values())
+    assert stats.keys == sum(node["keys"] for node in nodes.values())
+    assert stats.backend == "redis-cluster"
+    assert sorted(backend.scan(escape_glob(prefix) + "*")) == sorted(keys)
+    assert backend.execute([Op("delete", key) for key in keys]) == [True] * len(keys)

@@ -30,12 +30,16 @@ def summed(nodes: Mapping[str, BackendStats]) -> BackendStats:
     """The cluster as one :class:`BackendStats` (``backend="redis-cluster"``).
 
     Counts and memory are summed over the primaries (``max_memory`` too: the room of the
-    whole cluster); ``uptime_seconds`` is the youngest primary's. ``extra`` has
-    ``primaries`` (how many), ``redis_version`` when they all agree, and ``nodes``: each
-    primary's own figures by ``host:port``.
+    whole cluster, 0 when no primary has a limit, unknown when only some have);
+    ``uptime_seconds`` is the youngest primary's. ``extra`` has ``primaries`` (how
+    many), ``redis_version`` when they all agree, and ``nodes``: each primary's own
+    figures by ``host:port``.
     """
+
     stats = list(nodes.values())
     totals = {name: _total([getattr(s, name) for s in stats]) for name in _SUMMED}
+    if any(not s.max_memory for s in stats):  # a node without a limit: no cluster limit
+        totals["max_memory"] = 0 if all(s.max_memory == 0 for s in stats) else None
     uptimes = [s.uptime_seconds for s in stats if s.uptime_seconds is not None]
     versions = {s.extra.get("redis_version") for s in stats}
     extra: dict[str, object] = {
