@@ -35,7 +35,6 @@ def summed(nodes: Mapping[str, BackendStats]) -> BackendStats:
     many), ``redis_version`` when they all agree, and ``nodes``: each primary's own
     figures by ``host:port``.
     """
-
     stats = list(nodes.values())
     totals = {name: _total([getattr(s, name) for s in stats]) for name in _SUMMED}
     if any(not s.max_memory for s in stats):  # a node without a limit: no cluster limit
