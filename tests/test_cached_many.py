@@ -465,7 +465,7 @@ def test_sync_and_async_wrappers_expose_the_same_names() -> None:
         return {name for name in dir(cls) if not name.startswith("_")}
 
     assert public(kirocache.CachedManyFunction) == public(kirocache.AsyncCachedManyFunction)
-    assert public(kirocache.CachedManyFunction) == {"cache_keys", "invalidate"}
+    assert public(kirocache.CachedManyFunction) == {"cache_keys", "invalidate", "invalidate_all"}
 
 
 # -- faults and errors --------------------------------------------------------------------------

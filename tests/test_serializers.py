@@ -599,7 +599,7 @@ def test_resolve_serializer_refuses_pickle_by_name() -> None:
 
 
 def test_resolve_serializer_lists_the_names() -> None:
-    with pytest.raises(ConfigurationError, match=r"'yaml'.*json, orjson, raw"):
+    with pytest.raises(ConfigurationError, match=r"'yaml'.*json, msgpack, orjson, raw"):
         resolve_serializer("yaml")
 
 
