@@ -3,7 +3,7 @@
 Each imported module's tests take the shared ``cache``/``backend`` fixtures; here
 ``backend`` is a RedisClusterBackend on the session's 3-primary cluster, so every
 scenario (tombstones, guarded writes, tag stamps, dependencies, namespace bumps, pattern
-deletes, batches, @cached and @cached_many, races) runs with its keys spread over slots
+deletes, batches, @cached and @cached_many, races, the cleanup task's pruning) runs with its keys spread over slots
 and nodes. Tests that start their own single redis-server are dropped from this run.
 """
 
@@ -22,6 +22,7 @@ from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.exceptions import ConfigurationError
 from test_batch import *  # noqa: F403
 from test_cache import *  # noqa: F403
+from test_cleanup import *  # noqa: F403
 from test_cached_many import *  # noqa: F403
 from test_decorators import *  # noqa: F403
 from test_invalidation import *  # noqa: F403
@@ -37,9 +38,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
 # Tests that bring their own single-node server (or fakeredis) test that, not the cluster.
 _OWN_SERVER = {"redis_url", "redis_server", "fault_redis", "make_redis_server", "blackhole"}
 for _name, _test in list(globals().items()):
-    own = callable(_test) and _OWN_SERVER & set(inspect.signature(_test).parameters)
-    if _name.startswith("test_") and own:
-        del globals()[_name]
+    if _name.startswith("test_") and inspect.isfunction(_test):
+        del_it = _OWN_SERVER & set(inspect.signature(_test).parameters)
+        if del_it:
+            del globals()[_name]
 
 
 # A transaction whose keys span slots is refused (ConfigurationError naming hash tags):
