@@ -22,8 +22,8 @@ from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.exceptions import ConfigurationError
 from test_batch import *  # noqa: F403
 from test_cache import *  # noqa: F403
-from test_cleanup import *  # noqa: F403
 from test_cached_many import *  # noqa: F403
+from test_cleanup import *  # noqa: F403
 from test_decorators import *  # noqa: F403
 from test_invalidation import *  # noqa: F403
 from test_invalidation_edges import *  # noqa: F403
