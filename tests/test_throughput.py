@@ -1,0 +1,91 @@
+"""Under 200 concurrent tasks and 8 threads, a healthy Redis serves every call: no fallbacks.
+
+Counts, never times: with the default settings (pool size, admission gate, deadline,
+breaker) every call of a burst is served by Redis, none fails open and the breaker never
+opens. Each figure comes from the cache's own metrics and breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from kirocache import Cache, cached
+from kirocache.metrics import InMemoryMetrics
+
+TASKS, THREADS, CALLS = 200, 8, 25
+
+
+def fallbacks(cache: Cache) -> tuple[int, int, int]:
+    """(calls that failed open, breaker openings, reads answered: hits and misses) so far."""
+    metrics = cache.metrics
+    assert isinstance(metrics, InMemoryMetrics)
+    stats = metrics.stats()
+    breaker = cache.breaker
+    assert breaker is not None
+    return (
+        sum(item.errors for item in stats),
+        breaker.times_opened,
+        sum(item.hits + item.misses for item in stats),
+    )
+
+
+@pytest.mark.real_redis
+async def test_200_tasks_no_fallbacks(redis_url: str) -> None:
+    async with Cache.from_url(redis_url) as cache:
+        computed: list[int] = []
+
+        @cached(prefix="tp:async:", ttl=60, cache=cache)
+        async def profile(user_id: int) -> dict[str, int]:
+            computed.append(user_id)
+            return {"id": user_id}
+
+        async def task(number: int) -> None:
+            for call in range(CALLS):
+                user = (number + call) % 10
+                assert await profile(user) == {"id": user}
+
+        await asyncio.gather(*(task(n) for n in range(TASKS)))
+        await profile.invalidate_all()
+        errors, opened, reads = fallbacks(cache)
+        assert (errors, opened) == (0, 0)
+        # every call was answered by Redis; one computation per user (the stampede lock)
+        assert reads >= TASKS * CALLS  # a caller may read again after a flight (never fewer)
+        assert sorted(computed) == list(range(10))
+
+
+@pytest.mark.real_redis
+def test_8_threads_no_fallbacks(redis_url: str) -> None:
+    with Cache.from_url(redis_url) as cache:
+        computed: list[int] = []
+
+        @cached(prefix="tp:sync:", ttl=60, cache=cache)
+        def profile(user_id: int) -> dict[str, int]:
+            computed.append(user_id)
+            return {"id": user_id}
+
+        start = threading.Barrier(THREADS)
+        failures: list[BaseException] = []
+
+        def worker(number: int) -> None:
+            start.wait()
+            try:
+                for call in range(CALLS * 10):
+                    user = (number + call) % 10
+                    assert profile(user) == {"id": user}
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        profile.invalidate_all()
+        assert failures == []
+        errors, opened, reads = fallbacks(cache)
+        assert (errors, opened) == (0, 0)
+        assert reads >= THREADS * CALLS * 10
+        assert sorted(computed) == list(range(10))
