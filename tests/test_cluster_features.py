@@ -4,7 +4,8 @@ Each imported module's tests take the shared ``cache``/``backend`` fixtures; her
 ``backend`` is a RedisClusterBackend on the session's 3-primary cluster, so every
 scenario (tombstones, guarded writes, tag stamps, dependencies, namespace bumps, pattern
 deletes, batches, @cached and @cached_many, races, the cleanup task's pruning) runs with
-its keys spread over slots and nodes. Tests that start their own single redis-server are dropped from this run.
+its keys spread over slots and nodes. Tests that start their own single redis-server are
+dropped from this run.
 """
 
 from __future__ import annotations
