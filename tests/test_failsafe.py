@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from kirocache import Cache, cached
+from kirocache import Cache, InMemoryMetrics, cached
 from kirocache.backends import MemoryBackend, RedisBackend, TieredBackend
 from kirocache.backends._glob import escape_glob
 from kirocache.exceptions import BackendError, CommandError, ConfigurationError
@@ -350,3 +350,46 @@ def test_a_lost_subscription_keeps_the_last_values(
             assert b.get_many(["k", "other"]) == [b"newer", b"o"]
         raw.execute_command("ACL", "SETUSER", "default", "allchannels")
     assert eventually(lambda: b.connected)
+
+
+@pytest.mark.slow  # a server of its own, stopped and restarted
+def test_the_last_values_are_served_while_the_breaker_is_open(
+    make_tiered: Callable[..., TieredBackend], fault_redis: RedisServer
+) -> None:
+    # With the default circuit breaker the cache stops calling Redis after a few faults;
+    # it then asks the backend for its kept copy (no I/O), serves it as stale, and never
+    # a copy an invalidation of this process reached.
+    b = make_tiered(fault_redis.url, fail_safe=60)
+    cache = Cache(b)  # the default breaker
+    calls: list[int] = []
+
+    @cached(prefix="profile:", cache=cache, ttl=60, tags=["t:{user_id}"])
+    def tagged(user_id: int) -> int:
+        calls.append(user_id)
+        return user_id
+
+    @cached(prefix="plain:", cache=cache, ttl=60)
+    def plain(user_id: int) -> dict[str, int]:
+        calls.append(-user_id)
+        return {"id": user_id}
+
+    assert plain(1) == plain(1) == {"id": 1}
+    plain(2)
+    tagged(7)
+    fault_redis.stop()
+    assert eventually(lambda: not b.connected)
+    for _ in range(5):  # enough faults to open the breaker
+        cache.get("other")
+    assert cache.guard.breaker is not None
+    assert not cache.guard.breaker.healthy
+    before = len(calls)
+    assert plain(1) == {"id": 1}  # served from the kept copy, the breaker open
+    assert len(calls) == before
+    assert isinstance(cache.metrics, InMemoryMetrics)
+    assert sum(row.stale for row in cache.metrics.stats(operation="get")) >= 1
+    plain.invalidate(2)  # refused: pending, so the kept copy is not served
+    assert plain(2) == {"id": 2}
+    assert len(calls) == before + 1
+    tagged(7)  # a tagged copy cannot have its stamps checked: computed, not served
+    assert len(calls) == before + 2
+    fault_redis.start()

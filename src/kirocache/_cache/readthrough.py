@@ -143,7 +143,7 @@ def lookup(
     else:
         raw, full, guards = run(guard, _read(self, key, namespace, bumpable, tags, started))
     if raw is FAILED:
-        return MISSING, (full, UNREAD, guards)
+        return _kept(self, full, type, label, started, guards)
     if raw is None or raw.startswith(TOMBSTONE):
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
@@ -195,7 +195,7 @@ async def alookup(
     else:
         raw, full, guards = await arun(guard, _read(self, key, namespace, bumpable, tags, started))
     if raw is FAILED:
-        return MISSING, (full, UNREAD, guards)
+        return _kept(self, full, type, label, started, guards)
     if raw is None or raw.startswith(TOMBSTONE):
         guard.observe("get", label, "miss", started, full)
         return MISSING, (full, raw, guards)
@@ -387,6 +387,33 @@ def _read(
     full = keys.resolve(key, namespace, {**used, bumpable.prefix: generation})[0]
     raw = yield Io(backend, "get", (full,), "get", label, started)
     return raw, full, guards
+
+
+def _kept(
+    self: Cache, full: str, type: Any, label: str, started: float, guards: Guards
+) -> tuple[Any, Seen]:
+    """A read the backend did not answer: its fail-safe copy, served as stale, or a miss.
+
+    A backend that keeps the last values it read (``TieredBackend(fail_safe=...)``) has a
+    ``kept(key)`` method, local and without I/O, asked when a call failed or the breaker
+    keeps the cache from calling. A tagged entry is not served: its stamps cannot be
+    checked. What was seen is unreadable, so nothing computed after it is stored.
+    """
+    kept = getattr(self.backend, "kept", None)
+    raw: Any = None
+    if kept is not None:
+        try:
+            raw = kept(full)
+        except Exception:  # noqa: BLE001 - a fail-safe that fails is no fail-safe: a miss
+            raw = None
+    if not isinstance(raw, bytes) or raw.startswith(TOMBSTONE) or is_stamped(raw):
+        return MISSING, (full, UNREAD, guards)
+    try:
+        value = self.codec.loads(raw, type, full)
+    except CorruptValueError:
+        return MISSING, (full, UNREAD, guards)
+    self.guard.observe("get", label, "stale", started, full)
+    return value, (full, UNREAD, guards)
 
 
 def _unreadable(

@@ -153,6 +153,19 @@ class Local:
             )
         return values
 
+    def kept(self, key: str) -> bytes | None:
+        """The last value known of ``key`` for a cache whose calls are refused (no I/O).
+
+        The cache asks when it does not call Redis at all (its breaker is open) or a call
+        failed: only with fail-safe on, and counted as a fail-safe serve.
+        """
+        if self.fallback is None:
+            return None
+        value = self.fallback.get(key)
+        if value is not None:
+            self.stale_served += 1
+        return value
+
     def figures(self) -> dict[str, object]:
         """The layer's size and counts, for the backend's stats."""
         local = self.memory.stats()

@@ -299,6 +299,15 @@ class TieredBackend:
         }
         return dataclasses.replace(remote, backend="tiered", extra=extra)
 
+    def kept(self, key: str) -> bytes | None:
+        """With ``fail_safe``, the last value this process read of ``key``, else ``None``.
+
+        No I/O: the cache asks when Redis did not answer or its circuit breaker keeps it
+        from asking, and serves the value as stale (never after an invalidation it knows
+        of: its pending invalidations are checked first). Counted in ``fail_safe_served``.
+        """
+        return self._local.kept(key)
+
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
     def get(self, key: str) -> bytes | None:
