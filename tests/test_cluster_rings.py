@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kirocache import Cache, cached
-from kirocache.backends import DistributedLock
+from kirocache.backends import TOMBSTONE_PREFIX, DistributedLock
 from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.backends.sentinel import RedisSentinelBackend
 from kirocache.backends.tiered import TieredBackend
@@ -139,3 +139,51 @@ def test_tiered_backends_on_sentinel_drop_what_another_invalidates(
     finally:
         one.close()
         two.close()
+
+
+# -- the guard window on a cluster ----------------------------------------------------------
+
+
+def test_a_tag_invalidated_between_the_guard_read_and_the_write_is_never_served(
+    cluster_backend: RedisClusterBackend,
+    redis_cluster: LocalCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The one window a cluster opens: the stamps are read, then the entry is written on
+    # its own node. An invalidate_tags exactly there lets the old value land; the entry
+    # carries the stamp it was computed under, so it must read as a miss.
+    cache = Cache(cluster_backend, key_prefix="window:")
+    other = RedisClusterBackend(redis_cluster.url, timeout=2.0)
+    invalidator = Cache(other, key_prefix="window:")
+    source = {"value": "old"}
+    armed: list[bool] = []
+    landed: list[bool] = []
+    original = cluster_backend._pipe
+
+    def pipe(operation: str, commands: Any, *, transaction: bool, strict: bool) -> list[object]:
+        replies = original(operation, commands, transaction=transaction, strict=strict)
+        guard_read = all(c[0] == "GET" and "tagstamp" in str(c[1]) for c in commands)
+        if armed and guard_read:
+            armed.clear()
+            source["value"] = "new"
+            invalidator.invalidate_tags("t")
+            landed.append(True)
+        return replies
+
+    monkeypatch.setattr(cluster_backend, "_pipe", pipe)
+
+    @cached(prefix="f:", cache=cache, ttl=60, tags=["t"])
+    def read(n: int) -> str:
+        return f"{source['value']}:{n}"
+
+    assert read(1) == "old:1"  # creates the tag's stamp; nothing raced
+    armed.append(True)
+    # a key never written: the invalidation cannot reach it through the tag's index, only
+    # the stamp can tell its value is stale
+    assert read(2) == "old:2"
+    assert landed == [True]
+    stored = [cluster_backend.get(k) for k in cluster_backend.scan("window:f:*")]
+    live = [v for v in stored if v is not None and not v.startswith(TOMBSTONE_PREFIX)]
+    assert live, "the old value was written (the window was really open)"
+    assert read(2) == "new:2"  # ...and is never served
+    other.close()
