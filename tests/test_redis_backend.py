@@ -156,7 +156,7 @@ def test_bad_environment_names_the_variable(
     [
         (("memcached://h",), {}, "redis://, rediss:// or unix://"),
         (("redis://h/x",), {}, "db"),
-        (("redis://h?socket_timeout=1",), {}, "socket_timeout"),
+        (("redis://h?socket_timeout=soon",), {}, "socket_timeout"),
         (("unix://",), {}, "socket path"),
         (("redis://h",), {"db": -1}, "db"),
         (("redis://h",), {"socket_timeout": 0}, "socket_timeout"),

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from kirocache.exceptions import ConfigurationError
@@ -38,7 +39,30 @@ ENV_CACHE_DEBUG = "CACHE_DEBUG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _MASK = "***"
-_URL_QUERY_OPTIONS = frozenset({"db", "username", "password", "client_name"})
+_IDENTITY_OPTIONS = frozenset({"db", "username", "password", "client_name"})
+# What redis-py's parse_url reads from a query string besides the identity, by name: those
+# it parses (redis.connection.URL_QUERY_ARGUMENT_PARSERS) and the TLS files it passes as
+# text. kirocache accepts the same names; ``url_options`` maps them onto its own.
+_TEXT_OPTIONS = frozenset(
+    {"ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_ciphers"}
+)
+# Options whose job kirocache does by its own rule: one deadline per call and a retry
+# count (``timeout=``, ``retries=``), so redis-py's retry switches are refused by name.
+_OWN_RULE = {
+    "retry_on_timeout": "kirocache retries by its own rule: pass retries= (0 to turn it off)",
+    "retry_on_error": "kirocache retries by its own rule: pass retries= (0 to turn it off)",
+    "legacy_responses": "kirocache reads replies its own way; the option does not apply",
+}
+
+
+def _redis_py_parsers() -> Mapping[str, Callable[[Any], Any]]:
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    return URL_QUERY_ARGUMENT_PARSERS  # type: ignore[return-value]
+
+
+def _url_query_names() -> frozenset[str]:
+    return _IDENTITY_OPTIONS | _TEXT_OPTIONS | frozenset(_redis_py_parsers())
 # Through to the end: an unencoded "#" or "&" may be part of the password.
 _QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=).*", re.DOTALL)
 _SCHEME_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", re.DOTALL)
@@ -98,6 +122,9 @@ class RedisURL:
     password: str | None = field(default=None, repr=False)
     db: int | None = None
     client_name: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The connection options of the query (``?socket_timeout=2&health_check_interval=10``),
+    parsed by redis-py's own parsers and checked (``RedisBackend`` maps them onto its own)."""
 
     @property
     def tls(self) -> bool:
@@ -229,16 +256,18 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
     query = {
         name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()
     }
-    unknown = sorted(set(query) - _URL_QUERY_OPTIONS)
+    known = _url_query_names()
+    unknown = sorted(set(query) - known)
     if unknown:
         # beside a password= an unknown "name" may be the piece after an unencoded "&"
         readable = "password" not in query and all(_OPTION_NAME.fullmatch(n) for n in unknown)
         names = ", ".join(unknown) if readable else "(names not shown)"
         msg = (
             f"{source} has unsupported query option(s) {names} (known: "
-            f"{', '.join(sorted(_URL_QUERY_OPTIONS))}); pass others as keyword arguments"
+            f"{', '.join(sorted(known))}); pass others as keyword arguments"
         )
         raise ConfigurationError(msg)
+    options = _query_options(query, source)
     username = unquote(parts.username) if parts.username else query.get("username")
     password = unquote(parts.password) if parts.password else query.get("password")
     db_text = query.get("db")
@@ -253,6 +282,7 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
             password=password,
             db=None if db_text is None else parse_db(db_text, source=f"{source} db"),
             client_name=query.get("client_name"),
+            options=options,
         )
     path_db = unquote(parts.path).strip("/")
     if db_text is None and path_db:
@@ -265,7 +295,36 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
         password=password,
         db=None if db_text is None else parse_db(db_text, source=f"{source} db"),
         client_name=query.get("client_name"),
+        options=options,
     )
+
+
+def _query_options(query: Mapping[str, str], source: str) -> dict[str, Any]:
+    """The query's connection options, each parsed as redis-py parses it, or refused.
+
+    Raises:
+        ConfigurationError: An option redis-py would not parse (the message names it and
+            its expected form), or one kirocache does by its own rule.
+    """
+    parsers = _redis_py_parsers()
+    options: dict[str, Any] = {}
+    for name, text in query.items():
+        if name in _IDENTITY_OPTIONS or name == "db":
+            continue
+        if name in _OWN_RULE:
+            msg = f"{source} option {name} is not accepted: {_OWN_RULE[name]}"
+            raise ConfigurationError(msg)
+        parser = parsers.get(name)
+        if parser is None:
+            options[name] = text
+            continue
+        try:
+            options[name] = parser(text)
+        except (TypeError, ValueError):
+            kind = getattr(parser, "__name__", "a value")
+            msg = f"{source} option {name}={text!r} is not valid: redis-py reads it as {kind}"
+            raise ConfigurationError(msg) from None
+    return options
 
 
 def _check_shape(url: str, parts: SplitResult, source: str, safe: str) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import redis
 
@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["RedisBackend"]
+
+
+# Defaults a URL's query option replaces when the keyword argument was left at them.
+_DEFAULT_MAX_CONNECTIONS: Final = 50
+_DEFAULT_HEALTH_CHECK: Final = 30
 
 
 class RedisBackend(RedisTransport):
@@ -123,13 +128,13 @@ class RedisBackend(RedisTransport):
         password: str | None = None,
         username: str | None = None,
         db: int | None = None,
-        max_connections: int = 50,
+        max_connections: int = _DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float | timedelta = 1.0,
         timeout: float | timedelta | None = None,
         connect_timeout: float | timedelta | None = None,
         socket_timeout: float | timedelta | None = None,
         retries: int = 2,
-        health_check_interval: float | timedelta = 30,
+        health_check_interval: float | timedelta = _DEFAULT_HEALTH_CHECK,
         ssl_ca_certs: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
@@ -139,6 +144,30 @@ class RedisBackend(RedisTransport):
         settings: dict[str, Any] = {}
         try:
             parsed, settings = resolve(url, password, username, db, client_name)
+            # the URL's query options, where the keyword arguments were left as they are
+            given = dict(parsed.options)
+            url_timeout = given.pop("timeout", None)
+            timeout = url_timeout if timeout is None else timeout
+            url_socket = given.pop("socket_timeout", None)
+            socket_timeout = url_socket if socket_timeout is None else socket_timeout
+            url_connect = given.pop("socket_connect_timeout", None)
+            connect_timeout = url_connect if connect_timeout is None else connect_timeout
+            url_pool = given.pop("max_connections", max_connections)
+            if max_connections == _DEFAULT_MAX_CONNECTIONS:
+                max_connections = url_pool
+            url_check = given.pop("health_check_interval", health_check_interval)
+            if health_check_interval == _DEFAULT_HEALTH_CHECK:
+                health_check_interval = url_check
+            ssl_ca_certs = ssl_ca_certs or given.pop("ssl_ca_certs", None)
+            ssl_certfile = ssl_certfile or given.pop("ssl_certfile", None)
+            ssl_keyfile = ssl_keyfile or given.pop("ssl_keyfile", None)
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                given.pop(name, None)
+            url_reqs = given.pop("ssl_cert_reqs", ssl_cert_reqs)
+            if ssl_cert_reqs == "required":
+                ssl_cert_reqs = url_reqs
+            _check_url_options(given, tls=parsed.tls)
+            settings.update(given)
             if isinstance(max_connections, bool) or not isinstance(max_connections, int):
                 msg = f"max_connections must be an int, got {max_connections!r}"
                 raise ConfigurationError(msg)
@@ -547,3 +576,33 @@ def _merged(raw: Sequence[object], at: Sequence[int], again: Sequence[object]) -
     for slot, reply in zip(at, again, strict=True):
         merged[slot] = reply
     return merged
+
+
+_TLS_ONLY: Final = frozenset(
+    {
+        "ssl_ca_path",
+        "ssl_ciphers",
+        "ssl_check_hostname",
+        "ssl_min_version",
+        "ssl_include_verify_flags",
+        "ssl_exclude_verify_flags",
+        "ssl_cert_reqs",
+    }
+)
+
+
+def _check_url_options(options: Mapping[str, Any], *, tls: bool) -> None:
+    """Refuse the URL options the connection cannot take as they are.
+
+    Raises:
+        ConfigurationError: A TLS option on a plain URL, or ``protocol`` other than 2.
+    """
+    if not tls and (misplaced := sorted(set(options) & _TLS_ONLY)):
+        msg = f"URL option(s) {', '.join(misplaced)} need a rediss:// URL"
+        raise ConfigurationError(msg)
+    if options.get("protocol", 2) != 2:
+        msg = (
+            "URL option protocol must be 2: kirocache reads RESP2 replies (the near cache "
+            "uses client tracking over RESP2)"
+        )
+        raise ConfigurationError(msg)
