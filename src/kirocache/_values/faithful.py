@@ -35,26 +35,25 @@ _SHOWN_KEY: Final = 32
 _MAX_WRAPPERS: Final = 8
 
 
-def speaks_json(serializer: object) -> bool:
-    """Whether ``serializer`` stores JSON: an ``OrjsonSerializer`` or a wrapper around one."""
+def _speaks(serializer: object, kind: type) -> bool:
+    """Whether ``serializer`` is a ``kind``, or wraps one (compressed, encrypted)."""
     for _ in range(_MAX_WRAPPERS):
-        if isinstance(serializer, OrjsonSerializer):
+        if isinstance(serializer, kind):
             return True
         serializer = getattr(serializer, "_inner", None)
         if serializer is None:
             return False
     return False
+
+
+def speaks_json(serializer: object) -> bool:
+    """Whether ``serializer`` stores JSON: an ``OrjsonSerializer`` or a wrapper around one."""
+    return _speaks(serializer, OrjsonSerializer)
 
 
 def speaks_msgpack(serializer: object) -> bool:
     """Whether ``serializer`` stores MessagePack: a ``MsgpackSerializer``, or one wrapped."""
-    for _ in range(_MAX_WRAPPERS):
-        if isinstance(serializer, MsgpackSerializer):
-            return True
-        serializer = getattr(serializer, "_inner", None)
-        if serializer is None:
-            return False
-    return False
+    return _speaks(serializer, MsgpackSerializer)
 
 
 def packed_reason(value: object, annotation: Any) -> str | None:

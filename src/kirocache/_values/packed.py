@@ -10,11 +10,11 @@ from typing import Any, Final
 import msgspec
 
 from kirocache._values.framing import FORMAT_MSGPACK, _expect, frame
+from kirocache._values.typed_decode import cached_decoder
 from kirocache.exceptions import CorruptValueError, SerializationError
 
 __all__ = ["MsgpackSerializer"]
 
-_MAX_CACHED_DECODERS: Final = 1024
 _DECODERS: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _UNTYPED: Final = msgspec.msgpack.Decoder()
@@ -22,16 +22,7 @@ _UNTYPED: Final = msgspec.msgpack.Decoder()
 
 def _decoder(annotation: Any) -> msgspec.msgpack.Decoder[Any]:
     """The cached msgspec MessagePack decoder for ``annotation``, built on first use."""
-    try:
-        return _DECODERS[annotation]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable annotation is decoded without caching its decoder
-        return _build(annotation)
-    decoder = _build(annotation)
-    if len(_DECODERS) < _MAX_CACHED_DECODERS:
-        _DECODERS[annotation] = decoder
-    return decoder
+    return cached_decoder(_DECODERS, annotation, _build)
 
 
 def _build(annotation: Any) -> msgspec.msgpack.Decoder[Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -12,20 +12,29 @@ from kirocache.exceptions import SerializationError
 _MAX_CACHED_DECODERS: Final = 1024
 
 _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+D = TypeVar("D")
 
 
-def _decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
-    """Return the cached msgspec decoder for ``annotation``, building it on first use."""
+def cached_decoder(cache: dict[Any, D], annotation: Any, build: Callable[[Any], D]) -> D:
+    """The decoder ``cache`` holds for ``annotation``, built with ``build`` on first use.
+
+    At most ``_MAX_CACHED_DECODERS`` are kept; an unhashable annotation is built each time.
+    """
     try:
-        return _DECODERS[annotation]
+        return cache[annotation]
     except KeyError:
         pass
     except TypeError:  # an unhashable annotation is decoded without caching its decoder
-        return _build_decoder(annotation)
-    decoder = _build_decoder(annotation)
-    if len(_DECODERS) < _MAX_CACHED_DECODERS:
-        _DECODERS[annotation] = decoder
+        return build(annotation)
+    decoder = build(annotation)
+    if len(cache) < _MAX_CACHED_DECODERS:
+        cache[annotation] = decoder
     return decoder
+
+
+def _decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
+    """Return the cached msgspec JSON decoder for ``annotation``, building it on first use."""
+    return cached_decoder(_DECODERS, annotation, _build_decoder)
 
 
 def _build_decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
