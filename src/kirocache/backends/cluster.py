@@ -8,18 +8,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.cluster import RedisCluster
 
 from kirocache._values.types import option_seconds
-from kirocache.backends._cluster_clients import (
-    LazyCluster,
-    arouted_pipe,
-    async_cluster_factory,
-    cluster_settings,
-    routed_pipe,
-)
+from kirocache.backends._cluster_clients import LazyCluster, async_cluster_factory, cluster_settings
 from kirocache.backends._cluster_plan import (
     Flow,
     answered,
@@ -30,6 +22,7 @@ from kirocache.backends._cluster_plan import (
     transaction_commands,
 )
 from kirocache.backends._cluster_stats import summed
+from kirocache.backends._cluster_transport import ClusterTransport, page
 from kirocache.backends._cluster_urls import (
     CLUSTER_SCHEMES,
     NodesURL,
@@ -40,16 +33,12 @@ from kirocache.backends._config import ENV_REDIS_URL, check_options, settings_fr
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._derive import DualConveniences
 from kirocache.backends._protocol import BackendStats, Op, OpResult
-from kirocache.backends._redis_clients import RedisTransport
 from kirocache.backends._redis_commands import (
-    Command,
     as_bytes,
     decode_key,
     info_of,
-    scan_page,
     stats_from_info,
 )
-from kirocache.backends._redis_connections import begin_call, bounded, end_call
 from kirocache.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -94,40 +83,7 @@ class _PerSlot:
         return await self._backend.aexecute(ops, transaction=transaction and one_slot(ops))
 
 
-def _page(raw: object) -> tuple[int, list[bytes]]:
-    """SCAN's reply on one node (redis-py's asyncio cluster keys the cursor by node)."""
-    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], dict):
-        (cursor,) = raw[0].values()
-        raw = (cursor, raw[1])
-    return scan_page(raw)
-
-
-def _closed_under_us(exc: AttributeError) -> bool:
-    """An AttributeError raised inside redis-py: a connection it closed under this call.
-
-    redis-py's asyncio cluster disconnects every connection of a node that failed, also
-    those other tasks are using at that moment; their next step then finds the stream
-    gone (``'NoneType' object has no attribute 'writelines'``). That is a lost connection.
-    """
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
-
-
-def _lost(exc: AttributeError) -> RedisConnectionError:
-    error = RedisConnectionError(f"Connection closed by the client during the call: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _unreachable(exc: RedisClusterException) -> RedisConnectionError:
-    error = RedisConnectionError(f"Redis Cluster unreachable: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-class RedisClusterBackend(RedisTransport):
+class RedisClusterBackend(ClusterTransport):
     """A backend on a Redis Cluster, serving sync and async code from one object.
 
     Reads and batches are grouped by hash slot: ``get_many`` sends one ``MGET`` per slot
@@ -288,136 +244,6 @@ class RedisClusterBackend(RedisTransport):
         """The parsed URL: the seed nodes, TLS, the user (the password hidden from repr)."""
         return self._parsed
 
-    # ---- the transport, with redis-py's cluster errors said as outages --------------------
-
-    def _call(self, operation: str, command: Command) -> object:
-        try:
-            return super()._call(operation, command)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-
-    def _pipe(
-        self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
-    ) -> list[object]:
-        if transaction or len(commands) == 1:
-            try:
-                return super()._pipe(operation, commands, transaction=transaction, strict=strict)
-            except RedisClusterException as exc:
-                raise self._error(operation, _unreachable(exc)) from exc
-        begin_call(self._deadline)
-        try:
-            return routed_pipe(self._lazy.get(), commands, strict=strict)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
-
-    async def _apipe_on(
-        self,
-        client: Any,
-        operation: str,
-        commands: Sequence[Command],
-        transaction: bool,
-        strict: bool,
-    ) -> list[object]:
-        if transaction or len(commands) == 1:
-            return await super()._apipe_on(client, operation, commands, transaction, strict)
-        try:
-            async with bounded(self._deadline):
-                return await arouted_pipe(client, commands, strict=strict)
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-
-    async def _acall(self, operation: str, command: Command) -> object:
-        try:
-            return await super()._acall(operation, command)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
-            if not _closed_under_us(exc):
-                raise
-            raise self._error(operation, _lost(exc)) from exc
-
-    async def _apipe(
-        self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
-    ) -> list[object]:
-        try:
-            return await super()._apipe(operation, commands, transaction=transaction, strict=strict)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
-            if not _closed_under_us(exc):
-                raise
-            raise self._error(operation, _lost(exc)) from exc
-
-    def _on_node(self, operation: str, node: ClusterNode | str, command: Command) -> object:
-        """One command on one node (or on a node group such as ``primaries``)."""
-        begin_call(self._deadline)
-        try:
-            return self._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
-
-    def _primaries(self, operation: str) -> list[ClusterNode]:
-        begin_call(self._deadline)
-        try:
-            return list(self._lazy.get().get_primaries())  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
-
-    async def _aentry(self) -> Any:
-        entry = await super()._aentry()
-        client = cast("redis.asyncio.cluster.RedisCluster", entry.client)
-        if client._initialize:
-            # Read the slot map before this loop's first calls go out together: left to
-            # redis-py's first commands, a burst of them races its own initialization
-            # (connections closed under other tasks, "NoneType has no writelines").
-            try:
-                async with bounded(self._deadline):
-                    await client.initialize()
-            except RedisClusterException as exc:
-                raise self._error("connect", _unreachable(exc)) from exc
-            except _ERRORS as exc:
-                raise self._error("connect", exc) from exc
-        return entry
-
-    async def _aclient(self) -> redis.asyncio.cluster.RedisCluster:
-        entry = await self._aentry()
-        return cast("redis.asyncio.cluster.RedisCluster", entry.client)
-
-    async def _aon_node(self, operation: str, node: Any, command: Command) -> object:
-        try:
-            client = await self._aclient()
-            async with bounded(self._deadline):
-                return await client.execute_command(*command, target_nodes=node)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
-            if not _closed_under_us(exc):
-                raise
-            raise self._error(operation, _lost(exc)) from exc
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-
-    async def _aprimaries(self, operation: str) -> list[Any]:
-        try:
-            client = await self._aclient()
-            async with bounded(self._deadline):
-                await client.initialize()
-            return list(client.get_primaries())
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
     def get(self, key: str) -> bytes | None:
@@ -463,7 +289,7 @@ class RedisClusterBackend(RedisTransport):
                 raw = self._on_node(
                     "scan", node, ("SCAN", cursor, "MATCH", pattern, "COUNT", count)
                 )
-                cursor, keys = _page(raw)
+                cursor, keys = page(raw)
                 for key in keys:
                     yield decode_key(key)
                 if cursor == 0:
@@ -529,7 +355,7 @@ class RedisClusterBackend(RedisTransport):
                 raw = await self._aon_node(
                     "scan", node, ("SCAN", cursor, "MATCH", pattern, "COUNT", count)
                 )
-                cursor, keys = _page(raw)
+                cursor, keys = page(raw)
                 for key in keys:
                     yield decode_key(key)
                 if cursor == 0:
