@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_server import RedisServer, RedisServerError, find_redis_server, free_port
+from redis_server import RedisServer, RedisServerError, TLSFiles, find_redis_server, free_port
 
 __all__ = [
     "MASTER_NAME",
@@ -30,6 +30,7 @@ __all__ = [
     "SENTINEL_PASSWORD",
     "LocalCluster",
     "LocalSentinel",
+    "cluster_tls_files",
     "find_redis_cli",
     "wait_for",
 ]
@@ -70,6 +71,66 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = _READY_TIMEO
     raise RedisServerError(msg)
 
 
+def cluster_tls_files(directory: Path) -> TLSFiles:
+    """A throwaway CA and one certificate for 127.0.0.1 that nodes use as server and client.
+
+    A cluster's bus over TLS is mutual: each node presents its certificate to the others,
+    so it needs the client-auth usage as well as the server-auth one.
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kirocache cluster CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TLSFiles(
+        cert=str(directory / "node.pem"),
+        key=str(directory / "node.key"),
+        ca=str(directory / "ca.pem"),
+    )
+    Path(files.ca).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    Path(files.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    Path(files.key).write_bytes(private)
+    return files
+
+
 def _free_bus_port(taken: set[int]) -> int:
     while True:
         port = free_port()
@@ -85,9 +146,10 @@ class LocalCluster:
         cli: The redis-cli binary (``--cluster create``).
     """
 
-    def __init__(self, binary: str, cli: str) -> None:
+    def __init__(self, binary: str, cli: str, tls: TLSFiles | None = None) -> None:
         self.binary = binary
         self.cli = cli
+        self.tls = tls
         self.nodes: list[RedisServer] = []
 
     @property
@@ -99,7 +161,7 @@ class LocalCluster:
     def url(self) -> str:
         """``redis+cluster://`` with three seed nodes."""
         seeds = ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
-        return f"redis+cluster://{seeds}"
+        return f"{'rediss' if self.tls else 'redis'}+cluster://{seeds}"
 
     def start(self) -> LocalCluster:
         """Start the six nodes, create the cluster and wait for ``cluster_state:ok``.
@@ -114,9 +176,12 @@ class LocalCluster:
         for _ in range(6):
             bus = _free_bus_port(taken)
             taken.add(bus)
+            tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls else []
             node = RedisServer(
                 self.binary,
+                tls=self.tls,
                 extra_args=[
+                    *tls_args,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -132,6 +197,7 @@ class LocalCluster:
         created = subprocess.run(
             [
                 self.cli,
+                *self._cli_tls(),
                 "--cluster",
                 "create",
                 *addresses,
@@ -150,8 +216,17 @@ class LocalCluster:
         self.wait_ready()
         return self
 
+    def _cli_tls(self) -> list[str]:
+        return ["--tls", "--cacert", self.tls.ca] if self.tls else []
+
+    def client(self, port: int) -> redis.Redis:
+        """A plain client of one node (TLS when the cluster speaks it)."""
+        if self.tls:
+            return redis.Redis(port=port, socket_timeout=2, ssl=True, ssl_ca_certs=self.tls.ca)
+        return redis.Redis(port=port, socket_timeout=2)
+
     def _node_ok(self, port: int) -> bool:
-        with redis.Redis(port=port, socket_timeout=1) as client:
+        with self.client(port) as client:
             info = client.cluster("INFO")
             nodes = client.cluster("NODES")
         # every node must also know all six, or redirects may point at an unknown one
@@ -174,14 +249,14 @@ class LocalCluster:
         found = []
         for node in self.nodes:
             if node.running:
-                with redis.Redis(port=node.port, socket_timeout=1) as client:
+                with self.client(node.port) as client:
                     if client.info("replication").get("role") == "master":
                         found.append(node)
         return found
 
     def primary_of(self, key: str) -> RedisServer:
         """The node serving ``key``'s slot now."""
-        with redis.Redis(port=self.primaries()[0].port, socket_timeout=1) as client:
+        with self.client(self.primaries()[0].port) as client:
             slot = client.cluster("KEYSLOT", key)
             for start, end, primary, *_ in client.cluster("SLOTS"):
                 if start <= slot <= end:
@@ -195,7 +270,7 @@ class LocalCluster:
         found = []
         for node in self.nodes:
             if node.running and node is not primary:
-                with redis.Redis(port=node.port, socket_timeout=1) as client:
+                with self.client(node.port) as client:
                     info = client.info("replication")
                 if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
                     found.append(node)
@@ -212,7 +287,7 @@ class LocalCluster:
     def flush(self) -> None:
         """Empty every primary (the fixture's clean slate; the library never flushes)."""
         for node in self.primaries():
-            with redis.Redis(port=node.port, socket_timeout=2) as client:
+            with self.client(node.port) as client:
                 client.flushall()
 
     def close(self) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from kirocache import Cache
 from kirocache.backends._cluster_plan import one_slot
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._glob import escape_glob
@@ -167,3 +170,34 @@ def test_keys_spread_over_every_primary_and_stats_sum_them(
     assert stats.backend == "redis-cluster"
     assert sorted(backend.scan(escape_glob(prefix) + "*")) == sorted(keys)
     assert backend.execute([Op("delete", key) for key in keys]) == [True] * len(keys)
+
+
+def test_tls_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cluster speaking only TLS (clients, replication and the bus): rediss+cluster://
+    # with the CA verifies every node, sync and async.
+    from cluster_server import LocalCluster, cluster_tls_files, tools
+
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    server, cli = tools()
+    files = cluster_tls_files(tmp_path)
+    cluster = LocalCluster(server, cli, tls=files)
+    try:
+        cluster.start()
+        cache = Cache.from_url(
+            cluster.url, ssl_ca_certs=files.ca, key_prefix="tls:", check=True, timeout=2
+        )
+        cache.set_many({f"k{n}": n for n in range(30)})
+        assert cache.get_many([f"k{n}" for n in range(30)]) == {f"k{n}": n for n in range(30)}
+
+        async def async_round() -> object:
+            value = await cache.aget("k7")
+            await cache.backend.aclose()
+            return value
+
+        assert asyncio.run(async_round()) == 7
+        cache.backend.close()
+        with pytest.raises(ConfigurationError, match=r"unreachable|refused|certificate"):
+            Cache.from_url(cluster.url, key_prefix="tls:", check=True, timeout=2)  # no CA
+    finally:
+        cluster.close()

@@ -87,15 +87,17 @@ class LazyCluster:
         # Built "from a URL" (of the first seed, no secret in it): only then does redis-py
         # give each node a pool of our choosing, with the deadline-bound connections and a
         # bounded wait for a free connection.
-        scheme = "rediss" if self._tls else "redis"
+        # "redis://" even for TLS: a "rediss://" URL would replace our connection class
+        # with redis-py's own, which knows nothing of the call's deadline.
+        settings = {k: v for k, v in self._settings.items() if k != "ssl"}
         return RedisCluster(
-            url=f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}",
+            url=f"redis://{f'[{host}]' if ':' in host else host}:{port}",
             startup_nodes=[ClusterNode(h, p) for h, p in others],  # type: ignore[no-untyped-call]
             retry=Retry(backoff, self._retries),
             connection_class=connection_class,
             connection_pool_class=redis.BlockingConnectionPool,
             timeout=self._pool_wait,
-            **self._settings,
+            **settings,
         )
 
     def get(self) -> RedisCluster:
