@@ -38,6 +38,8 @@ from kirocache.backends._redis_commands import Command, as_int, op_result
 from kirocache.backends._redis_connections import (
     CONNECTION_CLASSES,
     AsyncRetry,
+    HeldConnections,
+    SyncPool,
     SyncRetry,
     begin_call,
     bounded,
@@ -74,6 +76,9 @@ _BACKOFF_CAP: Final = 0.5
 _ERRORS: Final = (RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
 # What redis-py's blocking pools raise when no connection came free in time.
 _POOL_WAIT: Final = "No connection available."
+# The reads sent on held connections (see HeldConnections): read-only, so one sent again
+# the usual way after its connection broke does no harm.
+_HOT_READS: Final = frozenset({"GET", "MGET"})
 
 
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
@@ -182,7 +187,7 @@ def open_clients(
                 async_settings[name] = None
     sync_class, async_class = CONNECTION_CLASSES[scheme]
     backoff = ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE)
-    sync_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+    sync_pool = SyncPool(  # type: ignore[no-untyped-call]
         max_connections=max_connections,
         timeout=wait,
         connection_class=sync_class,
@@ -302,6 +307,13 @@ class RedisTransport:
         deadline: float | None = None,
     ) -> None:
         self._client = client
+        pool = client.connection_pool if type(client) is redis.Redis else None
+        # The hot reads hold up to half the pool's connections (see HeldConnections).
+        self._held = (
+            HeldConnections(pool, max(1, (pool_size or 2) // 2))
+            if isinstance(pool, SyncPool)
+            else None
+        )
         self._async_clients = _LoopClients(async_client_factory, pool_size)
         self._pool_wait = pool_wait
         self._deadline = deadline
@@ -342,6 +354,53 @@ class RedisTransport:
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
     def _call(self, operation: str, command: Command) -> object:
+        held = self._held
+        if held is not None and command[0] in _HOT_READS:
+            begin_call(self._deadline)  # a connection opened for it is within the deadline
+            try:
+                connection = held.take()
+            except _ERRORS as exc:
+                end_call()
+                raise self._error(operation, exc) from exc
+            if connection is not None:
+                return self._read_on(held, connection, operation, command)
+            end_call()
+        client = self._client
+        begin_call(self._deadline)
+        try:
+            return client.execute_command(*command)  # type: ignore[no-untyped-call]
+        except _ERRORS as exc:
+            raise self._error(operation, exc) from exc
+        finally:
+            end_call()
+
+    def _read_on(
+        self, held: HeldConnections, connection: Any, operation: str, command: Command
+    ) -> object:
+        """A hot read on a held connection, in the call begun; a broken one goes the usual way."""
+        try:
+            connection.send_packed_command(connection.pack_command(*command))
+            reply = connection.read_response()
+        except ResponseError as exc:  # the server's answer: the connection is sound
+            held.put(connection)
+            raise self._error(operation, exc) from exc
+        except RedisConnectionError:
+            # reset or closed while idle (a restarted server): redis-py's retries take over
+            connection.disconnect()
+            held.give_back(connection)
+            return self._call_pooled(operation, command)
+        except BaseException as exc:
+            connection.disconnect()
+            held.give_back(connection)
+            if isinstance(exc, _ERRORS):
+                raise self._error(operation, exc) from exc
+            raise
+        finally:
+            end_call()
+        held.put(connection)
+        return reply
+
+    def _call_pooled(self, operation: str, command: Command) -> object:
         client = self._client
         begin_call(self._deadline)
         try:
@@ -393,6 +452,8 @@ class RedisTransport:
             end_call()
 
     def _close_client(self) -> None:
+        if self._held is not None:
+            self._held.release_all()
         try:
             self._client.close()
         except _ERRORS as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import socket
 import sys
 import threading
@@ -32,6 +33,8 @@ __all__ = [
     "CONNECTION_CLASSES",
     "AsyncRetry",
     "DeadlineError",
+    "HeldConnections",
+    "SyncPool",
     "SyncRetry",
     "begin_call",
     "bounded",
@@ -228,6 +231,91 @@ CONNECTION_CLASSES: Final[Mapping[str, tuple[type[Any], type[Any]]]] = {
     "unix": (_UnixConnection, redis.asyncio.UnixDomainSocketConnection),
 }
 """The sync and async connection classes of each URL scheme."""
+
+
+class SyncPool(redis.BlockingConnectionPool):
+    """The sync pool ``RedisBackend`` builds (the hot reads may hold some of its connections)."""
+
+
+class HeldConnections:
+    """Connections held out of a :class:`SyncPool` for the hot reads (GET, MGET) of any thread.
+
+    redis-py's checkout of a pooled connection and its command dispatch cost about as much as
+    the round trip of a small GET on loopback (a queue under a lock, a poll for stray data,
+    the pool's own metrics, two retry wrappers). A hot read takes an idle held connection
+    (a list pop, atomic under the GIL), sends the packed command on it, reads the reply and
+    puts it back. At most ``cap`` connections are held, each taken from the pool once, so
+    the pool's bound still holds for everything together; when none is idle and the cap is
+    reached, the read goes the usual way. A connection whose read failed is disconnected and
+    given back to the pool. After a fork the child holds none (as redis-py's pools do).
+    """
+
+    __slots__ = ("_cap", "_held", "_idle", "_lock", "_pid", "_pool")
+
+    def __init__(self, pool: SyncPool, cap: int) -> None:
+        self._pool = pool
+        self._cap = cap
+        self._idle: list[Any] = []
+        self._held = 0
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def take(self) -> Any | None:
+        """An idle connected connection, or ``None``: take the usual way then.
+
+        Under the cap, a connection is taken from the pool (and connected, within the
+        call's deadline when one is running).
+
+        Raises:
+            redis.ConnectionError: The pool had no connection, or it could not connect.
+        """
+        if self._pid != os.getpid():
+            self._forked()
+        idle = self._idle
+        while idle:
+            try:
+                connection = idle.pop()
+            except IndexError:  # another thread took the last one meanwhile
+                break
+            if connection._sock is not None:  # redis-py's "connected"
+                return connection
+            self.give_back(connection)  # closed with the pool meanwhile
+        with self._lock:
+            if self._held >= self._cap:
+                return None
+            self._held += 1
+        try:
+            return self._pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            with self._lock:
+                self._held -= 1
+            raise
+
+    def put(self, connection: Any) -> None:
+        """Make ``connection`` idle again, after a read that came back."""
+        self._idle.append(connection)
+
+    def give_back(self, connection: Any) -> None:
+        """Return ``connection`` to the pool for good (after a failure, or closing)."""
+        with self._lock:
+            self._held -= 1
+        self._pool.release(connection)  # type: ignore[no-untyped-call]
+
+    def release_all(self) -> None:
+        """Give every idle connection back to the pool (the pool is being closed)."""
+        while self._idle:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return
+            self.give_back(connection)
+
+    def _forked(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle = []
+                self._held = 0
+                self._pid = os.getpid()
 
 
 class _Final(Exception):  # noqa: N818 - a carrier, never seen outside this module
