@@ -188,7 +188,7 @@ def test_cache_never_leaves_its_prefix(acl_server: RedisServer, admin: redis.Red
         assert cache.get("c") is None
         assert cache.depends("b", on="a") is True
         assert cache.set("1", "x", namespace=recs) is True
-        assert cache.bump(recs) == 1
+        assert cache.bump(recs) > 1
         assert cache.get("1", namespace=recs) is None
         assert cache.invalidate_tags("team") == 2  # "a" and its dependent "b"
         assert cache.get("a") is None
@@ -238,7 +238,7 @@ async def test_async_cache_never_leaves_its_prefix(
         assert await cache.aset("b", 2) is True
         assert await cache.adepends("b", on="a") is True
         assert await cache.aset("1", "x", namespace=recs) is True
-        assert await cache.abump(recs) == 1
+        assert await cache.abump(recs) > 1
         assert await cache.ainvalidate_tags("team") == 2
         assert await cache.aget("b") is None
 

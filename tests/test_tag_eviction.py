@@ -296,3 +296,51 @@ def test_cleanup_prunes_the_stamps_of_tags_with_no_entries_left(
     assert backend.get(_stamp(cache, "invalidated")) is not None
     assert cache.get("b") == 2
     assert cache.get("a") is None  # it carried the pruned stamp: a miss, never stale
+
+
+# -- namespace generations under eviction ---------------------------------------------------
+
+
+def test_an_evicted_generation_never_brings_old_entries_back(
+    cache: Cache, backend: FullBackend
+) -> None:
+    from kirocache import Namespace
+
+    recs = Namespace("recs:", ttl=3600, bumpable=True)
+    cache.register(recs)
+    cache.set("1", "generation A", namespace=recs)
+    first = cache.keyspace.generations["recs:"]
+    cache.bump(recs)
+    cache.set("1", "generation B", namespace=recs)
+    assert cache.get("1", namespace=recs) == "generation B"
+    _evict(backend, cache.keyspace.generation_key(recs))  # LRU took the generation key
+    other = Cache(backend, key_prefix=cache.keyspace.key_prefix, namespaces=[recs])
+    # Neither process serves an older generation: the namespace starts at a fresh one.
+    assert other.get("1", namespace=recs) is None
+    assert cache.get("1", namespace=recs) is None
+    assert cache.get_many(["1"], namespace=recs) == {}
+    fresh = cache.keyspace.generations["recs:"]
+    assert fresh not in (first, first + 1)
+    assert cache.bump(recs) == fresh + 1  # and bumps go on from there
+    assert cache.get("1", namespace=recs) is None
+
+
+def test_a_decorated_function_in_an_evicted_generation_recomputes(
+    cache: Cache, backend: FullBackend
+) -> None:
+    from kirocache import Namespace
+
+    recs = Namespace("recs:", ttl=3600, bumpable=True)
+    calls: list[int] = []
+
+    @cached(prefix=recs, cache=cache)
+    def recommend(user: int) -> list[int]:
+        calls.append(user)
+        return [user, len(calls)]
+
+    assert recommend(1) == [1, 1]
+    recommend.invalidate_all()  # a bump
+    assert recommend(1) == [1, 2]
+    _evict(backend, cache.keyspace.generation_key(recs))
+    assert recommend(1) == [1, 3]  # not [1, 1], the pre-bump entry still alive
+    assert recommend(1) == [1, 3]

@@ -11,7 +11,7 @@ from kirocache._cache.driver import Flow, Io, Pages
 from kirocache._cache.guard import FAILED, Failed
 from kirocache._cache.invalidator import WRITTEN_STAMP
 from kirocache._cache.keyspace import DEFAULT_LABEL
-from kirocache._cache.writes import has_both, refresh_generations
+from kirocache._cache.writes import fresh_generation, has_both, refresh_generations
 from kirocache._values.expiry import Expiry
 from kirocache.backends import Call, Op, Steps
 from kirocache.exceptions import BackendError, ConfigurationError
@@ -211,11 +211,13 @@ def _increment(cache: Cache, namespace: Namespace, started: float) -> Flow[int |
     keys, guard = cache.keyspace, cache.guard
     keys.register(namespace)
     label = namespace.prefix
-    ops = [Op("incr", keys.generation_key(namespace))]
+    # an absent generation (never used, evicted) starts fresh, never at a past one
+    name = keys.generation_key(namespace)
+    ops = [Op("set", name, fresh_generation(), nx=True), Op("incr", name)]
     results = yield Io(cache.backend, "execute", (ops,), "bump", label, started)
     if results is FAILED or guard.slot_failure("bump", label, results, started):
         return FAILED
-    generation = int(results[0])
+    generation = int(results[-1])
     keys.generations[namespace.prefix] = generation
     guard.observe("bump", label, "delete", started)
     return generation

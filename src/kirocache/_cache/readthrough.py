@@ -29,6 +29,7 @@ from kirocache._cache import invalidations
 from kirocache._cache.driver import Flow, Io, arun, run
 from kirocache._cache.guard import FAILED
 from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
+from kirocache._cache.writes import fresh_generations
 from kirocache._values.formats import OrjsonSerializer
 from kirocache._values.framing import (
     _CHECKSUM_FROM,
@@ -380,7 +381,12 @@ def _read(
     guards = tuple(zip(stamps, raws[len(head) + 1 :], strict=True))
     if bumpable is None:
         return raws[0], full, guards
-    generation = keys.learn_generation(bumpable, raws[0])
+    if raws[0] is None:  # never used, or evicted: a fresh generation, never a past one
+        if not (yield from fresh_generations(self, [bumpable], label, started)):
+            return FAILED, full, ()
+        generation = keys.generations.get(bumpable.prefix, 0)
+    else:
+        generation = keys.learn_generation(bumpable, raws[0])
     if generation == used.get(bumpable.prefix, 0):
         return raws[1], full, guards
     # the key was built for another generation than the one just read: read it again
@@ -704,6 +710,12 @@ def _lookup_many(
     raws = yield Io(backend, "get_many", ([*heads, *full_keys],), "get_many", label, started)
     if raws is not FAILED and heads:
         read = {s.prefix: space.learn_generation(s, raw) for s, raw in zip(spaces, raws)}  # noqa: B905 - raws is longer
+        absent = [s for s, raw in zip(spaces, raws) if raw is None]  # noqa: B905 - raws is longer
+        if absent:  # never used, or evicted: fresh generations, never past ones
+            if not (yield from fresh_generations(self, absent, label, started)):
+                raws = FAILED
+            read = {s.prefix: space.generations.get(s.prefix, 0) for s in spaces}
+    if raws is not FAILED and heads:
         if any(read[prefix] != used.get(prefix, 0) for prefix in read):
             # keys built for other generations than the ones just read: read again
             resolved = [space.resolve(key, namespace, {**used, **read}) for key in keys]

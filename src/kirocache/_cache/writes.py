@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = [
     "exists",
     "expire",
+    "fresh_generation",
+    "fresh_generations",
     "has_both",
     "incr",
     "persist",
@@ -47,6 +50,38 @@ def refresh_generations(
     if raws is not FAILED:
         for s, raw in zip(spaces, raws, strict=True):
             space.learn_generation(s, raw)
+        absent = [s for s, raw in zip(spaces, raws, strict=True) if raw is None]
+        if absent:
+            yield from fresh_generations(cache, absent, "generations", started)
+
+
+def fresh_generations(
+    cache: Cache, spaces: Sequence[Namespace], label: str, started: float
+) -> Flow[bool]:
+    """Give each namespace whose generation key is absent a fresh generation, and learn it.
+
+    An absent generation is a namespace never used, or one whose key was evicted (or
+    expired, or deleted): read as 0 it would bring back every entry of generation 0 still
+    alive, and a bump from there would revisit generations already used. So it starts at a
+    random 48-bit number instead (``SET NX``: the first process to try wins, the others
+    read its number), a key space no entry has ever been written to. Returns whether the
+    generations were learned.
+    """
+    space = cache.keyspace
+    names = [space.generation_key(s) for s in spaces]
+    ops = [Op("set", name, fresh_generation(), nx=True) for name in names]
+    ops += [Op("get", name) for name in names]
+    results = yield Io(cache.backend, "execute", (ops,), "get", label, started)
+    if results is FAILED or cache.guard.slot_failure("get", label, results, started):
+        return False
+    for s, raw in zip(spaces, results[len(names) :], strict=True):
+        space.learn_generation(s, raw)
+    return True
+
+
+def fresh_generation() -> bytes:
+    """A generation to start a namespace at: random, so never one used before it."""
+    return str(secrets.randbits(48) + 1).encode("ascii")
 
 
 def _one(cache: Cache, op: Op, name: str, label: str, started: float) -> Flow[Any]:

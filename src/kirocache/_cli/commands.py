@@ -151,11 +151,11 @@ def bump(cache: Cache, args: argparse.Namespace) -> int:
         emit({"namespace": namespace.prefix, "generation": generation})
     else:
         echo(f"namespace {namespace.prefix!r} is at generation {generation}")
-    if generation == 1:
-        # The first bump of this prefix: nothing tells whether the application reads
-        # generations here, and a namespace it did not make bumpable ignores them.
+    if not args.json:
+        # Nothing tells the CLI whether the application reads generations under this
+        # prefix: a namespace it did not make bumpable ignores them.
         echo(
-            f"kirocache: first bump of {namespace.prefix!r}: it invalidates only if the "
+            f"kirocache: note: a bump of {namespace.prefix!r} invalidates only if the "
             "application made the namespace with bumpable=True; otherwise use "
             "'kirocache invalidate --namespace'",
             err=True,
