@@ -146,10 +146,20 @@ class LocalCluster:
         cli: The redis-cli binary (``--cluster create``).
     """
 
-    def __init__(self, binary: str, cli: str, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        cli: str,
+        tls: TLSFiles | None = None,
+        acl_user: tuple[str, str] | None = None,
+    ) -> None:
         self.binary = binary
         self.cli = cli
         self.tls = tls
+        # an ACL user for clients; the default user then gets a password too, which the
+        # replicas and redis-cli use (the cluster bus has no ACL)
+        self.acl_user = acl_user
+        self.admin_password = "cluster-admin-secret" if acl_user else None
         self.nodes: list[RedisServer] = []
 
     @property
@@ -177,11 +187,15 @@ class LocalCluster:
             bus = _free_bus_port(taken)
             taken.add(bus)
             tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls else []
+            auth_args = ["--masterauth", self.admin_password] if self.admin_password else []
             node = RedisServer(
                 self.binary,
                 tls=self.tls,
+                password=self.admin_password,
+                acl_user=self.acl_user,
                 extra_args=[
                     *tls_args,
+                    *auth_args,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -217,13 +231,17 @@ class LocalCluster:
         return self
 
     def _cli_tls(self) -> list[str]:
-        return ["--tls", "--cacert", self.tls.ca] if self.tls else []
+        auth = ["-a", self.admin_password, "--no-auth-warning"] if self.admin_password else []
+        return auth + (["--tls", "--cacert", self.tls.ca] if self.tls else [])
 
     def client(self, port: int) -> redis.Redis:
         """A plain client of one node (TLS when the cluster speaks it)."""
+        secret = self.admin_password
         if self.tls:
-            return redis.Redis(port=port, socket_timeout=2, ssl=True, ssl_ca_certs=self.tls.ca)
-        return redis.Redis(port=port, socket_timeout=2)
+            return redis.Redis(
+                port=port, password=secret, socket_timeout=2, ssl=True, ssl_ca_certs=self.tls.ca
+            )
+        return redis.Redis(port=port, password=secret, socket_timeout=2)
 
     def _node_ok(self, port: int) -> bool:
         with self.client(port) as client:

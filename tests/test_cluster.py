@@ -201,3 +201,29 @@ def test_tls_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             Cache.from_url(cluster.url, key_prefix="tls:", check=True, timeout=2)  # no CA
     finally:
         cluster.close()
+
+
+def test_acl_user_on_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every node knows the ACL user; the URL's user and password reach each node the
+    # client discovers, and a wrong password is refused in plain words, never shown.
+    from cluster_server import LocalCluster, tools
+
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    server, cli = tools()
+    cluster = LocalCluster(server, cli, acl_user=("app", "app-secret-canary"))
+    try:
+        cluster.start()
+        url = cluster.url.replace("://", "://app:app-secret-canary@")
+        cache = Cache.from_url(url, key_prefix="acl:", check=True, timeout=2)
+        cache.set_many({f"k{n}": n for n in range(30)})
+        assert cache.get_many([f"k{n}" for n in range(30)]) == {f"k{n}": n for n in range(30)}
+        assert "app-secret-canary" not in repr(cache.backend)
+        cache.backend.close()
+        wrong = url.replace("app-secret-canary", "wrong-canary")
+        with pytest.raises(ConfigurationError) as caught:
+            Cache.from_url(wrong, check=True, timeout=2)
+        assert "wrong-canary" not in str(caught.value)
+        assert "refused to authenticate" in str(caught.value), str(caught.value)
+    finally:
+        cluster.close()

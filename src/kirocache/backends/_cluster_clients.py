@@ -17,8 +17,9 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from kirocache.backends._cluster_plan import slot_of
@@ -31,6 +32,7 @@ __all__ = [
     "arouted_pipe",
     "async_cluster_factory",
     "cluster_settings",
+    "refused",
     "routed_pipe",
 ]
 
@@ -54,10 +56,23 @@ def cluster_settings(parsed: NodesURL, options: dict[str, Any]) -> dict[str, Any
     return settings
 
 
-def _refused(exc: RedisClusterException) -> RedisConnectionError:
-    # RedisClusterException is no RedisError: said as a connection error, it reads as the
-    # outage it is ("cannot be connected") wherever the transport catches redis errors.
-    error = RedisConnectionError(f"Redis Cluster unreachable: {exc}")
+# What redis-py quotes, inside "cannot be connected", when every seed refused the login.
+_AUTH_WORDS: Final = ("invalid username-password pair", "WRONGPASS", "NOAUTH", "Authentication")
+
+
+def refused(exc: RedisClusterException) -> RedisError:
+    """A RedisClusterException said as the redis error it stands for.
+
+    RedisClusterException is no RedisError: said as a connection error, it reads as the
+    outage it is ("cannot be connected") wherever the transport catches redis errors; when
+    the seeds refused the login, as the authentication error it is.
+    """
+    text = str(exc)
+    error: RedisError = (
+        RedisAuthenticationError(text)
+        if any(words in text for words in _AUTH_WORDS)
+        else RedisConnectionError(f"Redis Cluster unreachable: {text}")
+    )
     error.__cause__ = exc
     return error
 
@@ -114,7 +129,7 @@ class LazyCluster:
                 try:
                     self._client = self._build()
                 except RedisClusterException as exc:
-                    raise _refused(exc) from exc
+                    raise refused(exc) from exc
             return self._client
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -122,7 +137,7 @@ class LazyCluster:
         try:
             return self.get().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except RedisClusterException as exc:
-            raise _refused(exc) from exc
+            raise refused(exc) from exc
 
     def pipeline(self, transaction: bool = False) -> Any:
         """``RedisCluster.pipeline``."""

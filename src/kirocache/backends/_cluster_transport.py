@@ -18,7 +18,7 @@ from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
-from kirocache.backends._cluster_clients import LazyCluster, arouted_pipe, routed_pipe
+from kirocache.backends._cluster_clients import LazyCluster, arouted_pipe, refused, routed_pipe
 from kirocache.backends._redis_clients import RedisTransport
 from kirocache.backends._redis_commands import Command, scan_page
 from kirocache.backends._redis_connections import begin_call, bounded, end_call
@@ -55,10 +55,7 @@ def _lost(exc: AttributeError) -> RedisConnectionError:
     return error
 
 
-def _unreachable(exc: RedisClusterException) -> RedisConnectionError:
-    error = RedisConnectionError(f"Redis Cluster unreachable: {exc}")
-    error.__cause__ = exc
-    return error
+_unreachable: Final = refused
 
 
 class ClusterTransport(RedisTransport):
