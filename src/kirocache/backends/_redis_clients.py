@@ -37,6 +37,8 @@ from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_int, op_result
 from kirocache.backends._redis_connections import (
     CONNECTION_CLASSES,
+    AsyncHeld,
+    AsyncPool,
     AsyncRetry,
     HeldConnections,
     SyncPool,
@@ -79,6 +81,8 @@ _POOL_WAIT: Final = "No connection available."
 # The reads sent on held connections (see HeldConnections): read-only, so one sent again
 # the usual way after its connection broke does no harm.
 _HOT_READS: Final = frozenset({"GET", "MGET"})
+# What an async hot read returns when no held connection was free: take the usual way.
+_NOT_HELD: Final = object()
 
 
 # ---- settings: arguments, then the URL, then the environment (no I/O) -----------------------
@@ -200,7 +204,7 @@ def open_clients(
         # pool: the transport's gate (one per loop, ``max_connections`` turns, FIFO) admits
         # no more callers than it has connections, so its checkout never waits, and costs
         # a list pop where the blocking pool's costs an asyncio.Condition and a timeout.
-        pool = redis.asyncio.ConnectionPool(
+        pool = AsyncPool(
             max_connections=max_connections,
             connection_class=async_class,
             retry=AsyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
@@ -222,6 +226,9 @@ class _LoopClient:
     # redis-py's pool lets a task that just released a connection take it back before the
     # tasks already waiting, so that under load some callers wait out the whole timeout.
     gate: asyncio.Semaphore | None
+    # The hot reads' held connections (see AsyncHeld), and how many callers the gate let in.
+    held: AsyncHeld | None = None
+    admitted: int = 0
 
 
 class _LoopClients:
@@ -253,8 +260,12 @@ class _LoopClients:
         with self._lock:
             self._drop_closed_loops()
             client = self._factory()
-            gate = None if self._gate_size is None else asyncio.Semaphore(self._gate_size)
+            size = self._gate_size
+            gate = None if size is None else asyncio.Semaphore(size)
             entry = _LoopClient(client, self._keep(loop, client), gate)
+            pool = client.connection_pool if type(client) is redis.asyncio.Redis else None
+            if size is not None and isinstance(pool, AsyncPool):
+                entry.held = AsyncHeld(pool, size)
             self._by_loop[loop] = entry
         # Nothing in the generator awaits before its yield, so no task can slip in here.
         await anext(entry.keeper)
@@ -465,49 +476,97 @@ class RedisTransport:
         entry = self._async_clients.current()
         return entry if entry is not None else await self._async_clients.get()
 
-    async def _queue(self, gate: asyncio.Semaphore, operation: str) -> None:
+    async def _admit(self, entry: _LoopClient, operation: str) -> None:
         """Wait for a turn at the loop's connections, first come first served, bounded.
 
         Raises:
             BackendError: No turn within the pool wait (``outage`` false: the client is
                 busy, the server is not down).
         """
-        if not gate.locked():
-            await gate.acquire()  # a free turn: taken at once, without suspending
+        gate = entry.gate
+        if gate is None:
             return
-        try:
-            await turn_within(gate, self._pool_wait)
-        except asyncio.TimeoutError as exc:
-            pool_wait = RedisConnectionError(_POOL_WAIT)
-            pool_wait.__cause__ = exc
-            raise self._error(operation, pool_wait) from exc
+        if gate.locked():
+            try:
+                await turn_within(gate, self._pool_wait)
+            except asyncio.TimeoutError as exc:
+                pool_wait = RedisConnectionError(_POOL_WAIT)
+                pool_wait.__cause__ = exc
+                raise self._error(operation, pool_wait) from exc
+        else:
+            await gate.acquire()  # a free turn: taken at once, without suspending
+        entry.admitted += 1
+
+    @staticmethod
+    def _leave(entry: _LoopClient) -> None:
+        gate = entry.gate
+        if gate is not None:
+            entry.admitted -= 1
+            gate.release()
+
+    async def _pooled(self, entry: _LoopClient) -> None:
+        """Make room in the pool for an admitted caller taking the usual way."""
+        held = entry.held
+        if held is not None:
+            await held.make_room(entry.admitted)
 
     async def _acall(self, operation: str, command: Command) -> object:
         entry = await self._aentry()
-        gate = entry.gate
-        if gate is not None:
-            await self._queue(gate, operation)
+        await self._admit(entry, operation)
         try:
+            held = entry.held
+            if held is not None and command[0] in _HOT_READS:
+                reply = await self._aread_held(held, operation, command)
+                if reply is not _NOT_HELD:
+                    return reply
+            await self._pooled(entry)
             async with bounded(self._deadline):
                 return await entry.client.execute_command(*command)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
         finally:
-            if gate is not None:
-                gate.release()
+            self._leave(entry)
+
+    async def _aread_held(self, held: AsyncHeld, operation: str, command: Command) -> object:
+        """A hot read on a held connection (the twin of ``_read_on``); ``_NOT_HELD``: none.
+
+        Raises:
+            BackendError: The read failed (a connection broken while idle is not a failure:
+                the read then takes the usual way, with redis-py's retries).
+        """
+        connection = None
+        try:
+            async with bounded(self._deadline):
+                connection = await held.take()
+                if connection is None:
+                    return _NOT_HELD
+                await connection.send_packed_command(connection.pack_command(*command))
+                reply = await connection.read_response()
+        except ResponseError as exc:  # the server's answer: the connection is sound
+            held.put(connection)
+            raise self._error(operation, exc) from exc
+        except BaseException as exc:
+            if connection is not None:
+                await connection.disconnect(nowait=True)
+                await held.give_back(connection)
+                if isinstance(exc, RedisConnectionError) and not isinstance(exc, RedisTimeoutError):
+                    return _NOT_HELD  # reset or closed while idle (a restarted server)
+            if isinstance(exc, _ERRORS):
+                raise self._error(operation, exc) from exc
+            raise
+        held.put(connection)
+        return reply
 
     async def _apipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
         entry = await self._aentry()
-        gate = entry.gate
-        if gate is not None:
-            await self._queue(gate, operation)
+        await self._admit(entry, operation)
         try:
+            await self._pooled(entry)
             return await self._apipe_on(entry.client, operation, commands, transaction, strict)
         finally:
-            if gate is not None:
-                gate.release()
+            self._leave(entry)
 
     async def _apipe_on(
         self,
@@ -544,17 +603,15 @@ class RedisTransport:
                 pipe.execute_command("UNLINK", key)
 
         entry = await self._aentry()
-        gate = entry.gate
-        if gate is not None:
-            await self._queue(gate, "delete_if_equals")
+        await self._admit(entry, "delete_if_equals")
         try:
+            await self._pooled(entry)
             async with bounded(self._deadline):
                 return await entry.client.transaction(compare_and_delete, key)
         except _ERRORS as exc:
             raise self._error("delete_if_equals", exc) from exc
         finally:
-            if gate is not None:
-                gate.release()
+            self._leave(entry)
 
     async def _aclose_client(self) -> None:
         try:

@@ -31,6 +31,8 @@ from redis.retry import Retry
 
 __all__ = [
     "CONNECTION_CLASSES",
+    "AsyncHeld",
+    "AsyncPool",
     "AsyncRetry",
     "DeadlineError",
     "HeldConnections",
@@ -316,6 +318,67 @@ class HeldConnections:
                 self._idle = []
                 self._held = 0
                 self._pid = os.getpid()
+
+
+class AsyncPool(redis.asyncio.ConnectionPool):
+    """An event loop's pool as ``RedisBackend`` builds it, behind its admission gate."""
+
+
+class AsyncHeld:
+    """:class:`HeldConnections` for one event loop's :class:`AsyncPool` (no lock: one loop).
+
+    The loop's gate admits at most ``size`` callers at once, and the pool has ``size``
+    connections, all of which the hot reads may hold. A held connection stays checked out
+    of the pool while idle, so before a caller takes the usual way (a write, a pipeline),
+    ``make_room`` gives idle ones back until the idle held connections and the admitted
+    callers together fit in the pool: the pool then has a connection for that caller.
+    """
+
+    __slots__ = ("_held", "_idle", "_pool", "_size")
+
+    def __init__(self, pool: AsyncPool, size: int) -> None:
+        self._pool = pool
+        self._size = size
+        self._idle: list[Any] = []
+        self._held = 0
+
+    async def take(self) -> Any | None:
+        """An idle connected connection, or ``None`` (all held ones are busy: the usual way).
+
+        Under the cap, one is taken from the pool (and connected: within the call's bound).
+
+        Raises:
+            redis.ConnectionError: It could not connect.
+        """
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if connection.is_connected:
+                return connection
+            await self.give_back(connection)  # closed with the pool meanwhile
+        if self._held >= self._size:
+            return None
+        self._held += 1
+        try:
+            return await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._held -= 1
+            raise
+
+    def put(self, connection: Any) -> None:
+        """Make ``connection`` idle again, after a read that came back."""
+        self._idle.append(connection)
+
+    async def give_back(self, connection: Any) -> None:
+        """Return ``connection`` to the pool for good (after a failure, or to make room)."""
+        self._held -= 1
+        await self._pool.release(connection)
+
+    async def make_room(self, admitted: int) -> None:
+        """Give idle connections back until they and ``admitted`` callers fit the pool."""
+        idle = self._idle
+        while idle and len(idle) + admitted > self._size:
+            await self.give_back(idle.pop())
 
 
 class _Final(Exception):  # noqa: N818 - a carrier, never seen outside this module
