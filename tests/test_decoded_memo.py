@@ -99,3 +99,27 @@ async def test_the_async_hit_uses_the_memo_too() -> None:
         assert await point(1) is await point(1)
         await point.invalidate(1)
         assert await point(1) == Point(1, ())
+
+
+def test_get_many_decodes_plain_entries_together_and_others_alone() -> None:
+    with Cache.from_url("memory://") as cache:
+        cache.set_many({f"k{i}": {"i": i} for i in range(5)})
+        cache.set("tagged", [1, 2], tags=["t"])
+        cache.incr("count", 3)
+        cache.set("gone", "x")
+        cache.delete("gone")  # a tombstone or nothing: a miss either way
+        full = cache.keyspace.resolve("bad", None)[0]
+        cache.backend.set(full, b"\xc5\x01\x01\x00\x00\x00\x00\x00{}")  # checksum wrong
+        keys = ["k0", "tagged", "k1", "count", "missing", "gone", "k4", "bad"]
+        assert cache.get_many(keys) == {
+            "k0": {"i": 0},
+            "k1": {"i": 1},
+            "k4": {"i": 4},
+            "tagged": [1, 2],
+            "count": 3,
+        }
+        assert cache.get_many([f"k{i}" for i in range(5)] * 2) == {
+            f"k{i}": {"i": i} for i in range(5)
+        }
+        cache.invalidate_tags("t")
+        assert cache.get_many(["tagged", "k2"]) == {"k2": {"i": 2}}

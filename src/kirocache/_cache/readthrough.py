@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import struct
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,6 @@ from kirocache._cache.invalidator import TOMBSTONE, UNREAD, Guards, Seen
 from kirocache._cache.writes import fresh_generations
 from kirocache._values.formats import OrjsonSerializer
 from kirocache._values.framing import (
-    _CHECKSUM_FROM,
     _LOW_32,
     _MAGIC,
     _VERSION,
@@ -47,6 +47,7 @@ from kirocache.exceptions import CorruptValueError
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
+    from kirocache._cache.guard import Guard
     from kirocache._values.types import Duration
     from kirocache.keys import Namespace
 
@@ -552,7 +553,7 @@ def _read_many(
     found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
     if unread:
         run(guard, _settle_many(self, found, seen, unread, type, label, started))
-    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    _observe_many(guard, resolved, found, keys, started)
     return found, seen
 
 
@@ -598,8 +599,28 @@ async def _aread_many(
     found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
     if unread:
         await arun(guard, _settle_many(self, found, seen, unread, type, label, started))
-    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    _observe_many(guard, resolved, found, keys, started)
     return found, seen
+
+
+def _observe_many(
+    guard: Guard,
+    resolved: Sequence[Any],
+    found: Mapping[str, Any],
+    keys: Sequence[str],
+    started: float,
+) -> None:
+    """``guard.observe_many`` for the hot twins: one label (the usual case) tallied at once."""
+    labels = {label for _, label, _ in resolved}
+    if len(labels) != 1:
+        guard.observe_many("get_many", [label for _, label, _ in resolved], found, keys, started)
+        return
+    [label] = labels
+    hits = len(keys) if len(found) == len(keys) else sum(1 for key in keys if key in found)
+    if hits:
+        guard.observe("get_many", label, "hit", started, count=hits)
+    if hits < len(keys):
+        guard.observe("get_many", label, "miss", started, count=len(keys) - hits)
 
 
 def _decode_many(
@@ -634,30 +655,41 @@ def _decode_many(
 def _joined(keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any] | None:
     """The values of plain JSON entries in one ``orjson.loads``; ``None`` if any is not one.
 
-    Each entry's header and checksum are checked as ``OrjsonSerializer.loads`` checks them;
-    absent keys and tombstones are left out. Anything else (a tagged entry, a counter, a
-    corrupt or compressed one) makes the caller decode entry by entry.
+    Each entry's header and checksum are checked as ``OrjsonSerializer.loads`` checks them
+    (the headers compared at once, the checksums as two lists); absent keys and tombstones
+    are left out. Anything else (a tagged entry, a counter, a corrupt or compressed one)
+    makes the caller decode entry by entry.
     """
-    tomb = TOMBSTONE
-    hits = [
-        (key, raw)
-        for key, raw in zip(keys, raws, strict=True)
-        if raw is not None and not raw.startswith(tomb)
-    ]
-    head, check, seed, low, size = _JSON_HEAD, _CHECKSUM_FROM, _JSON_SEED, _LOW_32, HEADER_SIZE
-    payloads = [raw[size:] for _, raw in hits]
-    if not all(
-        raw.startswith(head) and _XXH3_64(payload, seed) & low == check(raw, 4)[0]
-        for (_, raw), payload in zip(hits, payloads, strict=True)
-    ):
+    if None in raws:
+        tomb = TOMBSTONE
+        pairs = [(key, raw) for key, raw in zip(keys, raws, strict=True) if raw is not None]
+        if any(raw.startswith(tomb) for _, raw in pairs):
+            pairs = [(key, raw) for key, raw in pairs if not raw.startswith(tomb)]
+        keys = [key for key, _ in pairs]
+        raws = [raw for _, raw in pairs]
+    count, size = len(raws), HEADER_SIZE
+    if b"".join([raw[:4] for raw in raws]) != _JSON_HEAD * count:
+        return None
+    payloads = [raw[size:] for raw in raws]
+    seed, low, xxh = _JSON_SEED, _LOW_32, _XXH3_64
+    sums = [xxh(payload, seed) & low for payload in payloads]
+    if list(_checksums(count, b"".join([raw[4:size] for raw in raws]))) != sums:
         return None
     try:
         values = orjson.loads(b"[" + b",".join(payloads) + b"]")
     except orjson.JSONDecodeError:
         return None
-    if len(values) != len(hits):
+    if len(values) != count:
         return None
-    return {key: value for (key, _), value in zip(hits, values, strict=True)}
+    return dict(zip(keys, values, strict=True))
+
+
+def _checksums(count: int, packed: bytes) -> tuple[int, ...]:
+    """``count`` big-endian 32-bit checksums, as the frame headers carry them."""
+    try:
+        return struct.unpack(f">{count}I", packed)
+    except struct.error:  # an entry shorter than a header
+        return ()
 
 
 def _settle_many(
