@@ -9,6 +9,7 @@ are said as the outages they are.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -25,7 +26,8 @@ from kirocache.backends._redis_connections import begin_call, bounded, end_call
 
 __all__ = ["ClusterTransport", "page"]
 
-_ERRORS: Final = (redis.RedisError, OSError, TimeoutError, UnicodeEncodeError)
+# asyncio.TimeoutError is not an OSError before 3.11 (as in the single node's transport)
+_ERRORS: Final = (redis.RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
 
 
 def page(raw: object) -> tuple[int, list[bytes]]:

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisClusterBackend", "multi_node_backend"]
 
 DEFAULT_DEADLINE: Final = 0.25
-_ERRORS: Final = (redis.RedisError, OSError, TimeoutError, UnicodeEncodeError)
 
 
 # The convenience methods (set, delete, set_many, delete_pattern, tag_add, ...), derived
