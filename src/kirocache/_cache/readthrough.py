@@ -240,6 +240,8 @@ _DEPTH: Final = 8
 # The first four header bytes of an uncompressed JSON entry, and its checksum's seed.
 _JSON_HEAD: Final = bytes((_MAGIC, _VERSION, FORMAT_JSON, 0))
 _JSON_SEED: Final = FORMAT_JSON << 8
+# Entries smaller than this on average are decoded as one JSON array (see ``_joined``).
+_JOINED_BYTES: Final = 2048
 _WIDTH: Final = 64
 
 
@@ -628,9 +630,10 @@ def _decode_many(
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """The hits, what was seen per key, and the keys the codec refused (see ``_settle_many``).
 
-    Plain JSON entries read without a type are decoded together: each one's header and
-    checksum are checked as ``OrjsonSerializer.loads`` checks them, then their payloads go
-    through one ``orjson.loads`` of a JSON array, which costs far less than one call each.
+    Plain JSON entries read without a type are decoded together: their headers and
+    checksums are checked as ``OrjsonSerializer.loads`` checks them, all at once, then
+    their payloads go through ``orjson.loads`` without the codec's per-entry dispatch (as
+    one JSON array when they are small).
     """
     seen: dict[str, Any] = {
         key: (full, raw, ()) for key, full, raw in zip(keys, full_keys, raws, strict=True)
@@ -653,7 +656,7 @@ def _decode_many(
 
 
 def _joined(keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any] | None:
-    """The values of plain JSON entries in one ``orjson.loads``; ``None`` if any is not one.
+    """The values of plain JSON entries, decoded in one pass; ``None`` if any is not one.
 
     Each entry's header and checksum are checked as ``OrjsonSerializer.loads`` checks them
     (the headers compared at once, the checksums as two lists); absent keys and tombstones
@@ -675,11 +678,17 @@ def _joined(keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any] | None:
     sums = [xxh(payload, seed) & low for payload in payloads]
     if list(_checksums(count, b"".join([raw[4:size] for raw in raws]))) != sums:
         return None
+    loads = orjson.loads
     try:
-        values = orjson.loads(b"[" + b",".join(payloads) + b"]")
+        if count and sum(map(len, payloads)) < _JOINED_BYTES * count:
+            # small entries: one call over a JSON array of them all
+            values = loads(b"[" + b",".join(payloads) + b"]")
+        else:
+            # large ones: one call each (one array of them all decodes slower)
+            values = [loads(payload) for payload in payloads]
     except orjson.JSONDecodeError:
         return None
-    if len(values) != count:
+    if len(values) != count:  # a payload holding more than one value
         return None
     return dict(zip(keys, values, strict=True))
 
