@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle
+import typing
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -38,6 +39,27 @@ _JSON_SEED: Final = FORMAT_JSON << 8
 _COPY_LIMIT: Final = 2048
 _MAC_SIZE: Final = hashlib.sha256().digest_size
 _MIN_SECRET_SIZE: Final = 16
+
+
+# Annotations of a JSON object or array of anything, and the type a decode must give.
+_PLAIN_TOPS: Final[dict[Any, type]] = {
+    dict: dict,
+    dict[str, Any]: dict,
+    dict[str, object]: dict,
+    typing.Dict[str, Any]: dict,  # noqa: UP006 - the spelling users may annotate with
+    list: list,
+    list[Any]: list,
+    list[object]: list,
+    typing.List[Any]: list,  # noqa: UP006 - the spelling users may annotate with
+}
+
+
+def _plain_top(annotation: Any) -> type | None:
+    """``dict`` or ``list`` when ``annotation`` is a JSON object or array of anything."""
+    try:
+        return _PLAIN_TOPS.get(annotation)
+    except TypeError:  # an unhashable annotation (Annotated metadata, say)
+        return None
 
 
 def bound_to(key: str | None, payload: bytes) -> bytes:
@@ -155,12 +177,19 @@ class OrjsonSerializer:
                 _expect(data, (FORMAT_JSON,), "OrjsonSerializer")  # raises, saying why
         else:
             _, payload = _expect(data, (FORMAT_JSON,), "OrjsonSerializer")
-        if type is None:
+        top = None if type is None else _plain_top(type)
+        if type is None or top is not None:
+            # untyped, or a JSON object or array of anything: orjson gives the same values
+            # as msgspec would, faster for large ones; only the top level is checked
             try:
-                return orjson.loads(payload)
+                value = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 msg = f"cached JSON does not decode: {exc}"
                 raise CorruptValueError(msg) from exc
+            if top is None or value.__class__ is top:
+                return value
+            msg = f"cached JSON does not decode as {type!r}: it holds a {value.__class__.__name__}"
+            raise CorruptValueError(msg)
         try:
             return _decoder(type).decode(payload)
         except msgspec.DecodeError as exc:
