@@ -35,9 +35,11 @@ from kirocache.backends._protocol import (
 from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
 
 if TYPE_CHECKING:
+    from kirocache.backends.cluster import RedisClusterBackend
     from kirocache.backends.memory import MemoryBackend
     from kirocache.backends.null import NullBackend
     from kirocache.backends.redis import RedisBackend
+    from kirocache.backends.sentinel import RedisSentinelBackend
     from kirocache.backends.tiered import TieredBackend
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "OpName",
     "OpResult",
     "RedisBackend",
+    "RedisClusterBackend",
+    "RedisSentinelBackend",
     "Steps",
     "TieredBackend",
     "arun_steps",
@@ -84,6 +88,14 @@ def __getattr__(name: str) -> Any:
         from kirocache.backends.redis import RedisBackend
 
         return RedisBackend
+    if name == "RedisClusterBackend":
+        from kirocache.backends.cluster import RedisClusterBackend
+
+        return RedisClusterBackend
+    if name == "RedisSentinelBackend":
+        from kirocache.backends.sentinel import RedisSentinelBackend
+
+        return RedisSentinelBackend
     if name == "TieredBackend":
         from kirocache.backends.tiered import TieredBackend
 
