@@ -18,6 +18,7 @@ from kirocache._ring.sessions_core import (
     new_session_id,
     parse_member,
     remaining,
+    slot_tag,
     valid_id,
 )
 from kirocache.backends import Call, DistributedLock, Op, Steps, escape_glob
@@ -44,6 +45,8 @@ _CREATE_TRIES: Final = 5
 _GEN_BYTES: Final = 16
 # The record field holding the generation token (old records lack it: logged out).
 _GEN: Final = "gen"
+# The length of the slot tag a session id starts with (see ``slot_tag``).
+_TAG: Final = 3
 # How many session ids a store remembers the user of (about 200 bytes each).
 _OWNERS: Final = 10_000
 
@@ -119,17 +122,21 @@ class SessionSteps:
         """The full key of ``key`` in the store's namespace."""
         return self.cache.full_key(key, self.namespace)
 
+    # Every key of a user and of the user's sessions carries the user's slot tag ("{abc}",
+    # see ``slot_tag``; a session id starts with it), so on a Redis Cluster the
+    # transactions below stay within one slot. On one node a tag is just part of a name.
+
     def _index(self, user_id: str) -> str:
-        return self.key(f"user:{user_id}")
+        return self.key(f"user:{{{slot_tag(user_id)}}}:{user_id}")
 
     def _gen(self, user_id: str) -> str:
-        return self.key(f"gen:{user_id}")
+        return self.key(f"gen:{{{slot_tag(user_id)}}}:{user_id}")
 
     def _record(self, session_id: str) -> str:
-        return self.key(f"id:{session_id}")
+        return self.key(f"id:{{{session_id[:_TAG]}}}:{session_id}")
 
     def _live(self, session_id: str) -> str:
-        return self.key(f"live:{session_id}")
+        return self.key(f"live:{{{session_id[:_TAG]}}}:{session_id}")
 
     def _dumps(self, info: SessionInfo, gen: bytes) -> bytes:
         record = {**info.record(), _GEN: gen.decode("ascii")}
@@ -234,7 +241,10 @@ class SessionSteps:
         lock = None
         if self.max_sessions_per_user is not None:
             lock = DistributedLock(
-                self.backend, self.key(f"lock:{user_id}"), timeout=_LOCK_TIMEOUT, wait=_LOCK_WAIT
+                self.backend,
+                self.key(f"lock:{{{slot_tag(user_id)}}}:{user_id}"),
+                timeout=_LOCK_TIMEOUT,
+                wait=_LOCK_WAIT,
             )
             if not (yield Call(lock, "acquire")):
                 msg = f"timed out waiting for the session lock of user {user_id!r}"
@@ -263,16 +273,17 @@ class SessionSteps:
         # a generation revoke_all deleted (or an eviction removed) can never return.
         gen = held if held is not None else secrets.token_hex(_GEN_BYTES).encode("ascii")
         now = self.clock.time()
-        info = SessionInfo(new_session_id(), user_id, data, now, now)
+        info = SessionInfo(new_session_id(user_id), user_id, data, now, now)
         record, live = self._record(info.session_id), self._live(info.session_id)
         # The record and its index entry are written in one transaction (MULTI/EXEC on
-        # Redis, one lock hold in memory): a call that dies half way leaves neither.
+        # Redis, one lock hold in memory): a call that dies half way leaves neither. The
+        # count of creations, a store-wide key, is written beside it, not within it.
         ops = [
             Op("set", record, self._dumps(info, gen), ttl=self.ttl),
             Op("tag_add", self._index(user_id), ttl=self.index_ttl, members=(self._entry(info),)),
-            Op("incr", self.key("stat:created")),
         ]
         yield from execute(self.backend, ops, "create", transaction=True)
+        yield from execute(self.backend, [Op("incr", self.key("stat:created"))], "create")
         # Then the session goes live: until its liveness key exists the record is inert,
         # so a call that dies here leaves a session that never worked.
         keep = (
@@ -456,9 +467,10 @@ class SessionSteps:
 
     def users(self) -> Steps[list[str]]:
         """Every user id with an index, sorted."""
-        head = self._index("")
+        head = self.key("user:")
         keys = yield Call(self.backend, "scan", (escape_glob(head) + "*",))
-        return sorted({key[len(head) :] for key in keys})
+        # "<head>{abc}:<user id>": the user id follows the slot tag
+        return sorted({key[len(head) + _TAG + 3 :] for key in keys})
 
     def sweep(self, *, prune: bool) -> Steps[tuple[int, int, int]]:
         """``(live sessions, users with one, expired entries dropped)`` over every index."""

@@ -196,7 +196,10 @@ class MemoryBackend(MemoryStore):
         regex = glob_to_regex(pattern)
         step = max(1, count)
         with self._lock:
-            snapshot = list(self._data)
+            # in key order, not the LRU order reads reshuffle: two scans of the same keys
+            # agree, so a listing that resumes by counting keys passed (``scan_keys``)
+            # neither skips nor repeats one
+            snapshot = sorted(self._data)
         for start in range(0, len(snapshot), step):
             matched = [key for key in snapshot[start : start + step] if regex.match(key)]
             if not matched:
