@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from redis.crc import key_slot
 
 from kirocache import Cache, cached
 from kirocache.backends import TOMBSTONE_PREFIX, DistributedLock
@@ -65,15 +66,32 @@ async def test_sessions_in_one_hash_tag_work_on_a_cluster_async(
     assert await sessions.aget(sid) is None
 
 
-def test_sessions_spread_over_slots_are_refused_not_half_created(
+def test_sessions_spread_over_slots_work_with_the_default_namespace(
     cluster_backend: RedisClusterBackend,
 ) -> None:
-    # What docs/cluster.md states: the default session namespace spans slots, and its
-    # transactional create is refused whole (nothing written), naming hash tags.
+    # Every key of a user and of the user's sessions carries the user's slot tag, so the
+    # transactional create stays in one slot while different users spread over the nodes.
     sessions = SessionStore(Cache(cluster_backend))
-    with pytest.raises(ConfigurationError, match="hash tag"):
-        sessions.create("ada", {"role": "admin"})
-    assert list(cluster_backend.scan("session:*")) == []
+    users = [f"user{n}" for n in range(24)]
+    ids = {user: [sessions.create(user, {"n": n}) for n in range(2)] for user in users}
+    slots = {key_slot(sessions._steps._record(sids[0]).encode()) for sids in ids.values()}
+    assert len(slots) > 3  # spread, not funnelled into one slot
+    assert sessions.get(ids["user0"][0]) == {"n": 0}
+    assert sessions.revoke(ids["user0"][0]) is True
+    assert sessions.get(ids["user0"][0]) is None
+    assert sessions.get(ids["user0"][1]) == {"n": 1}
+    sessions.revoke_all("user1")
+    assert [sessions.get(sid) for sid in ids["user1"]] == [None, None]
+    assert {info.session_id for info in sessions.user_sessions("user2")} == set(ids["user2"])
+    assert sessions.stats().live_sessions == 2 * len(users) - 3  # one revoked, two revoked
+
+
+async def test_sessions_spread_over_slots_work_async(cluster_backend: RedisClusterBackend) -> None:
+    sessions = SessionStore(Cache(cluster_backend))
+    sid = await sessions.acreate("grace", {"role": "admin"})
+    assert await sessions.aget(sid) == {"role": "admin"}
+    await sessions.arevoke_all("grace")
+    assert await sessions.aget(sid) is None
 
 
 # -- the distributed lock -------------------------------------------------------------------
