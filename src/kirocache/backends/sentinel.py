@@ -15,7 +15,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from kirocache._values.types import option_seconds
@@ -194,7 +194,13 @@ class RedisSentinelBackend(RedisBackend):
         sentinels = list(parsed.nodes)
         master = parsed.master
         connection_class = _SentinelSSLConnection if parsed.tls else _SentinelConnection
-        watching = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=watchers)  # type: ignore[no-untyped-call]
+        # A Sentinel query is one try per sentinel within the deadline: redis-py's default
+        # retry (three tries, backoff up to 10 s each) made a refused sentinel password
+        # take over half a minute; the next sentinel is the retry.
+        watching = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinels,
+            sentinel_kwargs={**watchers, "retry": SyncRetry(NoBackoff(), 0)},
+        )
         client: _Master = watching.master_for(  # type: ignore[no-untyped-call]
             master,
             redis_class=_Master,
@@ -212,7 +218,10 @@ class RedisSentinelBackend(RedisBackend):
                 if parsed.tls
                 else redis.asyncio.sentinel.SentinelManagedConnection
             )
-            watched = redis.asyncio.sentinel.Sentinel(sentinels, sentinel_kwargs=watchers)  # type: ignore[no-untyped-call]
+            watched = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                sentinels,
+                sentinel_kwargs={**watchers, "retry": AsyncRetry(NoBackoff(), 0)},
+            )
             made: _AsyncMaster = watched.master_for(
                 master,
                 redis_class=_AsyncMaster,
