@@ -227,3 +227,29 @@ def test_acl_user_on_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         assert "refused to authenticate" in str(caught.value), str(caught.value)
     finally:
         cluster.close()
+
+
+def test_a_single_node_url_at_a_cluster_node_says_to_name_the_cluster(
+    redis_cluster: LocalCluster,
+) -> None:
+    # A redis:// URL at one node of a cluster answers MOVED for about two thirds of the
+    # keys: the error names the fix instead of failing open in silence.
+    from kirocache.backends import RedisBackend
+    from kirocache.exceptions import CommandError
+
+    single = RedisBackend(f"redis://127.0.0.1:{redis_cluster.ports[0]}/0")
+    try:
+
+        def refusal(key: str) -> CommandError | None:
+            try:
+                single.get(key)
+            except CommandError as exc:
+                return exc
+            return None
+
+        refused = [e for n in range(20) if (e := refusal(f"moved-hint:{n}")) is not None]
+        assert refused  # most keys live on the other primaries
+        assert "redis+cluster://" in str(refused[0])
+        assert refused[0].outage is False  # a misconfiguration: the breaker does not count it
+    finally:
+        single.close()

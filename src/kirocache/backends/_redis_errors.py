@@ -16,6 +16,7 @@ from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import (
     ClusterDownError,
     DataError,
+    MovedError,
     NoPermissionError,
     ReadOnlyError,
     ResponseError,
@@ -93,12 +94,22 @@ def refusal(exc: BaseException, where: str) -> BackendError | None:
         return AuthenticationError(f"{WRONG_AUTH} ({where})")
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
         return PermissionDeniedError(_refused_by_acl(text, where))
+    if text.startswith((_NO_DATABASE, "MOVED")) or isinstance(exc, MovedError):
+        return CommandError(_misdirected(text, where))
+    return None
+
+
+def _misdirected(text: str, where: str) -> str:
+    """The message of a server that is not the one the URL means to name."""
     if text.startswith(_NO_DATABASE):
-        return CommandError(
+        return (
             f"the server has no such database ({where}): fix the /db of the URL or "
             f"REDIS_DB (redis said: {text})"
         )
-    return None
+    return (
+        f"the server is a node of a Redis Cluster ({where}): it answered {text[:60]!r}; "
+        "name the cluster with a redis+cluster:// URL (redis+cluster://host:7000,host:7001)"
+    )
 
 
 def _refused_by_acl(text: str, where: str) -> str:
