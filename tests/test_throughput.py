@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from kirocache import Cache, cached
+from kirocache.backends import Op, RedisBackend
 from kirocache.metrics import InMemoryMetrics
 
 TASKS, THREADS, CALLS = 200, 8, 25
@@ -89,3 +90,54 @@ def test_8_threads_no_fallbacks(redis_url: str) -> None:
         assert (errors, opened) == (0, 0)
         assert reads >= THREADS * CALLS * 10
         assert sorted(computed) == list(range(10))
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_hot_reads_never_starve_the_other_calls(redis_url: str, size: int) -> None:
+    # The hot reads hold pooled connections; writes from many threads at once must still
+    # get one within the pool wait, on a pool as small as one connection.
+    backend = RedisBackend(redis_url, max_connections=size, pool_timeout=2.0)
+    failures: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def worker(number: int) -> None:
+        start.wait()
+        try:
+            for call in range(CALLS):
+                key = f"tp:mixed:{number}:{call % 3}"
+                backend.set(key, b"v", 60)
+                assert backend.get(key) == b"v"
+                assert backend.get_many([key, "tp:mixed:absent"]) == [b"v", None]
+                backend.delete(key)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        backend.close()
+    assert failures == []
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("size", [1, 2])
+async def test_async_hot_reads_never_starve_the_other_calls(redis_url: str, size: int) -> None:
+    backend = RedisBackend(redis_url, max_connections=size, pool_timeout=2.0)
+
+    async def task(number: int) -> None:
+        for call in range(CALLS):
+            key = f"tp:amixed:{number}:{call % 3}"
+            await backend.aset(key, b"v", 60)
+            assert await backend.aget(key) == b"v"
+            await backend.aexecute([Op("delete", key)])
+
+    try:
+        await asyncio.gather(*(task(n) for n in range(50)))
+    finally:
+        await backend.aclose()
+        backend.close()

@@ -321,8 +321,8 @@ class RedisTransport:
         pool = client.connection_pool if type(client) is redis.Redis else None
         # The hot reads hold up to half the pool's connections (see HeldConnections).
         self._held = (
-            HeldConnections(pool, max(1, (pool_size or 2) // 2))
-            if isinstance(pool, SyncPool)
+            HeldConnections(pool, pool_size)
+            if isinstance(pool, SyncPool) and pool_size is not None and pool_size >= 2
             else None
         )
         self._async_clients = _LoopClients(async_client_factory, pool_size)
@@ -376,14 +376,7 @@ class RedisTransport:
             if connection is not None:
                 return self._read_on(held, connection, operation, command)
             end_call()
-        client = self._client
-        begin_call(self._deadline)
-        try:
-            return client.execute_command(*command)  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
+        return self._call_pooled(operation, command)
 
     def _read_on(
         self, held: HeldConnections, connection: Any, operation: str, command: Command
@@ -412,7 +405,9 @@ class RedisTransport:
         return reply
 
     def _call_pooled(self, operation: str, command: Command) -> object:
-        client = self._client
+        client, held = self._client, self._held
+        if held is not None:
+            held.enter_pooled()
         begin_call(self._deadline)
         try:
             return client.execute_command(*command)  # type: ignore[no-untyped-call]
@@ -420,11 +415,15 @@ class RedisTransport:
             raise self._error(operation, exc) from exc
         finally:
             end_call()
+            if held is not None:
+                held.leave_pooled()
 
     def _pipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
-        client = self._client
+        client, held = self._client, self._held
+        if held is not None:
+            held.enter_pooled()
         begin_call(self._deadline)
         try:
             if len(commands) == 1 and not transaction and not strict:
@@ -442,6 +441,8 @@ class RedisTransport:
             raise self._error(operation, exc) from exc
         finally:
             end_call()
+            if held is not None:
+                held.leave_pooled()
 
     def _run(self, operation: str, commands: Sequence[Command]) -> object:
         if len(commands) == 1:
@@ -454,6 +455,9 @@ class RedisTransport:
                 pipe.multi()
                 pipe.execute_command("UNLINK", key)  # type: ignore[no-untyped-call]
 
+        held = self._held
+        if held is not None:
+            held.enter_pooled()
         begin_call(self._deadline)
         try:
             return self._client.transaction(compare_and_delete, key)
@@ -461,6 +465,8 @@ class RedisTransport:
             raise self._error("delete_if_equals", exc) from exc
         finally:
             end_call()
+            if held is not None:
+                held.leave_pooled()
 
     def _close_client(self) -> None:
         if self._held is not None:

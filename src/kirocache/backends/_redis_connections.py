@@ -246,19 +246,26 @@ class HeldConnections:
     the round trip of a small GET on loopback (a queue under a lock, a poll for stray data,
     the pool's own metrics, two retry wrappers). A hot read takes an idle held connection
     (a list pop, atomic under the GIL), sends the packed command on it, reads the reply and
-    puts it back. At most ``cap`` connections are held, each taken from the pool once, so
-    the pool's bound still holds for everything together; when none is idle and the cap is
-    reached, the read goes the usual way. A connection whose read failed is disconnected and
-    given back to the pool. After a fork the child holds none (as redis-py's pools do).
+    puts it back. At most half the pool's ``size`` connections are held, each taken from the
+    pool once; when none is idle and that many are held, the read goes the usual way.
+
+    The pool's bound holds for everything together, and the other calls are never starved:
+    a caller taking the usual way says so (``enter_pooled``), and while held and pooled
+    callers together would need more than ``size`` connections, idle held ones are given
+    back to the pool, and a held one coming back from a read goes to the pool too. A
+    connection whose read failed is disconnected and given back. After a fork the child
+    holds none (as redis-py's pools do).
     """
 
-    __slots__ = ("_cap", "_held", "_idle", "_lock", "_pid", "_pool")
+    __slots__ = ("_cap", "_held", "_idle", "_lock", "_pid", "_pool", "_pooled", "_size")
 
-    def __init__(self, pool: SyncPool, cap: int) -> None:
+    def __init__(self, pool: SyncPool, size: int) -> None:
         self._pool = pool
-        self._cap = cap
+        self._size = size
+        self._cap = size // 2
         self._idle: list[Any] = []
         self._held = 0
+        self._pooled = 0  # callers using the pool the usual way, now
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -283,7 +290,7 @@ class HeldConnections:
                 return connection
             self.give_back(connection)  # closed with the pool meanwhile
         with self._lock:
-            if self._held >= self._cap:
+            if self._held >= self._cap or self._held + self._pooled >= self._size:
                 return None
             self._held += 1
         try:
@@ -294,14 +301,36 @@ class HeldConnections:
             raise
 
     def put(self, connection: Any) -> None:
-        """Make ``connection`` idle again, after a read that came back."""
-        self._idle.append(connection)
+        """Make ``connection`` idle again after a read; to the pool if a caller needs it."""
+        if self._held + self._pooled > self._size:
+            self.give_back(connection)
+        else:
+            self._idle.append(connection)
 
     def give_back(self, connection: Any) -> None:
         """Return ``connection`` to the pool for good (after a failure, or closing)."""
         with self._lock:
             self._held -= 1
         self._pool.release(connection)  # type: ignore[no-untyped-call]
+
+    def enter_pooled(self) -> None:
+        """A caller is about to use the pool the usual way: make room for it."""
+        with self._lock:
+            self._pooled += 1
+            spare = []
+            while self._idle and self._held + self._pooled > self._size:
+                try:
+                    spare.append(self._idle.pop())
+                except IndexError:
+                    break
+                self._held -= 1
+        for connection in spare:
+            self._pool.release(connection)  # type: ignore[no-untyped-call]
+
+    def leave_pooled(self) -> None:
+        """That caller is done with the pool."""
+        with self._lock:
+            self._pooled -= 1
 
     def release_all(self) -> None:
         """Give every idle connection back to the pool (the pool is being closed)."""
@@ -317,6 +346,7 @@ class HeldConnections:
             if self._pid != os.getpid():
                 self._idle = []
                 self._held = 0
+                self._pooled = 0
                 self._pid = os.getpid()
 
 
