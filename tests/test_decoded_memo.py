@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from kirocache import Cache, cached
-from kirocache._cache.readthrough import immutable
+from kirocache._cache.decoding import immutable
 
 
 class Point(msgspec.Struct, frozen=True):

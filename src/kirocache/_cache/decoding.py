@@ -1,0 +1,165 @@
+"""Decoding on the hit path: the memo of immutable values, and many plain entries at once.
+
+Used by the hand-written hot twins of ``readthrough.py`` (``lookup``/``alookup`` decode one
+entry through ``decode``; ``_decode_many`` tries ``joined`` first). Both keep what
+``codec.loads`` promises: every entry's header and checksum are checked, and a value read
+is a fresh copy unless nobody can mutate it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import struct
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import orjson
+
+from kirocache._cache.invalidator import TOMBSTONE
+from kirocache._values.framing import (
+    _LOW_32,
+    _MAGIC,
+    _VERSION,
+    _XXH3_64,
+    FORMAT_JSON,
+    HEADER_SIZE,
+)
+
+if TYPE_CHECKING:
+    from kirocache._cache.cache import Cache
+
+__all__ = ["decode", "immutable", "joined"]
+
+
+# -- the memo of immutable decoded values --------------------------------------------------------
+
+# A hit decodes a fresh copy of the stored bytes, so mutating a value read never changes
+# what is cached. An immutable value (a scalar, a str, a tuple or frozenset of such, a
+# frozen dataclass or msgspec Struct, a datetime, a UUID...) cannot be mutated, so one
+# decoded copy can be handed out again: the memo keeps it per full key beside the very
+# bytes object it was decoded from, and serves it only when the backend hands back that
+# same object (``is``), which an in-process backend does until the entry is written,
+# deleted, invalidated or evicted. Every hit still reads the backend, so an invalidation
+# (here, or one a TieredBackend learns of) is seen as before: the backend returns other
+# bytes or none, and the memo entry is not used. Redis returns new bytes on every read, so
+# the memo never serves there. Bounded: small entries only, and cleared when full.
+_MEMO_ENTRIES: Final = 4096
+_MEMO_BYTES: Final = 16 * 1024
+_ATOMS: Final = frozenset(
+    {str, int, float, bool, bytes, complex, type(None), decimal.Decimal, uuid.UUID}
+    | {datetime.datetime, datetime.date, datetime.time, datetime.timedelta}
+)
+_DEPTH: Final = 8
+# The first four header bytes of an uncompressed JSON entry, and its checksum's seed.
+_JSON_HEAD: Final = bytes((_MAGIC, _VERSION, FORMAT_JSON, 0))
+_JSON_SEED: Final = FORMAT_JSON << 8
+# Entries smaller than this on average are decoded as one JSON array (see ``_joined``).
+_JOINED_BYTES: Final = 2048
+_WIDTH: Final = 64
+
+
+def _memo_of(self: Cache) -> dict[str, tuple[bytes, Any, Any, Any]]:
+    try:
+        return self._decoded  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        memo: dict[str, tuple[bytes, Any, Any, Any]] = {}
+        self._decoded = memo  # type: ignore[attr-defined]
+        return memo
+
+
+def decode(self: Cache, full: str, raw: bytes, type: Any) -> Any:
+    """``codec.loads``, or the value the memo keeps for these very bytes.
+
+    Raises:
+        CorruptValueError: The codec refused the bytes (a tagged entry, or corrupt).
+    """
+    memo = _memo_of(self)
+    kept = memo.get(full)
+    codec = self.codec
+    serializer = codec.serializer
+    if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is serializer:
+        return kept[3]
+    value = codec.loads(raw, type, full)
+    if len(raw) <= _MEMO_BYTES and immutable(value):
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[full] = (raw, type, serializer, value)
+    return value
+
+
+def immutable(value: Any, depth: int = 0) -> bool:  # noqa: PLR0911 - one answer per kind
+    """Whether ``value`` and everything in it is immutable (a bounded look, else False)."""
+    kind = value.__class__
+    if kind is dict or kind is list:  # the usual result: no further look
+        return False
+    if kind in _ATOMS or isinstance(value, enum.Enum):
+        return True
+    if depth >= _DEPTH:
+        return False
+    if isinstance(value, (tuple, frozenset)):
+        return len(value) <= _WIDTH and all(immutable(item, depth + 1) for item in value)
+    if isinstance(value, msgspec.Struct):
+        config = kind.__struct_config__
+        return config.frozen and all(
+            immutable(getattr(value, name), depth + 1) for name in kind.__struct_fields__
+        )
+    params = getattr(kind, "__dataclass_params__", None)
+    if params is not None and params.frozen:
+        return all(
+            immutable(getattr(value, field.name), depth + 1) for field in dataclasses.fields(value)
+        )
+    return False
+
+
+# -- many plain JSON entries at once ----------------------------------------------------------
+
+
+def joined(keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any] | None:
+    """The values of plain JSON entries, decoded in one pass; ``None`` if any is not one.
+
+    Each entry's header and checksum are checked as ``OrjsonSerializer.loads`` checks them
+    (the headers compared at once, the checksums as two lists); absent keys and tombstones
+    are left out. Anything else (a tagged entry, a counter, a corrupt or compressed one)
+    makes the caller decode entry by entry.
+    """
+    if None in raws:
+        tomb = TOMBSTONE
+        pairs = [(key, raw) for key, raw in zip(keys, raws, strict=True) if raw is not None]
+        if any(raw.startswith(tomb) for _, raw in pairs):
+            pairs = [(key, raw) for key, raw in pairs if not raw.startswith(tomb)]
+        keys = [key for key, _ in pairs]
+        raws = [raw for _, raw in pairs]
+    count, size = len(raws), HEADER_SIZE
+    if b"".join([raw[:4] for raw in raws]) != _JSON_HEAD * count:
+        return None
+    payloads = [raw[size:] for raw in raws]
+    seed, low, xxh = _JSON_SEED, _LOW_32, _XXH3_64
+    sums = [xxh(payload, seed) & low for payload in payloads]
+    if list(_checksums(count, b"".join([raw[4:size] for raw in raws]))) != sums:
+        return None
+    loads = orjson.loads
+    try:
+        if count and sum(map(len, payloads)) < _JOINED_BYTES * count:
+            # small entries: one call over a JSON array of them all
+            values = loads(b"[" + b",".join(payloads) + b"]")
+        else:
+            # large ones: one call each (one array of them all decodes slower)
+            values = [loads(payload) for payload in payloads]
+    except orjson.JSONDecodeError:
+        return None
+    if len(values) != count:  # a payload holding more than one value
+        return None
+    return dict(zip(keys, values, strict=True))
+
+
+def _checksums(count: int, packed: bytes) -> tuple[int, ...]:
+    """``count`` big-endian 32-bit checksums, as the frame headers carry them."""
+    try:
+        return struct.unpack(f">{count}I", packed)
+    except struct.error:  # an entry shorter than a header
+        return ()
