@@ -63,6 +63,8 @@ def _redis_py_parsers() -> Mapping[str, Callable[[Any], Any]]:
 
 def _url_query_names() -> frozenset[str]:
     return _IDENTITY_OPTIONS | _TEXT_OPTIONS | frozenset(_redis_py_parsers())
+
+
 # Through to the end: an unencoded "#" or "&" may be part of the password.
 _QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=).*", re.DOTALL)
 _SCHEME_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/*)(.*)", re.DOTALL)
