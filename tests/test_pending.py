@@ -526,12 +526,14 @@ async def test_adelete_while_the_server_is_down_is_replayed_after_restart(
     await cache.adelete("k")
     await cache.ainvalidate_tags("t")
     server.start()
-    assert await Cache(RedisBackend(server.url), key_prefix="app:").aget("k") == "old"
+    async with Cache(RedisBackend(server.url), key_prefix="app:") as before:
+        assert await before.aget("k") == "old"
     clock.advance(RETRY)
     assert await cache.aget_many(["k", "t1"]) == {}  # replayed first, then read
     assert pending(cache)["invalidations_replayed"] == 2
-    other = Cache(RedisBackend(server.url), key_prefix="app:")
-    assert await other.aget_many(["k", "t1"]) == {}
+    async with Cache(RedisBackend(server.url), key_prefix="app:") as other:
+        assert await other.aget_many(["k", "t1"]) == {}
+    await cache.aclose()
 
 
 # -- the pieces --------------------------------------------------------------------------------
