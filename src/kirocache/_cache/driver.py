@@ -108,6 +108,18 @@ class Pages:
                 break
         return page
 
+    def close(self) -> None:
+        """End the scan (a listing that stops before the last page)."""
+        closing = getattr(self._sync, "close", None)
+        if closing is not None:
+            closing()
+
+    async def aclose(self) -> None:
+        """Async ``close``: finish the async generator in this loop, not at collection."""
+        closing = getattr(self._async, "aclose", None)
+        if closing is not None:
+            await closing()
+
 
 def run(guard: Guard, steps: Flow[T]) -> T:
     """Drive ``steps`` with the backend's sync methods under the fault policy.

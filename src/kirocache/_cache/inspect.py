@@ -14,10 +14,10 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
+from kirocache._cache.driver import Pages
 from kirocache._cache.invalidations import _bump_generation, _delete_glob
 from kirocache._cache.keyspace import DEFAULT_LABEL
 from kirocache._cache.writes import refresh_generations
@@ -130,48 +130,6 @@ def format_of(raw: bytes) -> tuple[str, bool, bool]:
     return "unknown", False, False
 
 
-class _Scan:
-    """A SCAN read in slices, as a step target for either public driver; closed at the end."""
-
-    __slots__ = ("_async", "_backend", "_count", "_pattern", "_sync")
-
-    def __init__(self, backend: Any, pattern: str, count: int) -> None:
-        self._backend = backend
-        self._pattern = pattern
-        self._count = count
-        self._sync: Iterator[str] | None = None
-        self._async: AsyncIterator[str] | None = None
-
-    def take(self, size: int) -> list[str]:
-        """The next ``size`` keys, or fewer when the scan ends."""
-        if self._sync is None:
-            self._sync = iter(self._backend.scan(self._pattern, self._count))
-        return list(islice(self._sync, size))
-
-    async def atake(self, size: int) -> list[str]:
-        """Async ``take``."""
-        if self._async is None:
-            self._async = aiter(self._backend.ascan(self._pattern, self._count))
-        page: list[str] = []
-        async for key in self._async:
-            page.append(key)
-            if len(page) >= size:
-                break
-        return page
-
-    def close(self) -> None:
-        """End the scan."""
-        closing = getattr(self._sync, "close", None)
-        if closing is not None:
-            closing()
-
-    async def aclose(self) -> None:
-        """Async ``close``: finish the async generator in this loop, not at collection."""
-        closing = getattr(self._async, "aclose", None)
-        if closing is not None:
-            await closing()
-
-
 def _count(value: object, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         msg = f"{name} must be an int from {low} to {high}, got {value!r}"
@@ -208,7 +166,7 @@ def scan_keys(
         glob = pattern
     else:
         glob = keys.pattern(pattern, namespace)
-    scan = _Scan(cache.backend, glob, max(count, 100))
+    scan = Pages(cache.backend, glob, max(count, 100))
     try:
         skipped = 0
         while skipped < cursor:
