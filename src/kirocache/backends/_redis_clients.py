@@ -52,15 +52,18 @@ from kirocache.backends._redis_errors import forget_secret_frames, is_outage, re
 from kirocache.exceptions import (
     BackendError,
     CommandError,
+    ConfigurationError,
 )
 
 __all__ = [
     "AsyncClientFactory",
     "RedisTransport",
     "call_timeouts",
+    "check_pool",
     "open_clients",
     "resolve",
     "shown_url",
+    "timeouts",
 ]
 
 AsyncClientFactory = Callable[[], "redis.asyncio.Redis"]
@@ -133,18 +136,49 @@ def call_timeouts(
     Raises:
         ConfigurationError: A timeout is not a positive number of seconds.
     """
+    deadline, reply, connect = timeouts(timeout, connect_timeout, socket_timeout)
+    settings["socket_timeout"] = reply
+    if parsed.scheme != "unix":
+        settings["socket_connect_timeout"] = connect
+    return deadline
+
+
+def timeouts(
+    timeout: float | timedelta | None,
+    connect_timeout: float | timedelta | None,
+    socket_timeout: float | timedelta | None,
+) -> tuple[float, float, float]:
+    """``(deadline, reply cap, connect cap)`` in seconds, for every Redis backend.
+
+    The deadline is ``timeout``; without one, ``socket_timeout`` (what bounded a call
+    before there was a deadline), else 0.25 s. A cap not given is the deadline.
+
+    Raises:
+        ConfigurationError: A timeout is not a positive number of seconds.
+    """
     reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
     if timeout is not None:
         deadline = option_seconds(timeout, "timeout")
     else:
         deadline = reply if reply is not None else DEFAULT_DEADLINE
-    settings["socket_timeout"] = reply if reply is not None else deadline
-    if parsed.scheme != "unix":
-        connect = connect_timeout
-        settings["socket_connect_timeout"] = (
-            deadline if connect is None else option_seconds(connect, "connect_timeout")
-        )
-    return deadline
+    connect = (
+        deadline if connect_timeout is None else option_seconds(connect_timeout, "connect_timeout")
+    )
+    return deadline, (deadline if reply is None else reply), connect
+
+
+def check_pool(max_connections: object, retries: int) -> None:
+    """Refuse a pool size or retry count no Redis backend can use.
+
+    Raises:
+        ConfigurationError: ``max_connections`` is not an int >= 1, or ``retries`` < 0.
+    """
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        msg = f"max_connections must be an int, got {max_connections!r}"
+        raise ConfigurationError(msg)
+    if max_connections < 1 or isinstance(retries, bool) or retries < 0:
+        msg = "max_connections must be >= 1 and retries >= 0"
+        raise ConfigurationError(msg)
 
 
 def shown_url(parsed: RedisURL, username: str | None, password: str | None, db: int) -> str:

@@ -33,6 +33,7 @@ from kirocache.backends._config import ENV_REDIS_URL, check_options, settings_fr
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._derive import DualConveniences
 from kirocache.backends._protocol import BackendStats, Op, OpResult
+from kirocache.backends._redis_clients import check_pool, timeouts
 from kirocache.backends._redis_commands import (
     as_bytes,
     decode_key,
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["RedisClusterBackend", "multi_node_backend"]
-
-DEFAULT_DEADLINE: Final = 0.25
 
 
 # The convenience methods (set, delete, set_many, delete_pattern, tag_add, ...), derived
@@ -157,31 +156,17 @@ class RedisClusterBackend(ClusterTransport):
         if parsed.kind != "cluster":
             msg = f"RedisClusterBackend needs a {' or '.join(CLUSTER_SCHEMES)} URL"
             raise ConfigurationError(msg)
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            msg = f"max_connections must be an int, got {max_connections!r}"
-            raise ConfigurationError(msg)
-        if max_connections < 1 or isinstance(retries, bool) or retries < 0:
-            msg = "max_connections must be >= 1 and retries >= 0"
-            raise ConfigurationError(msg)
+        check_pool(max_connections, retries)
         secret = password or parsed.password or env.redis_password
         user = username or parsed.username
-        reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
-        deadline = (
-            option_seconds(timeout, "timeout")
-            if timeout is not None
-            else reply
-            if reply is not None
-            else DEFAULT_DEADLINE
-        )
+        deadline, reply, connect = timeouts(timeout, connect_timeout, socket_timeout)
         options: dict[str, Any] = {
             "username": user,
             "password": secret,
             "client_name": client_name or parsed.client_name,
             "max_connections": max_connections,
-            "socket_timeout": reply if reply is not None else deadline,
-            "socket_connect_timeout": deadline
-            if connect_timeout is None
-            else option_seconds(connect_timeout, "connect_timeout"),
+            "socket_timeout": reply,
+            "socket_connect_timeout": connect,
             "health_check_interval": option_seconds(
                 health_check_interval, "health_check_interval", allow_zero=True
             ),

@@ -18,6 +18,7 @@ from kirocache.backends._redis_clients import (
     AsyncClientFactory,
     RedisTransport,
     call_timeouts,
+    check_pool,
     open_clients,
     resolve,
     shown_url,
@@ -168,12 +169,7 @@ class RedisBackend(RedisTransport):
                 ssl_cert_reqs = url_reqs
             _check_url_options(given, tls=parsed.tls)
             settings.update(given)
-            if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-                msg = f"max_connections must be an int, got {max_connections!r}"
-                raise ConfigurationError(msg)
-            if max_connections < 1 or isinstance(retries, bool) or retries < 0:
-                msg = "max_connections must be >= 1 and retries >= 0"
-                raise ConfigurationError(msg)
+            check_pool(max_connections, retries)
             deadline = call_timeouts(settings, parsed, timeout, connect_timeout, socket_timeout)
             settings["health_check_interval"] = option_seconds(
                 health_check_interval, "health_check_interval", allow_zero=True

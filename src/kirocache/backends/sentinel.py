@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from kirocache._values.types import option_seconds
 from kirocache.backends._cluster_urls import parse_nodes_url, shown_nodes_url
 from kirocache.backends._config import ENV_REDIS_URL, settings_from_env
+from kirocache.backends._redis_clients import check_pool, timeouts
 from kirocache.backends._redis_connections import AsyncRetry, SyncRetry, _DeadlineMixin
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import ConfigurationError
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisSentinelBackend"]
 
-DEFAULT_DEADLINE: Final = 0.25
 _BACKOFF_BASE: Final = 0.025
 _BACKOFF_CAP: Final = 0.5
 
@@ -136,29 +136,12 @@ class RedisSentinelBackend(RedisBackend):
         if parsed.kind != "sentinel":
             msg = "RedisSentinelBackend needs a redis+sentinel:// or rediss+sentinel:// URL"
             raise ConfigurationError(msg)
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            msg = f"max_connections must be an int, got {max_connections!r}"
-            raise ConfigurationError(msg)
-        if max_connections < 1 or isinstance(retries, bool) or retries < 0:
-            msg = "max_connections must be >= 1 and retries >= 0"
-            raise ConfigurationError(msg)
+        check_pool(max_connections, retries)
         secret = password or parsed.password or env.redis_password
         user = username or parsed.username
         watcher_secret = sentinel_password or parsed.sentinel_password
         number = db if db is not None else parsed.db if parsed.db is not None else env.redis_db
-        reply = None if socket_timeout is None else option_seconds(socket_timeout, "socket_timeout")
-        deadline = (
-            option_seconds(timeout, "timeout")
-            if timeout is not None
-            else reply
-            if reply is not None
-            else DEFAULT_DEADLINE
-        )
-        connect = (
-            deadline
-            if connect_timeout is None
-            else option_seconds(connect_timeout, "connect_timeout")
-        )
+        deadline, reply, connect = timeouts(timeout, connect_timeout, socket_timeout)
         tls: dict[str, Any] = {}
         if parsed.tls:
             tls = {
@@ -176,7 +159,7 @@ class RedisSentinelBackend(RedisBackend):
             "password": secret,
             "db": number or 0,
             "client_name": client_name or parsed.client_name,
-            "socket_timeout": reply if reply is not None else deadline,
+            "socket_timeout": reply,
             "socket_connect_timeout": connect,
             "health_check_interval": option_seconds(
                 health_check_interval, "health_check_interval", allow_zero=True
