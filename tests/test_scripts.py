@@ -142,6 +142,9 @@ def test_a_user_confined_to_another_prefix_is_told_the_key_grant(
         "ACL", "SETUSER", "narrow", "on", ">pw", "~other:*", "&*", "+@all", "-@dangerous"
     )
     backend = _backend(server, "narrow", "pw")
-    [refused] = backend.execute([Op("get", "app:k")])
+    try:
+        [refused] = backend.execute([Op("get", "app:k")])
+    finally:
+        backend.close()
     assert isinstance(refused, PermissionDeniedError)
     assert "~<prefix>*" in str(refused)
