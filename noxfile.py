@@ -57,8 +57,7 @@ def bench(session: nox.Session) -> None:
     """Time kirocache against its peers, then write the ratio table, its plot and the docs page.
 
     Extra arguments go to pytest (``nox -s bench -- -k hit``); with them, only
-    benchmarks/results/ is written and docs/performance.md is left as it is. The page's
-    table is judged against the current targets by benchmarks/targets_table.py.
+    benchmarks/results/ is written and docs/performance.md is left as it is.
     """
     session.install("-e", ".[dev,bench]")
     results = "benchmarks/results/latest.json"
@@ -69,8 +68,3 @@ def bench(session: nox.Session) -> None:
     if not session.posargs:
         report += ["--docs", "docs/performance.md"]
     session.run(*report)
-    if not session.posargs:
-        # the page's table judged against the current targets (the plot stays bench_report's)
-        session.run(
-            "python", "benchmarks/targets_table.py", results, "--docs", "docs/performance.md"
-        )
