@@ -7,7 +7,7 @@ Usage::
 
 Each benchmark labels itself (``extra_info``: ``case``, ``lib``, ``ops`` calls per round);
 the table sets kirocache against every other participant of its case as
-``kirocache time / peer time`` (below 1: kirocache is faster), with the issue's target
+``kirocache time / peer time`` (below 1: kirocache is faster), with its target
 and whether it is met. Round trips of a miss and function calls of a stampede come from
 the same run. Nothing here times anything: it only reads the file.
 """
