@@ -179,3 +179,19 @@ def test_mask_url_masks_what_only_a_password_can_be() -> None:
     assert mask_url("redis://h/0#rest") == "redis://h/0#***"
     assert mask_url("unix:///run/redis.sock?db=2") == "unix:///run/redis.sock?db=2"
     assert mask_url("not a url @ all") == "***@ all" or "all" in mask_url("not a url @ all")
+
+
+@pytest.mark.parametrize(("name", "value"), [("REDIS_DB", "two"), ("REDIS_URL", "redis:/host")])
+def test_a_cache_on_another_backend_ignores_a_bad_redis_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # A memory cache uses nothing of the Redis settings: a malformed one must not fail it,
+    # while CACHE_DEBUG, which it does use, is still read.
+    monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CACHE_DEBUG", "yes")
+    cache = Cache(MemoryBackend())
+    assert cache.debug is True
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    with pytest.raises(ConfigurationError, match=name):
+        configure("redis://localhost:1")  # a Redis cache still reads and refuses it

@@ -22,7 +22,7 @@ from kirocache._cache.urls import backend_from_url
 from kirocache._values.clock import SYSTEM_CLOCK, Clock
 from kirocache._values.types import MISSING, option_seconds
 from kirocache.backends import arun_steps, run_steps
-from kirocache.backends._config import settings_from_env
+from kirocache.backends._config import debug_from_env
 from kirocache.exceptions import ConfigurationError
 from kirocache.invalidation import DEFAULT_LOG_SIZE
 
@@ -178,7 +178,7 @@ class Cache:
             metrics=metrics,
             on_error=on_error,
             breaker=breaker,
-            debug=settings_from_env().debug if debug is None else debug,
+            debug=debug_from_env() if debug is None else debug,
             clock=clock,
         )
         self.codec = Codec(serializer, max_value_size)

@@ -23,6 +23,7 @@ __all__ = [
     "Settings",
     "check_options",
     "check_redis_url",
+    "debug_from_env",
     "known_options",
     "mask_url",
     "parse_db",
@@ -401,8 +402,25 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=url,
         redis_password=env.get(ENV_REDIS_PASSWORD) or None,
         redis_db=None if db_text is None else parse_db(db_text, source=ENV_REDIS_DB),
-        debug=env.get(ENV_CACHE_DEBUG, "").strip().lower() in _TRUTHY,
+        debug=debug_from_env(env),
     )
+
+
+def debug_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``CACHE_DEBUG`` asks for debug logging, reading that variable alone.
+
+    A cache on another backend (memory, a URL given in code) reads this and nothing else
+    of the Redis environment, so a malformed ``REDIS_URL`` or ``REDIS_DB`` it does not
+    use cannot fail it.
+
+    Args:
+        environ: The environment to read; ``os.environ`` by default.
+
+    Returns:
+        True for ``1``, ``true``, ``yes`` or ``on`` (any case, spaces ignored).
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV_CACHE_DEBUG, "").strip().lower() in _TRUTHY
 
 
 def resolve_settings(
