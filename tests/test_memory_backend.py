@@ -92,6 +92,44 @@ def test_lru_evicts_least_recently_used_by_entries() -> None:
     assert backend.stats().evictions == 2
 
 
+def test_repeated_hits_keep_lru_order_whatever_read_in_between() -> None:
+    # a hit on the most recent key skips the move; every other read or write that puts a
+    # key at the end must be seen, or that skip would leave a key older than it should be
+    backend = MemoryBackend(max_entries=3)
+    backend.set_many({"a": b"1", "b": b"2", "c": b"3"})
+    assert backend.get("a") == b"1"  # order b c a
+    assert backend.get_many(["c"]) == [b"3"]  # order b a c
+    assert backend.get("a") == b"1"  # order b c a: "a" is moved again
+    backend.set("d", b"4")  # evicts b
+    backend.set("e", b"5")  # evicts c, the least recently used
+    assert live_keys(backend) == {"a", "d", "e"}
+    backend.delete("e")
+    assert backend.get("d") == b"4"  # order a d
+    backend.set("e", b"5")
+    backend.set("f", b"6")  # evicts a
+    assert live_keys(backend) == {"d", "e", "f"}
+    assert backend.stats().hits == 4
+
+
+def test_tag_add_and_pipelined_reads_count_as_recent_use() -> None:
+    backend = MemoryBackend(max_entries=3)
+    backend.set_many({"a": b"1", "b": b"2"})
+    backend.tag_add("t", ["x"], None)  # order a b t
+    assert backend.get("b") == b"2"  # order a t b
+    backend.tag_add("t", ["y"], None)  # order a b t
+    assert backend.get("b") == b"2"  # order a t b
+    backend.set("c", b"3")  # evicts a
+    backend.set("d", b"4")  # evicts t
+    assert live_keys(backend) == {"b", "c", "d"}
+    assert backend.execute([Op("get", "b")]) == [b"2"]  # order c d b
+    assert backend.get("c") == b"3"  # order d b c
+    assert backend.execute([Op("get", "b")]) == [b"2"]  # order d c b
+    assert backend.get("c") == b"3"  # order d b c
+    backend.set("e", b"5")  # evicts d
+    backend.set("f", b"6")  # evicts b
+    assert live_keys(backend) == {"c", "e", "f"}
+
+
 def test_overwrite_makes_key_most_recent() -> None:
     backend = MemoryBackend(max_entries=3)
     backend.set_many({"a": b"1", "b": b"2", "c": b"3"})

@@ -58,6 +58,10 @@ class MemoryStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._data: OrderedDict[str, Entry] = OrderedDict()
+        # The key last put at the LRU end (stored or read). While it is in ``_data`` it is
+        # the last key there: every step that puts a key at the end sets it, and removing
+        # other keys never moves it. So a hit on it needs no ``move_to_end``.
+        self._last: str | None = None
         self._heap: list[tuple[float, str]] = []
         self._bytes = 0
         self._hits = self._misses = self._evictions = self._expired = 0
@@ -85,6 +89,7 @@ class MemoryStore:
         value = as_value(key, entry[0])
         self._hits += 1
         self._data.move_to_end(key)
+        self._last = key
         return value
 
     def _tag_add(self, key: str, members: Tags, expires_at: float, now: float) -> None:
@@ -101,6 +106,7 @@ class MemoryStore:
             if expires_at != NO_EXPIRY:
                 self._schedule(expires_at, key)
         self._data.move_to_end(key)
+        self._last = key
         self._make_room(now)
 
     def _tag_remove(self, key: str, members: Tags, now: float) -> int:
@@ -120,6 +126,7 @@ class MemoryStore:
         if old is not None:
             self._bytes -= size_of(key, old[0])
         self._data[key] = (value, expires_at)
+        self._last = key
         self._bytes += size
         if expires_at != NO_EXPIRY:
             self._schedule(expires_at, key)

@@ -78,14 +78,22 @@ class MemoryBackend(MemoryStore):
             CommandError: ``key`` holds a tag set.
         """
         now = self._clock()
-        with self._lock:
+        # acquire/release rather than ``with``: a third of the cost of a hit's lock
+        lock = self._lock
+        lock.acquire()
+        try:
             entry = self._data.get(key)
-            if entry is not None and entry[1] > now and type(entry[0]) is bytes:
-                # the hot path of a hit, inlined: live bytes
+            if entry is not None and entry[1] > now and entry[0].__class__ is bytes:
+                # the hot path of a hit, inlined: live bytes, moved to the LRU end unless
+                # already there (a key read over and over is moved once)
                 self._hits += 1
-                self._data.move_to_end(key)
+                if key != self._last:
+                    self._data.move_to_end(key)
+                    self._last = key
                 return entry[0]
             return self._get(key, now)
+        finally:
+            lock.release()
 
     def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
         """Store ``value`` (replacing any TTL); with ``nx`` only if absent.
