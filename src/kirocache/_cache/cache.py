@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Self
 
+from kirocache._cache import getmany, invalidations, readthrough, writes
 from kirocache._cache import inspect as inspect_steps
-from kirocache._cache import invalidations, readthrough, writes
 from kirocache._cache.batch import Batch
 from kirocache._cache.codec import DEFAULT_MAX_VALUE_SIZE, Codec
 from kirocache._cache.driver import arun, run
@@ -233,12 +233,12 @@ class Cache:
         """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""
         return self.keyspace.full_key(key, namespace)
 
-    # -- reads and read-through (the twinned hot path, bound from ``readthrough``) --------------
+    # -- reads and read-through (the twinned hot paths, bound from ``readthrough``, ``getmany``) -
 
     get = readthrough.get
     aget = readthrough.aget
-    get_many = readthrough.get_many
-    aget_many = readthrough.aget_many
+    get_many = getmany.get_many
+    aget_many = getmany.aget_many
     _lookup = readthrough.lookup
     _alookup = readthrough.alookup
     _lookup_many = readthrough.lookup_many

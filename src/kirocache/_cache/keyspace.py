@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._cache.codec import parse_counter
@@ -45,6 +45,9 @@ DEP_PREFIX: Final = "kirocache:dep:"
 GEN_PREFIX: Final = "kirocache:gen:"
 LOCK_PREFIX: Final = "kirocache:lock:"
 _GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
+# What ``resolve_many`` joins keys with to check them all at once: a key holding one is
+# resolved on its own.
+_SEP: Final = "\x00"
 
 Resolved = tuple[str, str, "float | Expiry | None"]
 """A caller's key resolved: ``(full backend key, metrics label, default TTL)``; the TTL is
@@ -70,6 +73,8 @@ class KeySpace:
         default_ttl: The TTL of keys outside any namespace with a TTL.
         generations: The last generation learned per bumpable namespace prefix: a hint
             for building keys; every read checks the one it used.
+        version: Moves whenever a namespace is registered, so a caller keeping what it
+            resolved (a decorator's namespace and label) knows when to resolve again.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class KeySpace:
         self.generations: dict[str, int] = {}
         self._namespaces: list[Namespace] = []
         self._bumpable_known = False
+        self.version = 0
         for namespace in namespaces:
             self.register(namespace)
 
@@ -106,6 +112,7 @@ class KeySpace:
             self._namespaces.append(namespace)
             self._namespaces.sort(key=lambda ns: len(ns.prefix), reverse=True)
             self._bumpable_known = self._bumpable_known or namespace.bumpable
+            self.version += 1
 
     def find(self, key: str) -> Namespace | None:
         """The registered namespace whose prefix ``key`` starts with (the longest)."""
@@ -162,6 +169,65 @@ class KeySpace:
             if generation:
                 full = _marked(full, len(self.key_prefix) + len(namespace.prefix), generation)
         return full, namespace.prefix, namespace._expiry
+
+    def resolve_many(
+        self,
+        keys: Sequence[str],
+        namespace: Namespace | None,
+        generations: Mapping[str, int] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """The backend keys and the metrics labels of many caller's keys, as ``resolve`` makes.
+
+        The checks ``resolve`` makes per key are made once over all of them (the keys
+        joined by a NUL): their type, the reserved key space, ASCII, and whether any
+        starts with a registered namespace's prefix. Only when one of those finds something
+        (or a key holds a NUL, or the namespace is bumpable) is each key resolved on its
+        own, which raises for the bad one. Same keys, same answers, same errors.
+
+        Raises:
+            InvalidKeyError: As ``resolve``, for the first bad key.
+        """
+        count = len(keys)
+        try:
+            joined = _SEP.join(keys)  # a TypeError when one is not a str
+        except TypeError:
+            joined = None
+        if (
+            joined is None
+            or not joined.isascii()
+            or joined.count(_SEP) != count - 1  # a key holds a NUL: the checks below would err
+        ):
+            return self._resolve_each(keys, namespace, generations)
+        if namespace is not None:
+            head = self.key_prefix + namespace.full_key("")
+            if namespace.bumpable or namespace._near_reserved or not head.isascii():
+                return self._resolve_each(keys, namespace, generations)
+            return [head + key for key in keys], [namespace.prefix] * count
+        if (
+            not joined
+            or joined[0] == _SEP
+            or joined[-1] == _SEP
+            or _SEP + _SEP in joined  # an empty key
+            or joined.startswith(INTERNAL_PREFIX)
+            or _SEP + INTERNAL_PREFIX in joined
+            or any(
+                joined.startswith(ns.prefix) or _SEP + ns.prefix in joined
+                for ns in self._namespaces
+            )
+        ):
+            return self._resolve_each(keys, namespace, generations)
+        prefix = self.key_prefix
+        return [prefix + key for key in keys], [DEFAULT_LABEL] * count
+
+    def _resolve_each(
+        self,
+        keys: Sequence[str],
+        namespace: Namespace | None,
+        generations: Mapping[str, int] | None,
+    ) -> tuple[list[str], list[str]]:
+        """``resolve_many`` one key at a time."""
+        resolved = [self.resolve(key, namespace, generations) for key in keys]
+        return [full for full, _, _ in resolved], [label for _, label, _ in resolved]
 
     def full_key(self, key: str, namespace: Namespace | None = None) -> str:
         """The key as the backend sees it: key prefix, namespace prefix, then ``key``."""

@@ -24,6 +24,7 @@ __all__ = [
     "Command",
     "as_bool",
     "as_bytes",
+    "as_bytes_list",
     "as_int",
     "decode_key",
     "decode_members",
@@ -91,6 +92,23 @@ def as_bytes(raw: object) -> bytes | None:
         return raw.encode()
     msg = f"unexpected reply from Redis: {raw!r:.80}"
     raise BackendError(msg)
+
+
+# What a bulk reply is when redis-py does not decode responses: ``MGET``'s list is handed
+# on as it came when every item is one of these (one pass in C, not a call per item).
+_BULK: Final = frozenset((bytes, type(None)))
+
+
+def as_bytes_list(raw: object) -> list[bytes | None]:
+    """A multi-bulk reply (``MGET``'s) as ``bytes`` or ``None`` per item.
+
+    Raises:
+        BackendError: An item is not a bulk string (a client decoding responses to
+            something other than ``str``).
+    """
+    if type(raw) is list and _BULK.issuperset(map(type, raw)):
+        return raw
+    return [as_bytes(value) for value in raw]  # type: ignore[attr-defined]
 
 
 def decode_key(raw: object) -> str:

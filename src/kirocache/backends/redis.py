@@ -26,6 +26,7 @@ from kirocache.backends._redis_clients import (
 from kirocache.backends._redis_commands import (
     as_bool,
     as_bytes,
+    as_bytes_list,
     as_int,
     decode_key,
     decode_members,
@@ -273,8 +274,7 @@ class RedisBackend(RedisTransport):
         """Values for ``keys`` in order, ``None`` where absent (MGET)."""
         if not keys:
             return []
-        raw = self._call("get_many", ("MGET", *keys))
-        return [as_bytes(value) for value in raw]  # type: ignore[attr-defined]
+        return as_bytes_list(self._call("get_many", ("MGET", *keys)))
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Store every item (MSET, or one MULTI of SET PX when there is a TTL)."""
@@ -438,8 +438,7 @@ class RedisBackend(RedisTransport):
         """Async :meth:`get_many`."""
         if not keys:
             return []
-        raw = await self._acall("get_many", ("MGET", *keys))
-        return [as_bytes(value) for value in raw]  # type: ignore[attr-defined]
+        return as_bytes_list(await self._acall("get_many", ("MGET", *keys)))
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Async :meth:`set_many`."""
