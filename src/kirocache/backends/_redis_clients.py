@@ -46,6 +46,7 @@ from kirocache.backends._redis_connections import (
     begin_call,
     bounded,
     end_call,
+    packed,
     turn_within,
 )
 from kirocache.backends._redis_errors import forget_secret_frames, is_outage, refusal, scrub
@@ -417,7 +418,7 @@ class RedisTransport:
     ) -> object:
         """A hot read on a held connection, in the call begun; a broken one goes the usual way."""
         try:
-            connection.send_packed_command(connection.pack_command(*command))
+            connection.send_packed_command(packed(connection, command))
             reply = connection.read_response()
         except ResponseError as exc:  # the server's answer: the connection is sound
             held.put(connection)
@@ -580,7 +581,7 @@ class RedisTransport:
                 connection = await held.take()
                 if connection is None:
                     return _NOT_HELD
-                await connection.send_packed_command(connection.pack_command(*command))
+                await connection.send_packed_command(packed(connection, command))
                 reply = await connection.read_response()
         except ResponseError as exc:  # the server's answer: the connection is sound
             held.put(connection)

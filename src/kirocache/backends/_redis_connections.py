@@ -41,10 +41,31 @@ __all__ = [
     "begin_call",
     "bounded",
     "end_call",
+    "packed",
     "turn_within",
 ]
 
 T = TypeVar("T")
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is optional; redis-py packs without it
+    _hiredis_pack = None
+
+
+def packed(connection: Any, command: tuple[Any, ...]) -> Any:
+    """A hot read's command (``GET``/``MGET`` of ``str`` keys) packed for ``connection``.
+
+    With hiredis installed and the client's default UTF-8 encoding, one ``pack_command``
+    call: what redis-py's hiredis packer does after a pass over every argument (a
+    generator the size of an ``MGET``), and what its asyncio client does in Python, one
+    argument at a time. Otherwise the connection packs it, as redis-py would.
+    """
+    encoder = connection.encoder
+    if _hiredis_pack is None or encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
+        return connection.pack_command(*command)
+    return [_hiredis_pack(command)]
 
 
 class DeadlineError(RedisTimeoutError):
