@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_bytes, decode_ttl, plan
@@ -14,9 +14,10 @@ from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
     from kirocache.backends._tiered_local import Local
+    from kirocache.backends.cluster import RedisClusterBackend
     from kirocache.backends.redis import RedisBackend
 
-__all__ = ["TieredIO"]
+__all__ = ["OneNode", "Route", "TieredIO", "check_announced"]
 
 # The public module's logger, which is the name applications configure.
 _log = logging.getLogger("kirocache.backends.tiered")
@@ -59,9 +60,11 @@ def _changed_keys(ops: Iterable[Op]) -> list[str]:
     return [op.key for op in ops if op.name in _WRITES]
 
 
-def _check_announced(replies: Sequence[object]) -> None:
-    # Only a pipeline without MULTI gets here with a failed PUBLISH (in a MULTI it aborts
-    # the writes too): the writes landed, and other processes learn of them by local_ttl.
+def check_announced(replies: Sequence[object]) -> None:
+    """Log the first failed PUBLISH of a write whose changes landed."""
+    # On one node only a pipeline without MULTI gets here with a failed PUBLISH (in a MULTI
+    # it aborts the writes too): the writes landed, and other processes learn of them by
+    # local_ttl.
     failed = next((r for r in replies if isinstance(r, BaseException)), None)
     if failed is not None:
         _log.warning(
@@ -77,6 +80,116 @@ def _raise_failed(results: Sequence[OpResult]) -> None:
             raise result
 
 
+# ---- how the tiers reach Redis: one node here, a cluster in _tiered_cluster ------------------
+
+
+class Route(Protocol):
+    """How :class:`TieredIO` reads many keys, writes and announces on one deployment."""
+
+    def fetch_many(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[float | None]]:
+        """The values of ``keys`` and their TTLs, in order."""
+        ...
+
+    def write(
+        self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
+    ) -> list[OpResult]:
+        """Run ``ops``, then (never before they landed) publish ``messages``."""
+        ...
+
+    def publish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+        """Publish ``data`` on the channel (``near``: a key whose node is known to answer)."""
+        ...
+
+    async def afetch_many(
+        self, keys: Sequence[str]
+    ) -> tuple[list[bytes | None], list[float | None]]:
+        """Async :meth:`fetch_many`."""
+        ...
+
+    async def awrite(
+        self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
+    ) -> list[OpResult]:
+        """Async :meth:`write`."""
+        ...
+
+    async def apublish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+        """Async :meth:`publish`."""
+        ...
+
+
+class OneNode:
+    """One Redis (or Sentinel's master): a write and its PUBLISH go in one pipeline."""
+
+    def __init__(self, remote: RedisBackend, channel: str) -> None:
+        self._remote = remote
+        self._channel = channel
+
+    def _publishes(self, messages: Sequence[bytes]) -> list[Command]:
+        return [("PUBLISH", self._channel, data) for data in messages]
+
+    def _results(
+        self, ops: Sequence[Op], answers: Sequence[int], raw: Sequence[object], sent: int
+    ) -> list[OpResult]:
+        check_announced(raw[sent:])
+        return [self._remote._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
+
+    # ---- sync half: its twin is the async half below, line for line ------------------------
+
+    def fetch_many(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[float | None]]:
+        """The values of ``keys`` (one MGET) and their TTLs."""
+        raw = self._remote._pipe("get_many", _mget_commands(keys), transaction=False, strict=True)
+        return _mget_replies(raw)
+
+    def write(
+        self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
+    ) -> list[OpResult]:
+        """The writes, then their PUBLISH, in one pipeline (one MULTI with ``transaction``)."""
+        commands, answers = plan(ops)
+        if not commands:
+            return []
+        raw = self._remote._pipe(
+            operation,
+            [*commands, *self._publishes(messages)],
+            transaction=transaction,
+            strict=False,
+        )
+        return self._results(ops, answers, raw, len(commands))
+
+    def publish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+        """PUBLISH ``data`` on the channel."""
+        self._remote._call(operation, ("PUBLISH", self._channel, data))
+
+    # ---- async half: its twin is the sync half above, line for line -------------------------
+
+    async def afetch_many(
+        self, keys: Sequence[str]
+    ) -> tuple[list[bytes | None], list[float | None]]:
+        """Async :meth:`fetch_many`."""
+        raw = await self._remote._apipe(
+            "get_many", _mget_commands(keys), transaction=False, strict=True
+        )
+        return _mget_replies(raw)
+
+    async def awrite(
+        self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
+    ) -> list[OpResult]:
+        """Async :meth:`write`."""
+        commands, answers = plan(ops)
+        if not commands:
+            return []
+        raw = await self._remote._apipe(
+            operation,
+            [*commands, *self._publishes(messages)],
+            transaction=transaction,
+            strict=False,
+        )
+        return self._results(ops, answers, raw, len(commands))
+
+    async def apublish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+        """Async :meth:`publish`."""
+        await self._remote._acall(operation, ("PUBLISH", self._channel, data))
+
+
 # ---- reads and writes through both tiers ----------------------------------------------------
 
 
@@ -84,8 +197,10 @@ class TieredIO:
     """Reads and writes through both tiers, keeping the local layer in step with Redis.
 
     A read serves the local copy, else fetches from Redis and copies what it found. A write
-    runs on Redis in one pipeline with the PUBLISH of the keys it changes, then drops this
-    process's copies of them. Reads go through :meth:`run` too, and publish nothing.
+    runs on Redis with the PUBLISH of the keys it changes (never before the write landed),
+    then drops this process's copies of them. ``route`` is how Redis is reached: one node
+    (:class:`OneNode`) or a cluster (:mod:`kirocache.backends._tiered_cluster`). Reads go
+    through :meth:`run` too, and publish nothing.
 
     Without ``announce`` (tracking mode) writes publish nothing: Redis tells every tracking
     process itself. A read that fails for an outage serves the last values known where the
@@ -94,28 +209,28 @@ class TieredIO:
 
     def __init__(
         self,
-        remote: RedisBackend,
+        remote: RedisBackend | RedisClusterBackend,
         local: Local,
-        channel: str,
+        route: Route,
         sender: str,
         *,
         announce: bool = True,
     ) -> None:
         self._remote = remote
         self._local = local
-        self._channel = channel
+        self._route = route
         self._sender = sender
         self._announcing = announce
 
-    def _announce(self, keys: Sequence[str]) -> list[Command]:
-        if not self._announcing:
+    def _announce(self, keys: Sequence[str]) -> list[bytes]:
+        if not self._announcing or not keys:
             return []
-        return [("PUBLISH", self._channel, data) for data in encode_keys(self._sender, keys)]
+        return encode_keys(self._sender, keys)
 
-    def _pattern_message(self, pattern: str) -> Command | None:
+    def _pattern_message(self, pattern: str) -> bytes | None:
         if not self._announcing:
             return None
-        return ("PUBLISH", self._channel, encode_pattern(self._sender, pattern))
+        return encode_pattern(self._sender, pattern)
 
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
@@ -146,10 +261,7 @@ class TieredIO:
             return found
         try:
             with self._local.filling(missing, fresh=fresh) as copies:
-                raw = self._remote._pipe(
-                    "get_many", _mget_commands(missing), transaction=False, strict=True
-                )
-                values, lefts = _mget_replies(raw)
+                values, lefts = self._route.fetch_many(missing)
                 copies.extend(self._local.copies(missing, values, lefts))
         except BackendError as exc:
             stale = self._local.stale(missing, exc)
@@ -161,24 +273,16 @@ class TieredIO:
     def send(
         self, operation: str, ops: Sequence[Op], *, transaction: bool = True
     ) -> list[OpResult]:
-        """Run ``ops`` and the PUBLISH of the keys they change in one pipeline."""
-        commands, answers = plan(ops)
-        if not commands:
-            return []
+        """Run ``ops`` and the PUBLISH of the keys they change (after them)."""
         changed = _changed_keys(ops)
         try:
-            raw = self._remote._pipe(
-                operation,
-                [*commands, *self._announce(changed)],
-                transaction=transaction,
-                strict=False,
+            return self._route.write(
+                operation, ops, self._announce(changed), transaction=transaction
             )
         finally:
             # Even when the call failed: the write may have landed.
             if changed:
                 self._local.drop(changed)
-        _check_announced(raw[len(commands) :])
-        return [self._remote._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
 
     def run(self, operation: str, ops: Sequence[Op], *, transaction: bool = True) -> list[OpResult]:
         """:meth:`send`, raising the first op's error instead of returning it."""
@@ -194,12 +298,12 @@ class TieredIO:
         except BackendError:
             if message is not None:
                 with contextlib.suppress(BackendError):  # some keys may be gone: say so
-                    self._remote._call("delete_pattern", message)
+                    self._route.publish("delete_pattern", message)
             raise
         finally:
             self._local.drop_matching(pattern)
         if deleted and message is not None:
-            self._remote._call("delete_pattern", message)
+            self._route.publish("delete_pattern", message)
         return deleted
 
     def delete_if_equals(self, key: str, value: bytes) -> bool:
@@ -209,14 +313,14 @@ class TieredIO:
         finally:
             self._local.drop([key])
         if deleted:
-            for command in self._announce([key]):
-                self._remote._call("delete_if_equals", command)
+            for data in self._announce([key]):
+                self._route.publish("delete_if_equals", data, near=key)
         return deleted
 
     def clear_local(self) -> None:
         """Empty the local layer and tell every other backend on the channel to."""
         self._local.clear()
-        self._remote._call("clear_local", ("PUBLISH", self._channel, encode_flush(self._sender)))
+        self._route.publish("clear_local", encode_flush(self._sender))
 
     # ---- async half: its twin is the sync half above, line for line -------------------------
 
@@ -247,10 +351,7 @@ class TieredIO:
             return found
         try:
             with self._local.filling(missing, fresh=fresh) as copies:
-                raw = await self._remote._apipe(
-                    "get_many", _mget_commands(missing), transaction=False, strict=True
-                )
-                values, lefts = _mget_replies(raw)
+                values, lefts = await self._route.afetch_many(missing)
                 copies.extend(self._local.copies(missing, values, lefts))
         except BackendError as exc:
             stale = self._local.stale(missing, exc)
@@ -263,23 +364,15 @@ class TieredIO:
         self, operation: str, ops: Sequence[Op], *, transaction: bool = True
     ) -> list[OpResult]:
         """Async :meth:`send`."""
-        commands, answers = plan(ops)
-        if not commands:
-            return []
         changed = _changed_keys(ops)
         try:
-            raw = await self._remote._apipe(
-                operation,
-                [*commands, *self._announce(changed)],
-                transaction=transaction,
-                strict=False,
+            return await self._route.awrite(
+                operation, ops, self._announce(changed), transaction=transaction
             )
         finally:
             # Even when the call failed: the write may have landed.
             if changed:
                 self._local.drop(changed)
-        _check_announced(raw[len(commands) :])
-        return [self._remote._slot(op, raw[at]) for op, at in zip(ops, answers, strict=True)]
 
     async def arun(
         self, operation: str, ops: Sequence[Op], *, transaction: bool = True
@@ -297,12 +390,12 @@ class TieredIO:
         except BackendError:
             if message is not None:
                 with contextlib.suppress(BackendError):  # some keys may be gone: say so
-                    await self._remote._acall("delete_pattern", message)
+                    await self._route.apublish("delete_pattern", message)
             raise
         finally:
             self._local.drop_matching(pattern)
         if deleted and message is not None:
-            await self._remote._acall("delete_pattern", message)
+            await self._route.apublish("delete_pattern", message)
         return deleted
 
     async def adelete_if_equals(self, key: str, value: bytes) -> bool:
@@ -312,13 +405,11 @@ class TieredIO:
         finally:
             self._local.drop([key])
         if deleted:
-            for command in self._announce([key]):
-                await self._remote._acall("delete_if_equals", command)
+            for data in self._announce([key]):
+                await self._route.apublish("delete_if_equals", data, near=key)
         return deleted
 
     async def aclear_local(self) -> None:
         """Async :meth:`clear_local`."""
         self._local.clear()
-        await self._remote._acall(
-            "clear_local", ("PUBLISH", self._channel, encode_flush(self._sender))
-        )
+        await self._route.apublish("clear_local", encode_flush(self._sender))

@@ -86,6 +86,9 @@ class Subscriber:
     With ``tracking`` (the prefixes to track) the connection first turns Redis's client
     tracking on, redirected to itself, and subscribes to ``__redis__:invalidate`` beside
     the channel: see :mod:`kirocache.backends._tiered_tracking`.
+
+    ``make_pool`` is called for every attempt to subscribe, so a cluster's attempts can
+    go to one node after another (:mod:`kirocache.backends._tiered_cluster`).
     """
 
     def __init__(
@@ -110,6 +113,8 @@ class Subscriber:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.counters = _Counters()
+        # Where the subscription was last made ("host:port"), for stats and operators.
+        self.node: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -123,6 +128,7 @@ class Subscriber:
         """The subscription's state and counts, for the backend's stats."""
         return {
             "subscriber_connected": self.connected,
+            "subscriber_node": self.node,
             "messages_received": self.counters.received,
             "messages_applied": self.counters.applied,
             "reconnects": self.counters.reconnects,
@@ -150,14 +156,16 @@ class Subscriber:
         return thread
 
     def _run(self, stop: threading.Event) -> None:
-        pool = self._make_pool(max(self._pong_wait, _MIN_CONFIRM_WAIT))
-        client = redis.Redis(connection_pool=pool)
         failures = 0
         try:
             while not stop.is_set():
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                # A pool per attempt: on a cluster each attempt may reach another node.
+                pool: redis.ConnectionPool | None = None
+                pubsub: PubSub | None = None
                 error: Exception | None = None
                 try:
+                    pool = self._make_pool(max(self._pong_wait, _MIN_CONFIRM_WAIT))
+                    pubsub = redis.Redis(connection_pool=pool).pubsub()  # type: ignore[no-untyped-call]
                     self._subscribe(pubsub, stop)
                     failures = 0
                     self._listen(pubsub, stop)
@@ -166,7 +174,11 @@ class Subscriber:
                 was_connected = self._connected.is_set()
                 self._disconnected(stop)
                 with contextlib.suppress(Exception):
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
+                with contextlib.suppress(Exception):
+                    if pool is not None:
+                        pool.disconnect()
                 if error is not None:
                     # Counted only now, so whoever sees the count sees the layer cleared.
                     failures += 1
@@ -175,8 +187,6 @@ class Subscriber:
                     stop.wait(backoff(failures))
         finally:
             self._disconnected(stop)
-            with contextlib.suppress(Exception):
-                pool.disconnect()
 
     def _disconnected(self, stop: threading.Event) -> None:
         # Reads stop using the layer first, then it is emptied. A thread stopped and
@@ -210,6 +220,7 @@ class Subscriber:
                 raise _ConnectionLostError(msg)
         # Whatever was published before the confirmation was missed: start from empty.
         self._local.clear(fallback=False)
+        self.node = _address(pubsub.connection)
         with self._lock:
             if stop is not self._stop:  # stopped meanwhile, and maybe restarted
                 return
@@ -295,6 +306,14 @@ class Subscriber:
             )
         else:
             _log.debug("subscribing to %r failed %d time(s): %s", self._channel, failures, detail)
+
+
+def _address(connection: object) -> str | None:
+    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+    if isinstance(host, str) and port is not None:
+        return f"{host}:{port}"
+    path = getattr(connection, "path", None)
+    return path if isinstance(path, str) else None
 
 
 def subscriber_pool(

@@ -20,13 +20,16 @@ import dataclasses
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
+import redis
+
 from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import BackendStats, Op, OpResult
-from kirocache.backends._tiered_io import TieredIO
+from kirocache.backends._tiered_cluster import ClusterRoute, NodeRotation
+from kirocache.backends._tiered_io import OneNode, Route, TieredIO
 from kirocache.backends._tiered_local import Local
 
 # The tests import the pure helpers aliased below from here, by their pre-split names.
@@ -38,6 +41,7 @@ from kirocache.backends._tiered_messages import encode_pattern as _encode_patter
 from kirocache.backends._tiered_subscriber import POLL, Subscriber, subscriber_pool
 from kirocache.backends._tiered_subscriber import backoff as _backoff  # noqa: F401
 from kirocache.backends._tiered_tracking import tracked_prefixes
+from kirocache.backends.cluster import RedisClusterBackend, multi_node_backend
 from kirocache.backends.memory import MemoryBackend
 from kirocache.backends.redis import RedisBackend
 from kirocache.exceptions import ConfigurationError
@@ -87,8 +91,16 @@ class TieredBackend:
     even failed ones, and messages -- drops them. Serves are counted
     (``fail_safe_served``).
 
+    On a Redis Cluster (``remote`` a :class:`~kirocache.backends.RedisClusterBackend`) the
+    messages are plain ``PUBLISH``es, which the cluster forwards to every node: the
+    subscriber listens on any node and moves to the next one when its node is lost (the
+    layer cleared and bypassed meanwhile, as above); a write's announcement follows the
+    write as one more round, on a node that just answered. Tracking mode is refused
+    there. See docs/cluster.md, "Near cache on a cluster".
+
     Args:
-        remote: The Redis backend; this backend owns it and closes it.
+        remote: The Redis backend (one node, Sentinel or a cluster); this backend owns it
+            and closes it.
         local_ttl: Longest life of a local copy, in seconds or a timedelta.
         max_entries: Most local copies held (least recently used go first); the fail-safe
             store has the same bound.
@@ -103,12 +115,12 @@ class TieredBackend:
             (seconds or a timedelta); ``None``: never.
 
     Raises:
-        ConfigurationError: An option is invalid.
+        ConfigurationError: An option is invalid, or tracking is asked of a cluster.
     """
 
     def __init__(
         self,
-        remote: RedisBackend,
+        remote: RedisBackend | RedisClusterBackend,
         *,
         local_ttl: float | timedelta = 5.0,
         max_entries: int | None = 10_000,
@@ -119,8 +131,11 @@ class TieredBackend:
         tracking_prefixes: Sequence[str] | None = None,
         fail_safe: float | timedelta | None = None,
     ) -> None:
-        if not isinstance(cast("object", remote), RedisBackend):
-            msg = f"remote must be a RedisBackend, got {type(remote).__name__}"
+        if not isinstance(cast("object", remote), (RedisBackend, RedisClusterBackend)):
+            msg = (
+                f"remote must be a RedisBackend (or RedisSentinelBackend) or a "
+                f"RedisClusterBackend, got {type(remote).__name__}"
+            )
             raise ConfigurationError(msg)
         if not isinstance(cast("object", channel), str) or not channel:
             msg = f"channel must be a non-empty str, got {channel!r}"
@@ -130,6 +145,14 @@ class TieredBackend:
             raise ConfigurationError(msg)
         if tracking_prefixes is not None and invalidation != "tracking":
             msg = 'tracking_prefixes needs invalidation="tracking"'
+            raise ConfigurationError(msg)
+        if isinstance(remote, RedisClusterBackend) and invalidation == "tracking":
+            msg = (
+                'invalidation="tracking" does not work on a Redis Cluster: Redis tracks keys '
+                "per node and sends their invalidations from the node that holds them, so one "
+                'connection would hear of a third of the writes; use invalidation="pubsub" '
+                "(the default), whose messages the cluster forwards to every node"
+            )
             raise ConfigurationError(msg)
         tracking = tracked_prefixes(tracking_prefixes) if invalidation == "tracking" else None
         self._remote = remote
@@ -148,9 +171,16 @@ class TieredBackend:
         )
         self._channel = channel
         self._sender = secrets.token_hex(8)
-        self._io = TieredIO(remote, self._local, channel, self._sender, announce=not tracking)
+        route: Route
+        pools: Callable[[float], redis.ConnectionPool]
+        if isinstance(remote, RedisClusterBackend):
+            route, pools = ClusterRoute(remote, channel), NodeRotation(remote)
+        else:
+            route = OneNode(remote, channel)
+            pools = subscriber_pool(remote._client, resp2=tracking is not None)
+        self._io = TieredIO(remote, self._local, route, self._sender, announce=not tracking)
         self._subscriber = Subscriber(
-            subscriber_pool(remote._client, resp2=tracking is not None),
+            pools,
             channel,
             self._sender,
             self._local,
@@ -180,7 +210,8 @@ class TieredBackend:
         """Build the backend and its ``RedisBackend`` from a URL.
 
         Args:
-            url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+            url: ``redis://``, ``rediss://`` or ``unix://`` URL; or a ``redis+cluster://``
+                or ``redis+sentinel://`` one (and their ``rediss+`` forms).
             local_ttl: Longest life of a local copy.
             max_entries: Most local copies held.
             max_bytes: Most bytes of local copies held.
@@ -189,7 +220,8 @@ class TieredBackend:
             invalidation: ``"pubsub"`` or ``"tracking"``.
             tracking_prefixes: The key prefixes tracked in ``"tracking"`` mode.
             fail_safe: How long a last value may be served while Redis is unreachable.
-            **redis_options: Keyword options of :class:`RedisBackend`.
+            **redis_options: Keyword options of the URL's backend (:class:`RedisBackend`,
+                ``RedisClusterBackend`` or ``RedisSentinelBackend``).
 
         Returns:
             The backend, already subscribing.
@@ -197,8 +229,14 @@ class TieredBackend:
         Raises:
             ConfigurationError: The URL or an option is invalid.
         """
+        scheme = url.partition("://")[0].lower()
+        remote = (
+            multi_node_backend(url, redis_options, also=frozenset())
+            if scheme.endswith(("+cluster", "+sentinel"))
+            else RedisBackend(url, **redis_options)
+        )
         return cls(
-            RedisBackend(url, **redis_options),
+            remote,
             local_ttl=local_ttl,
             max_entries=max_entries,
             max_bytes=max_bytes,
@@ -217,7 +255,7 @@ class TieredBackend:
     # ---- state ----------------------------------------------------------------------------
 
     @property
-    def remote(self) -> RedisBackend:
+    def remote(self) -> RedisBackend | RedisClusterBackend:
         """The Redis backend underneath."""
         return self._remote
 
@@ -245,6 +283,15 @@ class TieredBackend:
     def connected(self) -> bool:
         """Whether the subscription is up, and so whether reads use the local layer."""
         return self._subscriber.connected
+
+    @property
+    def subscriber_node(self) -> str | None:
+        """The node (``host:port``) the subscription was last made on; ``None`` before.
+
+        On a cluster it changes when the subscriber moves to another node; through
+        Sentinel it follows the master.
+        """
+        return self._subscriber.node
 
     @property
     def messages_received(self) -> int:

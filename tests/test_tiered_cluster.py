@@ -1,0 +1,349 @@
+"""TieredBackend on a real Redis Cluster and through Sentinel: invalidations between processes.
+
+Two backends stand for two processes (two caches, one key prefix). Each test puts copies
+in the second one's local layer, invalidates through the first, and asserts the second
+never serves the old value once the rule says it may not: after the message arrived
+(polled with a bound, no timing asserted), or at once when the invalidation landed
+before the second one's subscription came back (a lost subscription clears the layer,
+and so does the new one). The figures printed with ``-s`` are in docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from kirocache import Cache
+from kirocache.backends.cluster import RedisClusterBackend
+from kirocache.backends.sentinel import RedisSentinelBackend
+from kirocache.backends.tiered import TieredBackend
+from kirocache.exceptions import ConfigurationError
+from kirocache.keys import Namespace
+
+if TYPE_CHECKING:
+    from cluster_server import LocalCluster, LocalSentinel
+    from redis_server import RedisServer
+
+pytest_plugins = ["cluster_server"]
+
+REDIS_ENV = ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB", "CACHE_DEBUG")
+BOUND = 20.0  # seconds any awaited condition may take on a loaded machine
+PREFIX = "near:"
+# Long enough that a copy never invalidated would still be served when the test looks.
+LOCAL_TTL = 120.0
+
+
+def eventually(check: Callable[[], bool], bound: float = BOUND) -> bool:
+    deadline = time.monotonic() + bound
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+async def aeventually(check: Callable[[], object], bound: float = BOUND) -> bool:
+    deadline = time.monotonic() + bound
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def tiered(url: str) -> TieredBackend:
+    remote: RedisClusterBackend | RedisSentinelBackend = (
+        RedisClusterBackend(url, timeout=2.0)
+        if "+cluster://" in url
+        else RedisSentinelBackend(url, timeout=2.0)
+    )
+    return TieredBackend(remote, local_ttl=LOCAL_TTL, ping_interval=0.5)
+
+
+@pytest.fixture
+def pair(redis_cluster: LocalCluster) -> Iterator[tuple[TieredBackend, TieredBackend]]:
+    """Two subscribed backends on the shared cluster (the test's keys flushed first)."""
+    redis_cluster.flush()
+    one, two = tiered(redis_cluster.url), tiered(redis_cluster.url)
+    try:
+        assert one.wait_connected(BOUND) and two.wait_connected(BOUND)
+        yield one, two
+    finally:
+        one.close()
+        two.close()
+
+
+def slot_owners(cluster: LocalCluster) -> dict[int, int]:
+    """Slot -> port of the primary serving it now."""
+    owners: dict[int, int] = {}
+    with cluster.client(cluster.primaries()[0].port) as client:
+        for start, end, primary, *_ in client.cluster("SLOTS"):
+            owners.update(dict.fromkeys(range(start, end + 1), int(primary[1])))
+    return owners
+
+
+def owner_of(owners: dict[int, int], full_key: str) -> int:
+    return owners[int(key_slot(full_key.encode()))]
+
+
+def copied(backend: TieredBackend, cache: Cache, keys: list[str], **options: object) -> bool:
+    """Read ``keys`` through ``cache`` until every one is held in ``backend``'s layer."""
+    for key in keys:
+        cache.get(key, **options)  # type: ignore[arg-type]
+    return all(backend.local.get(k) is not None for k in _full(cache, keys, **options))
+
+
+def _full(cache: Cache, keys: list[str], **options: object) -> list[str]:
+    namespace = options.get("namespace")
+    return [cache.full_key(k, namespace) for k in keys]  # type: ignore[arg-type]
+
+
+def gone(cache: Cache, keys: list[str], **options: object) -> bool:
+    return all(cache.get(k, **options) is None for k in keys)  # type: ignore[arg-type]
+
+
+# ---- configuration: no server needed ----------------------------------------------------------
+
+
+def test_tracking_mode_on_a_cluster_is_refused_naming_the_way_out() -> None:
+    remote = RedisClusterBackend("redis+cluster://127.0.0.1:1", timeout=0.2)
+    with pytest.raises(ConfigurationError, match=r'Redis Cluster.*invalidation="pubsub"') as err:
+        TieredBackend(remote, invalidation="tracking", tracking_prefixes=["app:"])
+    assert "per node" in str(err.value)
+    remote.close()
+
+
+def test_from_url_takes_a_cluster_url_and_refuses_tracking_there() -> None:
+    with pytest.raises(ConfigurationError, match="Redis Cluster"):
+        TieredBackend.from_url("redis+cluster://127.0.0.1:1", invalidation="tracking")
+
+
+# ---- two processes on the shared cluster ----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_every_kind_of_invalidation_reaches_the_other_backend(
+    pair: tuple[TieredBackend, TieredBackend], redis_cluster: LocalCluster
+) -> None:
+    one, two = pair
+    first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+    keys = [f"k{n}" for n in range(24)]
+    owners = slot_owners(redis_cluster)
+    assert len({owner_of(owners, first.full_key(k)) for k in keys}) == 3  # every primary
+
+    # delete (each key's tombstone written on its own primary)
+    for key in keys:
+        first.set(key, f"old:{key}")
+    assert eventually(lambda: copied(two, second, keys))
+    started = time.monotonic()
+    first.delete_many(keys)
+    assert eventually(lambda: gone(second, keys))
+    print(f"\ndelete of {len(keys)} keys seen by the other backend in "
+          f"{time.monotonic() - started:.4f} s")  # fmt: skip
+    assert gone(second, keys)  # and no copy comes back
+
+    # tag invalidation (the tag's stamp swapped on its node, announced)
+    for key in keys:
+        first.set(key, f"tagged:{key}", tags=["grp"])
+    assert eventually(lambda: copied(two, second, keys))
+    first.invalidate_tags("grp")
+    assert eventually(lambda: gone(second, keys))
+
+    # namespace bump (the generation incremented, announced)
+    space = Namespace("ns:", bumpable=True)
+    for key in keys:
+        first.set(key, f"gen:{key}", namespace=space)
+    assert eventually(lambda: all(second.get(k, namespace=space) is not None for k in keys))
+    first.bump(space)
+    assert eventually(lambda: gone(second, keys, namespace=space))
+
+    # pattern delete (SCAN + UNLINK on every primary, the pattern announced)
+    for key in keys:
+        first.set(f"pat:{key}", f"pat:{key}")
+    patterned = [f"pat:{k}" for k in keys]
+    assert eventually(lambda: copied(two, second, patterned))
+    assert first.delete_pattern("pat:*") == len(keys)
+    assert eventually(lambda: gone(second, patterned))
+    assert two.messages_applied > 0
+    assert two.subscriber_node is not None
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_a_single_key_invalidation_reaches_the_other_backend_every_time(
+    pair: tuple[TieredBackend, TieredBackend],
+) -> None:
+    # The time an invalidation takes to reach the other process, many times over.
+    one, two = pair
+    first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+    took = []
+    for n in range(50):
+        key = f"one:{n}"
+        first.set(key, n)
+        assert eventually(lambda key=key: copied(two, second, [key]))  # type: ignore[misc]
+        started = time.monotonic()
+        first.delete(key)
+        assert eventually(lambda key=key: two.local.get(first.full_key(key)) is None)  # type: ignore[misc]
+        took.append(time.monotonic() - started)
+        assert second.get(key) is None
+    took.sort()
+    print(f"\ndelete -> other backend's copy dropped: median {took[len(took) // 2] * 1e3:.2f} ms, "
+          f"max {took[-1] * 1e3:.2f} ms over {len(took)}")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+async def test_async_invalidations_reach_the_other_backend(
+    pair: tuple[TieredBackend, TieredBackend], redis_cluster: LocalCluster
+) -> None:
+    one, two = pair
+    first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+    keys = [f"a{n}" for n in range(24)]
+    owners = slot_owners(redis_cluster)
+    assert len({owner_of(owners, first.full_key(k)) for k in keys}) == 3
+
+    async def acopied(names: list[str]) -> bool:
+        for key in names:
+            await second.aget(key)
+        return all(two.local.get(first.full_key(k)) is not None for k in names)
+
+    async def agone(names: list[str]) -> bool:
+        return all([await second.aget(k) is None for k in names])
+
+    async def until(check: Callable[[], object]) -> bool:
+        deadline = time.monotonic() + BOUND
+        while not await check():  # type: ignore[misc]
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    for key in keys:
+        await first.aset(key, f"old:{key}", tags=["agrp"])
+    assert await until(lambda: acopied(keys))
+    assert await second.aget_many(keys) == {k: f"old:{k}" for k in keys}  # from the layer
+    await first.adelete_many(keys[:12])
+    assert await until(lambda: agone(keys[:12]))
+    await first.ainvalidate_tags("agrp")
+    assert await until(lambda: agone(keys))
+    for key in keys:
+        await first.aset(f"apat:{key}", 1)
+    assert await until(lambda: acopied([f"apat:{k}" for k in keys]))
+    assert await first.adelete_pattern("apat:*") == len(keys)
+    assert await until(lambda: agone([f"apat:{k}" for k in keys]))
+
+
+# ---- the subscriber's node killed --------------------------------------------------------------
+
+
+def _node(cluster: LocalCluster, address: object) -> RedisServer:
+    port = int(str(address).rpartition(":")[2])
+    return next(node for node in cluster.nodes if node.port == port)
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_the_subscriber_moves_to_another_node_when_its_node_is_killed(
+    fresh_cluster: LocalCluster,
+) -> None:
+    one, two = tiered(fresh_cluster.url), tiered(fresh_cluster.url)
+    try:
+        assert one.wait_connected(BOUND) and two.wait_connected(BOUND)
+        first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+        victim = _node(fresh_cluster, two.subscriber_node)
+        owners = slot_owners(fresh_cluster)
+        keys = [f"k{n}" for n in range(60)]
+        # Keys whose primary stays up: their invalidations are acknowledged at once.
+        live = [k for k in keys if owner_of(owners, first.full_key(k)) != victim.port]
+        during, after = live[: len(live) // 2], live[len(live) // 2 :]
+        for key in keys:
+            first.set(key, f"old:{key}")
+        with redis.Redis(port=victim.port) as node:  # replicated before the kill
+            if node.info("replication").get("role") == "master":
+                assert node.wait(1, 5000) >= 1
+        assert eventually(lambda: copied(two, second, keys))
+        failures = two.connection_failures
+
+        killed = time.monotonic()
+        fresh_cluster.kill(victim)
+        # The loss is noticed (the layer cleared and bypassed) ...
+        assert eventually(lambda: two.connection_failures > failures)
+        # ... and invalidations made while the subscriber moves are missed by it. (Through
+        # the backend: the cache's own bookkeeping keys may live on the killed primary.)
+        assert one.delete_many(_full(first, during)) == len(during)
+        assert eventually(lambda: two.connected and two.reconnects >= 1)
+        moved = time.monotonic() - killed
+        assert two.subscriber_node != f"127.0.0.1:{victim.port}"
+        # The layer was cleared on the new subscription: no copy from before the move.
+        assert gone(second, during)
+        # Invalidations after the move arrive on the new node's subscription.
+        assert eventually(lambda: copied(two, second, after))
+        assert one.delete_many(_full(first, after)) == len(after)
+        assert eventually(lambda: gone(second, after))
+        # The killed node's keys, once its slots are served again, invalidate as well.
+        fresh_cluster.wait_ready()
+        rest = [k for k in keys if k not in live]
+        if rest:
+            assert eventually(lambda: copied(two, second, rest))
+            first.delete_many(rest)
+            assert eventually(lambda: gone(second, rest))
+        print(f"\nsubscriber on {victim.port} killed: subscribed again elsewhere after "
+              f"{moved:.3f} s ({two.connection_failures - failures} failed attempt(s))")  # fmt: skip
+    finally:
+        one.close()
+        two.close()
+
+
+# ---- Sentinel: the master killed ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_tiered_backends_follow_a_sentinel_failover(fresh_sentinel: LocalSentinel) -> None:
+    one, two = tiered(fresh_sentinel.url), tiered(fresh_sentinel.url)
+    try:
+        assert one.wait_connected(BOUND) and two.wait_connected(BOUND)
+        first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+        keys = [f"s{n}" for n in range(20)]
+        for key in keys:
+            first.set(key, f"old:{key}")
+        old_master = fresh_sentinel.master_port()
+        with redis.Redis(port=old_master) as master:
+            assert master.wait(1, 5000) >= 1
+        assert eventually(lambda: copied(two, second, keys))
+        failures = two.connection_failures
+
+        killed = time.monotonic()
+        process = fresh_sentinel.node(old_master)._process
+        assert process is not None
+        process.kill()  # SIGKILL, by pid
+        process.wait()
+        assert eventually(lambda: two.connection_failures > failures)
+        assert eventually(lambda: fresh_sentinel.master_port() != old_master, 60)
+        assert eventually(lambda: two.connected and two.reconnects >= 1, 60)
+        moved = time.monotonic() - killed
+        assert two.subscriber_node == f"127.0.0.1:{fresh_sentinel.master_port()}"
+        # Nothing from before the failover is held: the lost subscription cleared the layer.
+        assert all(two.local.get(k) is None for k in _full(second, keys))
+        # Invalidations on the new master reach the other backend.
+        assert eventually(lambda: copied(two, second, keys))
+        assert eventually(lambda: first.delete(keys[0]))  # the new master takes writes
+        assert first.delete_many(keys[1:]) == len(keys) - 1
+        assert eventually(lambda: gone(second, keys))
+        print(f"\nsentinel master killed: subscribed to the new master after {moved:.3f} s")
+    finally:
+        one.close()
+        two.close()
