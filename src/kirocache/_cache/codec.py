@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kirocache._values.stamped import is_stamped
 from kirocache._values.wrappers import binds_key
 from kirocache.exceptions import ConfigurationError, CorruptValueError, ValueTooLargeError
 from kirocache.serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from kirocache._cache.decoding import Memo
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "Codec", "parse_counter"]
 
@@ -48,6 +51,8 @@ class Codec:
         # a signing or encrypting serializer binds each entry to its key (and a compressing
         # one inflates within max_value_size); others are called as the protocol says
         self._binds = binds_key(self.serializer)
+        # what the hit path decoded, per full key (see ``decoding.decode``)
+        self.decoded: Memo = {}
 
     def dumps(self, key: str, value: object) -> bytes:
         """Serialize ``value`` for ``key`` (named in the error).

@@ -14,13 +14,14 @@ import decimal
 import enum
 import struct
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import msgspec
 import orjson
 
 from kirocache._cache.invalidator import TOMBSTONE
+from kirocache._values.formats import OrjsonSerializer, json_loader
 from kirocache._values.framing import (
     _LOW_32,
     _MAGIC,
@@ -33,10 +34,10 @@ from kirocache._values.framing import (
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
 
-__all__ = ["decode", "immutable", "joined"]
+__all__ = ["Memo", "decode", "immutable", "joined"]
 
 
-# -- the memo of immutable decoded values --------------------------------------------------------
+# -- the memo of decoded values ------------------------------------------------------------------
 
 # A hit decodes a fresh copy of the stored bytes, so mutating a value read never changes
 # what is cached. An immutable value (a scalar, a str, a tuple or frozenset of such, a
@@ -48,8 +49,14 @@ __all__ = ["decode", "immutable", "joined"]
 # (here, or one a TieredBackend learns of) is seen as before: the backend returns other
 # bytes or none, and the memo entry is not used. Redis returns new bytes on every read, so
 # the memo never serves there. Bounded: small entries only, and cleared when full.
+#
+# A mutable value read from a small plain JSON entry is decoded afresh on every hit, but
+# the memo keeps the entry's payload, checked once: a bytes object cannot change, so the
+# same object read again has the same checksum, and its header and checksum are not
+# checked again (bytes that crossed a wire are new objects, checked on every read).
 _MEMO_ENTRIES: Final = 4096
 _MEMO_BYTES: Final = 16 * 1024
+_MEMO_PAYLOAD: Final = 2048  # payloads kept for fresh decodes: up to 8 MB in all
 _ATOMS: Final = frozenset(
     {str, int, float, bool, bytes, complex, type(None), decimal.Decimal, uuid.UUID}
     | {datetime.datetime, datetime.date, datetime.time, datetime.timedelta}
@@ -63,32 +70,41 @@ _JOINED_BYTES: Final = 2048
 _WIDTH: Final = 64
 
 
-def _memo_of(self: Cache) -> dict[str, tuple[bytes, Any, Any, Any]]:
-    try:
-        return self._decoded  # type: ignore[attr-defined,no-any-return]
-    except AttributeError:
-        memo: dict[str, tuple[bytes, Any, Any, Any]] = {}
-        self._decoded = memo  # type: ignore[attr-defined]
-        return memo
+Memo: TypeAlias = "dict[str, tuple[bytes, Any, Any, Any, Callable[[bytes], Any] | None, bytes]]"
+"""Per full key: the bytes, the type and serializer they were decoded with, the value
+(immutable) or ``None``, and for a mutable value the loader and the checked payload."""
 
 
 def decode(self: Cache, full: str, raw: bytes, type: Any) -> Any:
-    """``codec.loads``, or the value the memo keeps for these very bytes.
+    """``codec.loads``, or what the memo keeps for these very bytes.
 
     Raises:
         CorruptValueError: The codec refused the bytes (a tagged entry, or corrupt).
     """
-    memo = _memo_of(self)
-    kept = memo.get(full)
     codec = self.codec
+    memo = codec.decoded
+    kept = memo.get(full)
     serializer = codec.serializer
     if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is serializer:
-        return kept[3]
+        loads = kept[4]
+        return kept[3] if loads is None else loads(kept[5])
     value = codec.loads(raw, type, full)
-    if len(raw) <= _MEMO_BYTES and immutable(value):
+    size = len(raw)
+    entry: tuple[bytes, Any, Any, Any, Callable[[bytes], Any] | None, bytes]
+    if size <= _MEMO_BYTES:
+        if immutable(value):
+            entry = (raw, type, serializer, value, None, b"")
+        elif (
+            size <= _MEMO_PAYLOAD
+            and serializer.__class__ is OrjsonSerializer
+            and raw.startswith(_JSON_HEAD)
+        ):
+            entry = (raw, type, serializer, None, json_loader(type), raw[HEADER_SIZE:])
+        else:
+            return value
         if len(memo) >= _MEMO_ENTRIES:
             memo.clear()
-        memo[full] = (raw, type, serializer, value)
+        memo[full] = entry
     return value
 
 

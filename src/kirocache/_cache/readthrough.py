@@ -40,12 +40,14 @@ __all__ = [
     "aget",
     "aget_many",
     "alookup",
+    "alookup_at",
     "alookup_many",
     "astore",
     "astore_many",
     "get",
     "get_many",
     "lookup",
+    "lookup_at",
     "lookup_many",
     "store",
     "store_many",
@@ -201,6 +203,126 @@ async def alookup(
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
+
+
+def lookup_at(
+    self: Cache,
+    full: str,
+    label: str,
+    type: Any,
+    named: tuple[str, Namespace | None],
+    started: float,
+) -> tuple[Any, Seen]:
+    """``lookup`` of a key its caller resolved: ``full`` and ``label`` from ``resolve``.
+
+    For ``@cached``, which resolves its namespace once (``Plan.route_for``): a key outside
+    any bumpable namespace, read without tags; ``named`` is the key and namespace it was
+    resolved from, and ``started`` when the caller started the read (the latency's start).
+    Anything but a clean read of a healthy backend (a pending invalidation, a fault, the
+    breaker) is ``lookup``'s, from ``named``. Twin: ``alookup_at``, below.
+    """
+    guard = self.guard
+    breaker = guard.breaker
+    if (
+        self.invalidator.pending.active
+        or guard.failing
+        or not guard.sync_ok
+        or (breaker is not None and not breaker.healthy)
+    ):
+        return lookup(self, named[0], type, named[1])
+    try:
+        raw = self.backend.get(full)
+    except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+        raw = guard.failed("get", label, exc, started)
+    if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
+        return _settle(self, full, label, raw, type, started)
+    try:
+        value = _decode(self, full, raw, type)
+    except CorruptValueError:
+        return _settle(self, full, label, raw, type, started)
+    metrics = guard.metrics
+    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+        metrics.record("get", label, "hit", time.perf_counter() - started)
+    else:
+        guard.observe("get", label, "hit", started, full)
+    return value, (full, raw, ())
+
+
+async def alookup_at(
+    self: Cache,
+    full: str,
+    label: str,
+    type: Any,
+    named: tuple[str, Namespace | None],
+    started: float,
+    inline: Any,
+) -> tuple[Any, Seen]:
+    """Async ``lookup_at`` (its twin, above).
+
+    ``inline``: a backend that answers its sync ``get`` without blocking (``MemoryBackend``
+    says so with ``answers_inline``); while it is the cache's, a read is that call, not an
+    awaited ``aget``.
+    """
+    guard = self.guard
+    breaker = guard.breaker
+    if (
+        self.invalidator.pending.active
+        or guard.failing
+        or not guard.async_ok
+        or (breaker is not None and not breaker.healthy)
+    ):
+        return await alookup(self, named[0], type, named[1])
+    try:
+        backend: Any = self.backend
+        raw = backend.get(full) if backend is inline else await backend.aget(full)
+    except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
+        raw = guard.failed("get", label, exc, started)
+    if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
+        return await _asettle(self, full, label, raw, type, started)
+    try:
+        value = _decode(self, full, raw, type)
+    except CorruptValueError:
+        return await _asettle(self, full, label, raw, type, started)
+    metrics = guard.metrics
+    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+        metrics.record("get", label, "hit", time.perf_counter() - started)
+    else:
+        guard.observe("get", label, "hit", started, full)
+    return value, (full, raw, ())
+
+
+def _settle(
+    self: Cache, full: str, label: str, raw: Any, type: Any, started: float
+) -> tuple[Any, Seen]:
+    """What ``lookup_at`` read, when it is not a plain hit: as ``lookup`` ends. Twin below."""
+    guard = self.guard
+    if raw is FAILED:
+        return _kept(self, full, type, label, started, ())
+    if raw is not None and not raw.startswith(TOMBSTONE):
+        # bytes the codec refused: a tagged entry (checked against its stamps), else corrupt
+        value, raw = run(guard, _unreadable(self, full, raw, (), type, label, started))
+        if value is not MISSING:
+            guard.observe("get", label, "hit", started, full)
+            return value, (full, raw, ())
+    guard.observe("get", label, "miss", started, full)
+    return MISSING, (full, raw, ())
+
+
+async def _asettle(
+    self: Cache, full: str, label: str, raw: Any, type: Any, started: float
+) -> tuple[Any, Seen]:
+    """Async ``_settle`` (its twin, above)."""
+    guard = self.guard
+    if raw is FAILED:
+        return _kept(self, full, type, label, started, ())
+    if raw is not None and not raw.startswith(TOMBSTONE):
+        flow = _unreadable(self, full, raw, (), type, label, started)
+        value, raw = await arun(guard, flow)
+        if value is not MISSING:
+            guard.observe("get", label, "hit", started, full)
+            return value, (full, raw, ())
+    guard.observe("get", label, "miss", started, full)
+    return MISSING, (full, raw, ())
 
 
 # -- pending invalidations: replay first, else what they reach is a miss ------------------------

@@ -17,6 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
+from kirocache._cache.readthrough import alookup_at
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding, coalesced
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
@@ -65,7 +66,26 @@ class AsyncCachedFunction(Wrapper[P, R]):
             body, tags = plan.build(full, kwargs), ()
         read_at = perf_counter()  # before the read: the conservative end of a window
         found: R
-        found, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
+        route = plan.route
+        if plan.routable and (
+            route is None
+            or route.cache is not cache
+            or route.key_prefix is not cache.keyspace.key_prefix
+        ):
+            route = plan.route_for(cache)
+        if route is not None and body.isascii():
+            # the namespace resolved once (see ``Route``); the read is timed from read_at
+            found, seen = await alookup_at(
+                cache,
+                route.head + body,
+                route.label,
+                plan.stored_type,
+                (body, plan.namespace),
+                read_at,
+                route.inline,
+            )
+        else:
+            found, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
         if found is MISSING:
             return await self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))
         if plan.enveloped:  # stale-while-revalidate or early refresh

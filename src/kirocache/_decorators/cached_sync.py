@@ -16,6 +16,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
+from kirocache._cache.readthrough import lookup_at
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import Flights, Refreshes, coalesced, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
@@ -63,7 +64,25 @@ class CachedFunction(Wrapper[P, R]):
             body, tags = plan.build(full, kwargs), ()
         read_at = perf_counter()  # before the read: the conservative end of a window
         found: R
-        found, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
+        route = plan.route
+        if plan.routable and (
+            route is None
+            or route.cache is not cache
+            or route.key_prefix is not cache.keyspace.key_prefix
+        ):
+            route = plan.route_for(cache)
+        if route is not None and body.isascii():
+            # the namespace resolved once (see ``Route``); the read is timed from read_at
+            found, seen = lookup_at(
+                cache,
+                route.head + body,
+                route.label,
+                plan.stored_type,
+                (body, plan.namespace),
+                read_at,
+            )
+        else:
+            found, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
         if found is MISSING:
             return self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))
         if plan.enveloped:  # stale-while-revalidate or early refresh

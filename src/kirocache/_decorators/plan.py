@@ -19,14 +19,19 @@ from kirocache._decorators.options import Options
 from kirocache._values.expiry import Expiry
 from kirocache._values.faithful import Check, packed_reason, speaks_json, speaks_msgpack
 from kirocache.backends._lock import DistributedLock
-from kirocache.exceptions import ConfigurationError, SerializationError, ValueTooLargeError
+from kirocache.exceptions import (
+    ConfigurationError,
+    InvalidKeyError,
+    SerializationError,
+    ValueTooLargeError,
+)
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
 
 if typing.TYPE_CHECKING:
     from kirocache._cache import Cache, Seen
     from kirocache._values.clock import Clock
 
-__all__ = ["Freshness", "Job", "Plan", "Unstorable", "resolve_cache", "return_type"]
+__all__ = ["Freshness", "Job", "Plan", "Route", "Unstorable", "resolve_cache", "return_type"]
 
 Freshness: TypeAlias = Literal["fresh", "refresh", "stale"]
 Unstorable: TypeAlias = "SerializationError | ValueTooLargeError"
@@ -65,6 +70,37 @@ def resolve_cache(cache: Cache | None) -> Cache:
 
 NOT_READ: Seen = ("", UNREAD, ())
 """The ``Job.seen`` of a job whose read has not happened yet: a write on it never lands."""
+
+
+class Route:
+    """Where a plan's keys live in one cache, resolved once rather than on every call.
+
+    A key body ``b`` of the plan's namespace resolves to ``head + b`` with the metrics
+    label ``label`` (what ``KeySpace.resolve`` gives, checks included) while the cache's
+    key prefix stays the same object: outside a bumpable namespace, the namespace and the
+    key prefix are all a resolve depends on (registered namespaces only name the plain
+    keys of ``cache.get``). ``Plan.route_for`` makes one when the plan's keys can take it.
+
+    Attributes:
+        cache: The cache it was resolved in.
+        key_prefix: That cache's key prefix when it was.
+        head: The full key of the empty body: key prefix, namespace prefix and version.
+        label: The metrics label of the plan's keys.
+        inline: The cache's backend if it answers a sync ``get`` without blocking
+            (``answers_inline``), so an async hit may call it directly; else ``None``.
+    """
+
+    __slots__ = ("cache", "head", "inline", "key_prefix", "label")
+
+    def __init__(self, cache: Cache, head: str, label: str) -> None:
+        self.cache = cache
+        self.key_prefix = cache.keyspace.key_prefix
+        self.head = head
+        self.label = label
+        # asked of its class: a wrapper passing attributes on to a MemoryBackend does not
+        # answer inline (its own ``get`` may wait)
+        backend = cache.backend
+        self.inline = backend if getattr(type(backend), "answers_inline", False) else None
 
 
 @dataclass(slots=True)
@@ -117,6 +153,8 @@ class Plan:
         "name",
         "namespace",
         "options",
+        "routable",
+        "route",
         "stored_type",
         "tags",
         "template",
@@ -149,9 +187,13 @@ class Plan:
         self.template = KeyTemplate(options.key, func) if options.key is not None else None
         # The key body of a call: the template's, else every bound argument's.
         self.build: Callable[[tuple[Any, ...], dict[str, Any]], str] = (
-            self.arguments.build if self.template is None else self.template.build
+            self.arguments.builder() if self.template is None else self.template.build
         )
         self.tags = tuple(KeyTemplate(tag, func) for tag in options.tags)
+        # the namespace resolved once per cache (see ``Route``), for keys read without
+        # tags outside a bumpable namespace (whose keys carry a generation read per call)
+        self.routable = not self.tags and not self.namespace.bumpable
+        self.route: Route | None = None
         self.cache = options.cache
         if (options.stale_ttl or options.early_refresh) and self.ttl is None and not function:
             msg = f"{self.name}: stale_ttl and early_refresh need a ttl (on the call or namespace)"
@@ -178,6 +220,25 @@ class Plan:
         bound = self.arguments.bind(args, kwargs)
         template = self.template if self.template is not None else self.arguments
         return template.render(bound), [tag.render(bound) for tag in self.tags]
+
+    def route_for(self, cache: Cache) -> Route | None:
+        """Resolve the namespace in ``cache`` once: the ``Route`` of the next calls.
+
+        ``None`` when every call resolves its key: a plan with tags or a bumpable
+        namespace, or a namespace whose keys need checking one by one (not ASCII, or a
+        prefix that could lead into the reserved key space).
+        """
+        namespace = self.namespace
+        if not self.routable or namespace._near_reserved:
+            return None
+        try:
+            head, label, _ = cache.keyspace.resolve("", namespace)
+        except InvalidKeyError:  # every call says so, through the usual resolve
+            return None
+        if not head.isascii():
+            return None
+        route = self.route = Route(cache, head, label)
+        return route
 
     def body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The key body of a call (the namespace adds its prefix)."""

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import pickle
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -60,6 +60,17 @@ def _plain_top(annotation: Any) -> type | None:
         return _PLAIN_TOPS.get(annotation)
     except TypeError:  # an unhashable annotation (Annotated metadata, say)
         return None
+
+
+def json_loader(annotation: Any) -> Callable[[bytes], Any]:
+    """What ``OrjsonSerializer.loads`` decodes a checked payload with, for ``annotation``.
+
+    For the memo of checked payloads (``_cache/decoding.py``): a payload this loader once
+    decoded into ``annotation`` decodes the same way again.
+    """
+    if annotation is None or _plain_top(annotation) is not None:
+        return orjson.loads
+    return _decoder(annotation).decode
 
 
 def bound_to(key: str | None, payload: bytes) -> bytes:

@@ -50,6 +50,11 @@ class MemoryBackend(MemoryStore):
         ConfigurationError: A limit is not a positive ``int`` or ``None``.
     """
 
+    answers_inline: bool = True
+    """Its sync methods never wait on I/O (a lock held for a few dict steps), and its
+    async twins only call them: an async caller may call ``get`` itself. A subclass whose
+    ``get`` may wait sets it to ``False``."""
+
     def __init__(
         self,
         *,
