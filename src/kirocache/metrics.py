@@ -135,14 +135,13 @@ _OUTCOMES: tuple[Outcome, ...] = (
 class _Series:
     """Counters and a ring of recent latencies for one (namespace, operation), one thread."""
 
-    __slots__ = ("calls", "counts", "latencies", "max", "next", "total")
+    __slots__ = ("calls", "counts", "latencies", "max", "total")
 
     def __init__(self) -> None:
         self.calls = 0
         self.counts = dict.fromkeys(_OUTCOMES, 0)
-        # grows to the window, then is written round (``next`` counts every latency)
+        # grows to the window, then is written round (``calls`` counts every latency)
         self.latencies: list[float] = []
-        self.next = 0
         self.total = 0.0
         self.max = 0.0
 
@@ -220,26 +219,35 @@ class InMemoryMetrics:
 
         A ``coalesced`` record only counts: it tells how a read already recorded ended.
         """
+        try:  # every call of a hit pays for this method: the common case first
+            series = self._local.tally[namespace, operation]  # type: ignore[index]
+        except (TypeError, KeyError):  # this thread's first record, or the series' first
+            series = self._series(namespace, operation)
+        if outcome == "coalesced":
+            series.counts["coalesced"] += count
+            return
+        series.counts[outcome] += count
+        # ``calls`` counts the latencies too: the next one's place in the ring
+        at = series.calls
+        series.calls = at + 1
+        window = self._window
+        if at < window:
+            series.latencies.append(latency)
+        else:
+            series.latencies[at % window] = latency
+        series.total += latency
+        if latency > series.max:  # noqa: PLR1730 - a branch is cheaper than max()
+            series.max = latency
+
+    def _series(self, namespace: str, operation: str) -> _Series:
+        """This thread's series of ``(namespace, operation)``, made on first use."""
         tally = self._local.tally
         if tally is None:
             tally = self._join()
         series = tally.get((namespace, operation))
         if series is None:
             series = tally[namespace, operation] = _Series()
-        if outcome == "coalesced":
-            series.counts["coalesced"] += count
-            return
-        series.calls += 1
-        series.counts[outcome] += count
-        at = series.next
-        if at < self._window:
-            series.latencies.append(latency)
-        else:
-            series.latencies[at % self._window] = latency
-        series.next = at + 1
-        series.total += latency
-        if latency > series.max:  # noqa: PLR1730 - a branch is cheaper than max()
-            series.max = latency
+        return series
 
     def _merged(self) -> _Tally:
         """Every thread's figures summed per (namespace, operation), as of now."""

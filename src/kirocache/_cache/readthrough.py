@@ -236,10 +236,16 @@ def lookup_at(
         raw = guard.failed("get", label, exc, started)
     if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
         return _settle(self, full, label, raw, type, started)
-    try:
-        value = _decode(self, full, raw, type)
-    except CorruptValueError:
-        return _settle(self, full, label, raw, type, started)
+    codec = self.codec
+    kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
+    if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
+        loads = kept[4]
+        value = kept[3] if loads is None else loads(kept[5])
+    else:
+        try:
+            value = _decode(self, full, raw, type)
+        except CorruptValueError:
+            return _settle(self, full, label, raw, type, started)
     metrics = guard.metrics
     if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
@@ -279,10 +285,16 @@ async def alookup_at(
         raw = guard.failed("get", label, exc, started)
     if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
         return await _asettle(self, full, label, raw, type, started)
-    try:
-        value = _decode(self, full, raw, type)
-    except CorruptValueError:
-        return await _asettle(self, full, label, raw, type, started)
+    codec = self.codec
+    kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
+    if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
+        loads = kept[4]
+        value = kept[3] if loads is None else loads(kept[5])
+    else:
+        try:
+            value = _decode(self, full, raw, type)
+        except CorruptValueError:
+            return await _asettle(self, full, label, raw, type, started)
     metrics = guard.metrics
     if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
