@@ -599,6 +599,48 @@ async def test_restart_between_calls_is_invisible(
     assert await backend.aget(k) == b"sync"
 
 
+@pytest.mark.slow
+def test_a_batch_after_a_restart_is_sent_again_on_a_fresh_connection(
+    fault_redis: RedisServer, make_backend: Callable[..., RedisBackend], k: str
+) -> None:
+    backend = make_backend(fault_redis.url)
+    ops = [Op("set", k + "a", b"1"), Op("incr", k + "n", amount=1), Op("get", k + "a")]
+    assert backend.execute(ops) == [True, 1, b"1"]  # its connection is now held, idle
+    fault_redis.restart()  # ...and dead: nothing of the batch reached the server on it
+    assert backend.execute(ops) == [True, 1, b"1"]
+
+
+def test_a_batch_cut_off_mid_reply_is_not_sent_twice(
+    redis_url: str,
+    make_backend: Callable[..., RedisBackend],
+    k: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = make_backend(redis_url)
+    ops = [Op("incr", k + "n", amount=1), Op("incr", k + "n", amount=1)]
+    assert backend.execute(ops) == [1, 2]  # a held connection now serves batches
+    # put back idle and connected: the next batch is sent on it
+    held = backend._held.take()  # type: ignore[union-attr]
+    backend._held.put(held)  # type: ignore[union-attr]
+    connection_class: Any = type(held)
+    read = connection_class.read_response
+    replies: list[object] = []
+
+    def cut_after_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if replies:
+            raise redis.ConnectionError("reset by peer")
+        replies.append(read(self, *args, **kwargs))
+        return replies[-1]
+
+    monkeypatch.setattr(connection_class, "read_response", cut_after_one)
+    with pytest.raises(BackendError, match="reset by peer"):
+        backend.execute(ops)
+    monkeypatch.undo()
+    with redis.Redis.from_url(redis_url) as raw:
+        assert raw.get(k + "n") == b"4"  # both ran once, none again
+    assert backend.execute([Op("get", k + "n")]) == [b"4"]
+
+
 # -- commands the server actually saw -------------------------------------------------------
 
 

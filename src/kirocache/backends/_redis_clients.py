@@ -47,6 +47,7 @@ from kirocache.backends._redis_connections import (
     bounded,
     end_call,
     packed,
+    packed_many,
     turn_within,
 )
 from kirocache.backends._redis_errors import forget_secret_frames, is_outage, refusal, scrub
@@ -478,6 +479,56 @@ class RedisTransport:
             end_call()
             if held is not None:
                 held.leave_pooled()
+
+    def _pipe_held(self, operation: str, commands: Sequence[Command]) -> list[object] | None:
+        """Commands (no transaction) in one packed write on a held connection.
+
+        Their replies as the server gave them (a refused command's ``ResponseError`` in its
+        slot), without redis-py's pipeline: its bookkeeping and its reply callbacks per
+        command were the larger part of a small batch's time. ``None``: no held connection
+        was free, or the one taken was reset while idle; the caller then sends them the
+        usual way (``_pipe``, with redis-py's retries, as before).
+
+        Raises:
+            BackendError: The round trip failed (the connection is disconnected).
+        """
+        held = self._held
+        if held is None:
+            return None
+        begin_call(self._deadline)
+        try:
+            connection = held.take()
+        except _ERRORS as exc:
+            end_call()
+            raise self._error(operation, exc) from exc
+        if connection is None:
+            end_call()
+            return None
+        replies: list[object] = []
+        try:
+            connection.send_packed_command(packed_many(connection, commands))
+            read = connection.read_response
+            for _ in commands:
+                try:
+                    replies.append(read())
+                except ResponseError as exc:  # noqa: PERF203 - that command's answer: the others still run
+                    replies.append(exc)
+        except RedisConnectionError as exc:
+            connection.disconnect()
+            held.give_back(connection)
+            if replies:  # some were answered: sending them again would run them twice
+                raise self._error(operation, exc) from exc
+            return None  # reset or closed while idle (a restarted server)
+        except BaseException as exc:
+            connection.disconnect()
+            held.give_back(connection)
+            if isinstance(exc, _ERRORS):
+                raise self._error(operation, exc) from exc
+            raise
+        finally:
+            end_call()
+        held.put(connection)
+        return replies
 
     def _run(self, operation: str, commands: Sequence[Command]) -> object:
         if len(commands) == 1:

@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -42,6 +42,7 @@ __all__ = [
     "bounded",
     "end_call",
     "packed",
+    "packed_many",
     "turn_within",
 ]
 
@@ -66,6 +67,17 @@ def packed(connection: Any, command: tuple[Any, ...]) -> Any:
     if _hiredis_pack is None or encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
         return connection.pack_command(*command)
     return [_hiredis_pack(command)]
+
+
+def packed_many(connection: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
+    """Commands packed into one write for ``connection`` (see ``packed``)."""
+    encoder = connection.encoder
+    if _hiredis_pack is None or encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
+        return connection.pack_commands(commands)
+    try:
+        return [b"".join(map(_hiredis_pack, commands))]
+    except TypeError:  # an argument hiredis does not pack (a memoryview): redis-py does
+        return connection.pack_commands(commands)
 
 
 class DeadlineError(RedisTimeoutError):

@@ -380,7 +380,9 @@ class RedisBackend(RedisTransport):
         if not commands:
             return []
         try:
-            raw = self._pipe("execute", commands, transaction=transaction, strict=False)
+            raw = None if transaction else self._pipe_held("execute", commands)
+            if raw is None:
+                raw = self._pipe("execute", commands, transaction=transaction, strict=False)
         except BackendError:
             loaded.clear()  # a new connection may reach a server without them
             raise
