@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from typing import TYPE_CHECKING, Literal
@@ -17,11 +18,13 @@ from kirocache import (
     ConfigurationError,
     InvalidKeyError,
     InvalidTTLError,
+    Namespace,
     SerializationError,
     batch,
 )
 from kirocache.backends import TOMBSTONE_PREFIX, Op
 from kirocache.backends.memory import MemoryBackend
+from kirocache.metrics import InMemoryMetrics
 from kirocache.testing import CacheRecorder, FaultyBackend, use_cache
 
 if TYPE_CHECKING:
@@ -345,3 +348,42 @@ def test_a_delete_the_backend_refused_is_kept_pending_and_batch_reads_miss_it() 
     assert cache.invalidator.pending.figures()["invalidations_pending"] == 0
     raw = backend.get(cache.full_key("k"))
     assert raw is None or raw.startswith(TOMBSTONE_PREFIX)  # gone from the backend too
+
+
+# -- one round trip, read back op by op --------------------------------------------------------
+
+
+async def test_one_key_get_many_and_one_item_set_many_keep_their_slots(
+    cache: Cache, mode: Mode
+) -> None:
+    result = await run(Batch(cache).set_many({"a": 1}).get_many(["a"]).get_many(["b"]), mode)
+    assert list(result) == [True, {"a": 1}, {}]
+
+
+async def test_outcomes_are_counted_per_operation_label_and_outcome(
+    backend: FullBackend, mode: Mode
+) -> None:
+    metrics = InMemoryMetrics()
+    cache = Cache(backend, metrics=metrics, namespaces=[Namespace("user:")])
+    b = Batch(cache)
+    for i in range(3):
+        b.set(f"user:{i}", i)
+    b.get("user:0").get("user:1").get("user:9").get("other").exists("user:2").delete("other")
+    assert list(await run(b, mode)) == [True, True, True, 0, 1, None, None, True, False]
+    stats = {(s.operation, s.namespace): s for s in metrics.stats()}
+    assert stats["batch.set", "user:"].calls == 3
+    assert (stats["batch.get", "user:"].hits, stats["batch.get", "user:"].misses) == (2, 1)
+    assert (stats["batch.get", "default"].hits, stats["batch.get", "default"].misses) == (0, 1)
+    assert stats["batch.exists", "user:"].hits == 1
+    assert stats["batch.delete", "default"].calls == 1
+
+
+async def test_debug_logs_each_operation_with_its_key(
+    backend: FullBackend, mode: Mode, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = Cache(backend, debug=True)
+    with caplog.at_level(logging.DEBUG, logger="kirocache"):
+        await run(Batch(cache).set("a", 1).get("a").get("b"), mode)
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("batch.get a -> hit" in line for line in lines)
+    assert any("batch.get b -> miss" in line for line in lines)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeAlias, get_args, overload
 
 from typing_extensions import Self
 
 from kirocache._cache.driver import arun, run
 from kirocache._cache.guard import is_fault
-from kirocache._cache.invalidator import is_tombstone
+from kirocache._cache.invalidator import TOMBSTONE, is_tombstone
 from kirocache._cache.keyspace import DEFAULT_LABEL
-from kirocache._values.stamped import is_stamped
+from kirocache._values.stamped import STAMPED, is_stamped
 from kirocache.backends import Op
 from kirocache.exceptions import (
     BackendError,
@@ -37,11 +36,16 @@ __all__ = ["Batch", "BatchResult"]
 _Kind: TypeAlias = Literal[
     "get", "set", "delete", "exists", "expire", "incr", "get_many", "set_many"
 ]
+_OPERATION: Final[Mapping[str, str]] = {kind: f"batch.{kind}" for kind in get_args(_Kind)}
+"""Each step kind's metrics operation."""
+_STAMPED_HEAD: Final = bytes((STAMPED,))
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One builder call: the backend ops it became and how to read their answers."""
+class _Step(NamedTuple):
+    """One builder call: the backend ops it became and how to read their answers.
+
+    A named tuple, not a frozen dataclass: a batch builds one per call (see ``Op``).
+    """
 
     kind: _Kind
     ops: tuple[Op, ...]
@@ -378,6 +382,8 @@ class Batch:
 
     def _tagged(self, raws: Sequence[OpResult]) -> dict[str, bytes]:
         """The tagged entries the batch read, by full key: their stamps need a check."""
+        if not any(raw.__class__ is bytes and raw[:1] == _STAMPED_HEAD for raw in raws):
+            return {}  # the usual batch: nothing tagged, one pass over the replies
         tagged: dict[str, bytes] = {}
         at = 0
         for step in self._steps:
@@ -395,39 +401,43 @@ class Batch:
         slots: list[Any] = []
         at = 0
         for step in self._steps:
-            answers = raws[at : at + len(step.ops)]
-            at += len(step.ops)
-            slots.append(self._decode(step, answers, started, opened))
+            size = len(step.ops)
+            one = _ONE.get(step.kind) if size == 1 else None  # get_many, set_many: below
+            if one is not None:
+                answer = raws[at]
+                if isinstance(answer, BaseException):
+                    slots.append(self._failure(step, answer, started))
+                else:
+                    slots.append(one(self, step, answer, opened, started))
+            else:
+                slots.append(self._decode(step, raws[at : at + size], started, opened))
+            at += size
         self.result = BatchResult(slots, self._names)
         return self.result
 
-    def _found(
-        self,
-        step: _Step,
-        answers: Sequence[OpResult],
-        started: float,
-        opened: Mapping[str, bytes | None],
-    ) -> dict[str, Any]:
-        """The hits of a read step, by key; each key's outcome observed."""
-        operation = f"batch.{step.kind}"
+    def _hit(
+        self, full: str, raw: OpResult, type: Any, opened: Mapping[str, bytes | None]
+    ) -> tuple[bool, Any]:
+        """Whether a read's reply is a hit, and its value."""
         pending = self.cache.invalidator.pending
-        found: dict[str, Any] = {}
-        for key, op, raw, metric_label in zip(
-            step.keys, step.ops, answers, step.labels, strict=True
-        ):
-            outcome: Outcome = "miss"
-            if pending.active and pending.blocks(op.key):
-                pass  # a pending invalidation reaches it: a miss, as every read is
-            elif isinstance(raw, bytes) and not is_tombstone(raw):
-                frame = opened.get(op.key) if is_stamped(raw) else raw
-                try:
-                    if frame is not None:  # None: a stale tagged entry
-                        found[key] = self.cache.codec.loads(frame, step.type, op.key)
-                        outcome = "hit"
-                except CorruptValueError:
-                    pass  # a miss; deleting it would cost a second round trip
-            self.cache.guard.observe(operation, metric_label, outcome, started, key)
-        return found
+        if pending.active and pending.blocks(full):
+            return False, None  # a pending invalidation reaches it: a miss, as every read is
+        if raw.__class__ is not bytes or raw.startswith(TOMBSTONE):
+            return False, None
+        frame = opened.get(full) if is_stamped(raw) else raw
+        if frame is None:  # a stale tagged entry
+            return False, None
+        try:
+            return True, self.cache.codec.loads(frame, type, full)
+        except CorruptValueError:
+            return False, None  # a miss; deleting it would cost a second round trip
+
+    def _failure(self, step: _Step, failure: BaseException, started: float) -> BaseException:
+        observe, operation = self.cache.guard.observe, _OPERATION[step.kind]
+        for metric_label in step.labels:
+            observe(operation, metric_label, "error", started)
+        self._keep_pending(step)
+        return failure
 
     def _decode(
         self,
@@ -436,37 +446,26 @@ class Batch:
         started: float,
         opened: Mapping[str, bytes | None],
     ) -> Any:
-        operation = f"batch.{step.kind}"
-        observe = self.cache.guard.observe
+        """The slot of a step of several ops (``get_many``, ``set_many``, a delete)."""
+        observe, operation = self.cache.guard.observe, _OPERATION[step.kind]
         failure = next((a for a in answers if isinstance(a, BaseException)), None)
         if failure is not None:
-            for metric_label in step.labels:
-                observe(operation, metric_label, "error", started)
-            self._keep_pending(step)
-            return failure
-        if step.kind in ("get", "get_many"):
-            found = self._found(step, answers, started, opened)
-            return found if step.kind == "get_many" else found.get(step.keys[0])
-        if step.kind == "incr":
-            observe(operation, step.labels[0], "set", started, step.keys[0])
-            return int(answers[0])  # type: ignore[arg-type]
+            return self._failure(step, failure, started)
+        if step.kind == "get_many":
+            found: dict[str, Any] = {}
+            for key, op, raw, metric_label in zip(
+                step.keys, step.ops, answers, step.labels, strict=True
+            ):
+                hit, value = self._hit(op.key, raw, step.type, opened)
+                if hit:
+                    found[key] = value
+                observe(operation, metric_label, "hit" if hit else "miss", started, key)
+            return found
         if step.kind == "set_many":
             for metric_label in step.labels:
                 observe(operation, metric_label, "set", started)
             return True
-        answer = answers[0]
-        if isinstance(answer, bytes):  # a read: a tombstone or a stale tagged entry is absent
-            done = not is_tombstone(answer) and opened.get(step.ops[0].key, answer) is not None
-        else:
-            done = bool(answer)
-        outcomes: dict[str, tuple[Outcome, Outcome]] = {
-            "set": ("set", "skip"),
-            "delete": ("delete", "delete"),
-            "exists": ("hit", "miss"),
-            "expire": ("set", "miss"),
-        }
-        observe(operation, step.labels[0], outcomes[step.kind][0 if done else 1], started)
-        return done
+        return _ONE[step.kind](self, step, answers[0], opened, started)
 
     # ``execute`` and ``aexecute`` are a small twin pair, not steps for the drivers: a batch
     # that fails as a whole puts the exception itself in every slot, which the drivers'
@@ -563,3 +562,57 @@ class Batch:
     def __repr__(self) -> str:
         kinds = ", ".join(step.kind for step in self._steps)
         return f"Batch([{kinds}], transaction={self.transaction})"
+
+
+# -- the slot of a one-op step, by kind (the answer is not an exception) ----------------------
+
+_Reader: TypeAlias = "Callable[[Batch, _Step, OpResult, Mapping[str, bytes | None], float], Any]"
+
+
+def _get(
+    batch: Batch, step: _Step, answer: OpResult, opened: Mapping[str, bytes | None], started: float
+) -> Any:
+    key = step.keys[0]
+    hit, value = batch._hit(step.ops[0].key, answer, step.type, opened)
+    batch.cache.guard.observe("batch.get", step.labels[0], "hit" if hit else "miss", started, key)
+    return value
+
+
+def _done(answer: OpResult, full: str, opened: Mapping[str, bytes | None]) -> bool:
+    """Whether a one-op step did what it asked; a read: a tombstone or stale entry is absent."""
+    if answer.__class__ is bytes:
+        return not is_tombstone(answer) and opened.get(full, answer) is not None
+    return bool(answer)
+
+
+def _outcome(done: Outcome, not_done: Outcome) -> _Reader:
+    def read(
+        batch: Batch,
+        step: _Step,
+        answer: OpResult,
+        opened: Mapping[str, bytes | None],
+        started: float,
+    ) -> bool:
+        ok = _done(answer, step.ops[0].key, opened)
+        outcome = done if ok else not_done
+        batch.cache.guard.observe(_OPERATION[step.kind], step.labels[0], outcome, started)
+        return ok
+
+    return read
+
+
+def _incr(
+    batch: Batch, step: _Step, answer: OpResult, opened: Mapping[str, bytes | None], started: float
+) -> int:
+    batch.cache.guard.observe("batch.incr", step.labels[0], "set", started, step.keys[0])
+    return int(answer)  # type: ignore[arg-type]
+
+
+_ONE: Final[Mapping[str, _Reader]] = {
+    "get": _get,
+    "set": _outcome("set", "skip"),
+    "delete": _outcome("delete", "delete"),
+    "exists": _outcome("hit", "miss"),
+    "expire": _outcome("set", "miss"),
+    "incr": _incr,
+}

@@ -48,6 +48,7 @@ _GENERATION_MARK: Final = re.compile(r"~g[0-9]+:")
 # What ``resolve_many`` joins keys with to check them all at once: a key holding one is
 # resolved on its own.
 _SEP: Final = "\x00"
+_FOREVER: Final = float("inf")
 
 Resolved = tuple[str, str, "float | Expiry | None"]
 """A caller's key resolved: ``(full backend key, metrics label, default TTL)``; the TTL is
@@ -269,6 +270,8 @@ class KeySpace:
                 namespace's TTL function returned something that is not.
         """
         if ttl is not None:
+            if (ttl.__class__ is int or ttl.__class__ is float) and 0 < ttl < _FOREVER:
+                return float(ttl)  # what ttl_seconds makes of it, without its checks' calls
             return ttl_seconds(ttl)
         if type(default) is Expiry:
             return default.seconds(value)
