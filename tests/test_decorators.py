@@ -703,6 +703,56 @@ def test_stale_value_served_while_refreshing(backend: FullBackend) -> None:
     assert stats[0].stale >= 1
 
 
+def test_a_stale_serve_counts_once_as_stale() -> None:
+    clock = ManualClock()
+    cache = Cache(MemoryBackend(), clock=clock)
+    refreshed = threading.Event()
+    version = [0]
+
+    @cached(prefix="once:", ttl=1, stale_ttl=60, cache=cache)
+    def value() -> int:
+        version[0] += 1
+        if version[0] > 1:
+            refreshed.set()
+        return version[0]
+
+    assert value() == 1  # a miss
+    assert value() == 1  # a fresh hit
+    clock.advance(2)
+    assert value() == 1  # stale, served while the refresh runs: one read, one record
+    assert cache.metrics is not None
+    [stats] = cache.metrics.stats("once:", "get")  # type: ignore[attr-defined]
+    assert (stats.calls, stats.misses, stats.hits, stats.stale) == (3, 1, 1, 1)
+    assert stats.hit_rate == pytest.approx(2 / 3)
+    assert refreshed.wait(5)
+    cache.close()
+
+
+async def test_async_a_stale_serve_counts_once_as_stale() -> None:
+    clock = ManualClock()
+    cache = Cache(MemoryBackend(), clock=clock)
+    refreshed = asyncio.Event()
+    version = [0]
+
+    @cached(prefix="once:", ttl=1, stale_ttl=60, cache=cache)
+    async def value() -> int:
+        version[0] += 1
+        if version[0] > 1:
+            refreshed.set()
+        return version[0]
+
+    assert await value() == 1
+    assert await value() == 1
+    clock.advance(2)
+    assert await value() == 1
+    assert cache.metrics is not None
+    [stats] = cache.metrics.stats("once:", "get")  # type: ignore[attr-defined]
+    assert (stats.calls, stats.misses, stats.hits, stats.stale) == (3, 1, 1, 1)
+    assert stats.hit_rate == pytest.approx(2 / 3)
+    await asyncio.wait_for(refreshed.wait(), 5)
+    await cache.aclose()
+
+
 async def test_async_stale_survives_a_failing_function(backend: FullBackend) -> None:
     clock = ManualClock()
     cache = Cache(backend, clock=clock)

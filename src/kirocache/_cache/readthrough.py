@@ -93,8 +93,14 @@ async def aget(
     return default if value is MISSING else value
 
 
-def lookup(
-    self: Cache, key: str, type: Any, namespace: Namespace | None, tags: Sequence[str] = ()
+def lookup(  # noqa: PLR0912 - the hit's steps inlined (a call each would cost more)
+    self: Cache,
+    key: str,
+    type: Any,
+    namespace: Namespace | None,
+    tags: Sequence[str] = (),
+    *,
+    counted: bool = True,
 ) -> tuple[Any, Seen]:
     """``(value or MISSING, what was seen)``: what a conditional write compares with.
 
@@ -102,7 +108,8 @@ def lookup(
     unreadable, a tombstone after an invalidation, or the entry itself on a hit) and the
     stamps of ``tags``, all read in one round trip. A key of a bumpable namespace is read
     with the namespace's generation too; when that changed, the key is read again under the
-    new generation. Twin: ``alookup``, below.
+    new generation. ``counted=False`` leaves a hit unrecorded, for a caller that records
+    what it served itself (``@cached``'s stale serves). Twin: ``alookup``, below.
     """
     keys, guard = self.keyspace, self.guard
     full, label, _ = keys.resolve(key, namespace)
@@ -145,15 +152,23 @@ def lookup(
             guard.observe("get", label, "miss", started, full)
             return MISSING, (full, raw, guards)
     metrics = guard.metrics
-    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+    if not counted:
+        pass
+    elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
 
 
-async def alookup(
-    self: Cache, key: str, type: Any, namespace: Namespace | None, tags: Sequence[str] = ()
+async def alookup(  # noqa: PLR0912 - the hit's steps inlined, as in ``lookup``
+    self: Cache,
+    key: str,
+    type: Any,
+    namespace: Namespace | None,
+    tags: Sequence[str] = (),
+    *,
+    counted: bool = True,
 ) -> tuple[Any, Seen]:
     """Async ``lookup`` (its twin, above): the same reads, awaited."""
     keys, guard = self.keyspace, self.guard
@@ -198,7 +213,9 @@ async def alookup(
             guard.observe("get", label, "miss", started, full)
             return MISSING, (full, raw, guards)
     metrics = guard.metrics
-    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+    if not counted:
+        pass
+    elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
@@ -212,12 +229,14 @@ def lookup_at(
     type: Any,
     named: tuple[str, Namespace | None],
     started: float,
+    counted: bool = True,
 ) -> tuple[Any, Seen]:
     """``lookup`` of a key its caller resolved: ``full`` and ``label`` from ``resolve``.
 
     For ``@cached``, which resolves its namespace once (``Plan.route_for``): a key outside
     any bumpable namespace, read without tags; ``named`` is the key and namespace it was
-    resolved from, and ``started`` when the caller started the read (the latency's start).
+    resolved from, ``started`` when the caller started the read (the latency's start),
+    ``counted`` as for ``lookup``.
     Anything but a clean read of a healthy backend (a pending invalidation, a fault, the
     breaker) is ``lookup``'s, from ``named``. Twin: ``alookup_at``, below.
     """
@@ -229,13 +248,13 @@ def lookup_at(
         or not guard.sync_ok
         or (breaker is not None and not breaker.healthy)
     ):
-        return lookup(self, named[0], type, named[1])
+        return lookup(self, named[0], type, named[1], counted=counted)
     try:
         raw = self.backend.get(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
         raw = guard.failed("get", label, exc, started)
     if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
-        return _settle(self, full, label, raw, type, started)
+        return _settle(self, full, label, raw, type, started, counted)
     codec = self.codec
     kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
     if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
@@ -245,9 +264,11 @@ def lookup_at(
         try:
             value = _decode(self, full, raw, type)
         except CorruptValueError:
-            return _settle(self, full, label, raw, type, started)
+            return _settle(self, full, label, raw, type, started, counted)
     metrics = guard.metrics
-    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+    if not counted:
+        pass
+    elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
@@ -262,6 +283,7 @@ async def alookup_at(
     named: tuple[str, Namespace | None],
     started: float,
     inline: Any,
+    counted: bool = True,
 ) -> tuple[Any, Seen]:
     """Async ``lookup_at`` (its twin, above).
 
@@ -277,14 +299,14 @@ async def alookup_at(
         or not guard.async_ok
         or (breaker is not None and not breaker.healthy)
     ):
-        return await alookup(self, named[0], type, named[1])
+        return await alookup(self, named[0], type, named[1], counted=counted)
     try:
         backend: Any = self.backend
         raw = backend.get(full) if backend is inline else await backend.aget(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
         raw = guard.failed("get", label, exc, started)
     if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
-        return await _asettle(self, full, label, raw, type, started)
+        return await _asettle(self, full, label, raw, type, started, counted)
     codec = self.codec
     kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
     if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
@@ -294,9 +316,11 @@ async def alookup_at(
         try:
             value = _decode(self, full, raw, type)
         except CorruptValueError:
-            return await _asettle(self, full, label, raw, type, started)
+            return await _asettle(self, full, label, raw, type, started, counted)
     metrics = guard.metrics
-    if metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
+    if not counted:
+        pass
+    elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
         metrics.record("get", label, "hit", time.perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
@@ -304,7 +328,7 @@ async def alookup_at(
 
 
 def _settle(
-    self: Cache, full: str, label: str, raw: Any, type: Any, started: float
+    self: Cache, full: str, label: str, raw: Any, type: Any, started: float, counted: bool
 ) -> tuple[Any, Seen]:
     """What ``lookup_at`` read, when it is not a plain hit: as ``lookup`` ends. Twin below."""
     guard = self.guard
@@ -314,14 +338,15 @@ def _settle(
         # bytes the codec refused: a tagged entry (checked against its stamps), else corrupt
         value, raw = run(guard, _unreadable(self, full, raw, (), type, label, started))
         if value is not MISSING:
-            guard.observe("get", label, "hit", started, full)
+            if counted:
+                guard.observe("get", label, "hit", started, full)
             return value, (full, raw, ())
     guard.observe("get", label, "miss", started, full)
     return MISSING, (full, raw, ())
 
 
 async def _asettle(
-    self: Cache, full: str, label: str, raw: Any, type: Any, started: float
+    self: Cache, full: str, label: str, raw: Any, type: Any, started: float, counted: bool
 ) -> tuple[Any, Seen]:
     """Async ``_settle`` (its twin, above)."""
     guard = self.guard
@@ -331,7 +356,8 @@ async def _asettle(
         flow = _unreadable(self, full, raw, (), type, label, started)
         value, raw = await arun(guard, flow)
         if value is not MISSING:
-            guard.observe("get", label, "hit", started, full)
+            if counted:
+                guard.observe("get", label, "hit", started, full)
             return value, (full, raw, ())
     guard.observe("get", label, "miss", started, full)
     return MISSING, (full, raw, ())

@@ -83,9 +83,12 @@ class AsyncCachedFunction(Wrapper[P, R]):
                 (body, plan.namespace),
                 read_at,
                 route.inline,
+                not plan.enveloped,  # an envelope's serve is counted once judged
             )
         else:
-            found, seen = await cache._alookup(body, plan.stored_type, plan.namespace, tags)
+            found, seen = await cache._alookup(
+                body, plan.stored_type, plan.namespace, tags, counted=not plan.enveloped
+            )
         if found is MISSING:
             return await self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))
         if plan.enveloped:  # stale-while-revalidate or early refresh
@@ -94,7 +97,7 @@ class AsyncCachedFunction(Wrapper[P, R]):
 
     def _serve(self, envelope: Any, job: Job) -> R:
         """A hit in its freshness envelope: its value, refreshed behind the caller if due."""
-        if self._plan.due(job.cache, envelope):
+        if self._plan.due(job.cache, envelope, job.read_at):
             name = f"kirocache-refresh {job.body}"
             self._refreshes.start((id(job.cache), job.body), name, lambda: self._compute(job))
         return cast("R", envelope[2])

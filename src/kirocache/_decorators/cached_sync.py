@@ -80,9 +80,12 @@ class CachedFunction(Wrapper[P, R]):
                 plan.stored_type,
                 (body, plan.namespace),
                 read_at,
+                not plan.enveloped,  # an envelope's serve is counted once judged
             )
         else:
-            found, seen = cache._lookup(body, plan.stored_type, plan.namespace, tags)
+            found, seen = cache._lookup(
+                body, plan.stored_type, plan.namespace, tags, counted=not plan.enveloped
+            )
         if found is MISSING:
             return self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))
         if plan.enveloped:  # stale-while-revalidate or early refresh
@@ -91,7 +94,7 @@ class CachedFunction(Wrapper[P, R]):
 
     def _serve(self, envelope: Any, job: Job) -> R:
         """A hit in its freshness envelope: its value, refreshed behind the caller if due."""
-        if self._plan.due(job.cache, envelope):
+        if self._plan.due(job.cache, envelope, job.read_at):
             name = f"kirocache-refresh {job.body}"
             self._refreshes.start((id(job.cache), job.body), name, lambda: self._compute(job))
         return cast("R", envelope[2])

@@ -26,6 +26,7 @@ from kirocache.exceptions import (
     ValueTooLargeError,
 )
 from kirocache.keys import ArgumentKey, KeyTemplate, Namespace
+from kirocache.metrics import Outcome
 
 if typing.TYPE_CHECKING:
     from kirocache._cache import Cache, Seen
@@ -321,14 +322,17 @@ class Plan:
                 return "refresh"
         return "fresh"
 
-    def due(self, cache: Cache, entry: tuple[float, float, Any]) -> bool:
-        """Whether a hit's envelope asks for a background refresh; a stale hit is counted."""
+    def due(self, cache: Cache, entry: tuple[float, float, Any], started: float) -> bool:
+        """Whether a hit's envelope asks for a background refresh; the serve is counted.
+
+        A read of an envelope is counted here, once judged: ``stale`` when its value is
+        past its fresh time (served while a refresh runs), else ``hit``; ``started`` is
+        when the read started (``time.perf_counter``), for its latency.
+        """
         state = self.freshness(entry, cache.clock.time())
-        if state == "fresh":
-            return False
-        if state == "stale" and cache.metrics is not None:
-            cache.metrics.record("get", self.namespace.prefix, "stale", 0.0)
-        return True
+        outcome: Outcome = "stale" if state == "stale" else "hit"
+        cache.guard.observe("get", self.namespace.prefix, outcome, started)
+        return state != "fresh"
 
     def unserializable(self, exc: Exception) -> SerializationError:
         """The error for a result that cannot be cached, naming this function."""
