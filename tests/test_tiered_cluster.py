@@ -11,9 +11,10 @@ and so does the new one). The figures printed with ``-s`` are in docs/cluster.md
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -264,6 +265,55 @@ async def test_async_invalidations_reach_the_other_backend(
     assert await until(lambda: acopied([f"apat:{k}" for k in keys]))
     assert await first.adelete_pattern("apat:*") == len(keys)
     assert await until(lambda: agone([f"apat:{k}" for k in keys]))
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_a_real_second_process_drops_what_this_one_invalidates(redis_cluster: LocalCluster) -> None:
+    import tiered_worker
+
+    redis_cluster.flush()
+    prefix, db_key = "proc:", "proc:db"
+    raw = tiered_worker.raw_client(redis_cluster.url)
+    raw.set(db_key, 1)
+    raw.delete(db_key + ":calls")
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    channel = "kirocache:invalidate"
+    reader = context.Process(
+        target=tiered_worker.reader, args=(redis_cluster.url, channel, prefix, db_key, theirs)
+    )
+    reader.start()
+    theirs.close()  # the reader's end: if it dies, recv() raises EOFError at once
+
+    def report() -> dict[str, Any]:
+        assert ours.poll(60), "the reader process did not report"
+        received: dict[str, Any] = ours.recv()
+        assert "error" not in received, received["error"]
+        return received
+
+    writer = Cache(tiered(redis_cluster.url), key_prefix=prefix)
+    try:
+        cached_there = report()
+        assert cached_there["connected"] is True
+        assert cached_there["first"] == cached_there["again"] == {"id": 7, "version": 1}
+        assert cached_there["local_hits"] >= 1  # the third call came from its local layer
+        raw.set(db_key, 2)
+        assert tiered_worker.profile_function(writer, raw, db_key).invalidate(7) is True
+        ours.send("go")
+        seen = report()
+        assert seen["latest"] == {"id": 7, "version": 2}
+        assert seen["applied"] >= 1
+        assert int(raw.get(db_key + ":calls") or 0) == 2
+    finally:
+        ours.close()  # a reader still waiting for "go" gets EOFError and ends
+        reader.join(30)
+        if reader.is_alive():
+            reader.terminate()
+            reader.join()
+        writer.close()
+        raw.close()
+    assert reader.exitcode == 0
 
 
 # ---- the subscriber's node killed --------------------------------------------------------------

@@ -6,7 +6,7 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -25,6 +25,14 @@ def profile_function(
         return {"id": user_id, "version": int(raw.get(db_key) or 0)}
 
     return profile
+
+
+def raw_client(url: str) -> redis.Redis:
+    """A plain client of the "database": one node's, or a cluster's (by its first seed)."""
+    if "+cluster://" not in url:
+        return redis.Redis.from_url(url)
+    host, _, port = url.partition("://")[2].split(",")[0].rpartition(":")
+    return cast("redis.Redis", redis.RedisCluster(host=host, port=int(port)))
 
 
 def reader(
@@ -58,7 +66,7 @@ def _read(
 ) -> None:
     backend = TieredBackend.from_url(url, channel=channel, local_ttl=60, **options)
     cache = Cache(backend, key_prefix=key_prefix)
-    raw = redis.Redis.from_url(url)
+    raw = raw_client(url)
     try:
         connected = backend.wait_connected(10)
         profile = profile_function(cache, raw, db_key)
