@@ -10,10 +10,12 @@ import redis
 import redis.asyncio
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from kirocache import Cache, InvalidKeyError, Namespace
 from kirocache._cache.keyspace import KeySpace
 from kirocache.backends import MemoryBackend
+from kirocache.backends._cluster_plan import slot_of
 from kirocache.backends._redis_commands import as_bytes_list
 from kirocache.backends._redis_connections import packed
 from kirocache.exceptions import BackendError
@@ -193,3 +195,16 @@ def test_a_hot_read_is_packed_as_redis_py_packs_it(command: tuple[str, ...]) -> 
     ):
         assert packed(other, ("GET", "é")) == other.pack_command("GET", "é")
     assert b"".join(other.pack_command("GET", "é")).endswith(b"\xe9\r\n")
+
+
+# -- the cluster's slots -----------------------------------------------------------------------
+
+
+@given(st.text(alphabet="ab{}é\ud800x", max_size=10))
+def test_slot_of_is_redis_key_slot(key: str) -> None:
+    assert slot_of(key) == key_slot(key.encode("utf-8", "surrogatepass"))
+
+
+def test_slot_of_hashes_the_hash_tag_only() -> None:
+    assert slot_of("{user:1}:profile") == slot_of("{user:1}:orders") == slot_of("user:1")
+    assert slot_of("a{}b") == key_slot(b"a{}b")  # an empty tag is no tag

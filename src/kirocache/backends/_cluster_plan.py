@@ -17,11 +17,12 @@ it run first. The flow is a generator run by the backend's sync and async driver
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
-from redis.crc import key_slot
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from kirocache.backends._protocol import TOMBSTONE_PREFIX, Op
 from kirocache.backends._redis_commands import Command, plan
@@ -44,9 +45,22 @@ Flow = Generator[list[Command], list[object], list[object]]
 """Yields a round of commands, receives their replies, returns each op's raw answer."""
 
 
+_SLOTS: Final = REDIS_CLUSTER_HASH_SLOTS
+
+
 def slot_of(key: str) -> int:
-    """The hash slot of ``key`` (its ``{hash tag}`` only, when it has one)."""
-    return int(key_slot(key.encode("utf-8", "surrogatepass")))
+    """The hash slot of ``key`` (its ``{hash tag}`` only, when it has one).
+
+    ``redis.crc.key_slot`` inlined, looking for the tag in the ``str`` (braces are single
+    bytes in UTF-8, never inside another character's bytes): called once or twice per key
+    of every cluster ``get_many`` and batch.
+    """
+    start = key.find("{")
+    if start > -1:
+        end = key.find("}", start + 1)
+        if end > -1 and end != start + 1:
+            key = key[start + 1 : end]
+    return crc_hqx(key.encode("utf-8", "surrogatepass"), 0) % _SLOTS
 
 
 def op_keys(op: Op) -> list[str]:
