@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
     from cluster_server import LocalCluster, LocalSentinel
+    from redis_server import RedisServer
 
 pytest_plugins = ["cluster_server"]
 pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
 THREADS = 8
 TASKS = 100
 _GIVE_UP = 60.0
+_STATES = ("closed", "open", "half_open")
 
 
 @dataclass
@@ -42,11 +44,14 @@ class Load:
     keys: list[str]
     watched: set[str]
     stale: str
+    healthy: set[str] = field(default_factory=set)
     errors: list[BaseException] = field(default_factory=list)
     reads: int = 0
     stale_reads: int = 0
+    killed_at: float = 0.0
     watched_hit_at: list[float] = field(default_factory=list)
     watched_miss_at: list[float] = field(default_factory=list)
+    healthy_hit_at: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,9 +60,11 @@ class Load:
             self.reads += 1
             if key == self.stale and value is not None:
                 self.stale_reads += 1
+            hit = value == f"v:{key}"
             if key in self.watched:
-                hit = value == f"v:{key}"
                 (self.watched_hit_at if hit else self.watched_miss_at).append(time.monotonic())
+            elif key in self.healthy and hit:
+                self.healthy_hit_at.append(time.monotonic())
 
     def thread(self, offset: int) -> None:
         at = offset
@@ -90,9 +97,10 @@ class Load:
 
         asyncio.run(all_tasks())
 
-    def start(self) -> list[threading.Thread]:
+    def start(self, *, tasks: bool = True) -> list[threading.Thread]:
         workers = [threading.Thread(target=self.thread, args=(n,)) for n in range(THREADS)]
-        workers.append(threading.Thread(target=self.run_tasks))
+        if tasks:
+            workers.append(threading.Thread(target=self.run_tasks))
         for worker in workers:
             worker.start()
         return workers
@@ -121,12 +129,12 @@ def _until(check: Callable[[], object]) -> float:
     return time.monotonic() - start
 
 
-def _run_failover(load: Load, kill: Callable[[], None]) -> float:
-    workers = load.start()
+def _run_failover(load: Load, kill: Callable[[], None], *, tasks: bool = True) -> float:
+    workers = load.start(tasks=tasks)
     try:
         time.sleep(1.0)
         assert load.hits_after(0), "no hit before the kill"
-        killed_at = time.monotonic()
+        load.killed_at = killed_at = time.monotonic()
         kill()
         _until(lambda: load.outage(killed_at))
         time.sleep(0.5)
@@ -229,3 +237,220 @@ def test_a_cluster_down_is_an_outage_the_cache_fails_open_on(fresh_cluster: Loca
     assert cache.get("k") is None
     assert cache.set("k", 2) is False
     cache.backend.close()
+
+
+# ---- one breaker per node: a dead primary costs only its own slots ---------------------------
+
+
+def _name(node: RedisServer) -> str:
+    return f"127.0.0.1:{node.port}"
+
+
+def _states(cache: Cache) -> dict[str, dict[str, object]]:
+    states: dict[str, dict[str, object]] = cache.backend.node_states()
+    return states
+
+
+def test_a_dead_primary_costs_only_its_own_keys_until_its_replica_takes_over(
+    fresh_cluster: LocalCluster,
+) -> None:
+    cache = Cache.from_url(fresh_cluster.url, key_prefix="partial:")
+    keys = [f"k{n}" for n in range(60)]
+    for key in keys:
+        cache.set(key, f"v:{key}")
+    victim = fresh_cluster.primary_of(f"partial:{keys[0]}")
+    with redis.Redis(port=victim.port) as primary:
+        assert primary.wait(1, 5000) >= 1
+    watched = {k for k in keys if fresh_cluster.primary_of(f"partial:{k}") is victim}
+    healthy = set(keys) - watched
+    assert watched
+    assert healthy
+    breaker = cache.breaker
+    assert breaker is not None
+    assert breaker.times_opened == 0
+    load = Load(cache, keys, watched, stale="", healthy=healthy)
+    # what operators would have seen of the victim's breaker during the outage
+    seen: set[object] = set()
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.02):
+            seen.add(_states(cache).get(_name(victim), {}).get("state"))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        # threads only: redis-py's asyncio cluster client re-reads the slot map for every
+        # task after a node fails, and calls that wait for it out of their deadline cannot
+        # say which node they were stuck on (docs/faults.md)
+        resumed = _run_failover(load, lambda: fresh_cluster.kill(victim), tasks=False)
+    finally:
+        sampling.set()
+        sampler.join()
+
+    window = load.outage(load.killed_at)
+    assert window is not None
+    down, up = window
+    served = [at for at in load.healthy_hit_at if down < at < up]
+    print(
+        f"\ncluster, per-node breakers: {load.reads} reads; the killed primary's keys missed "
+        f"for {up - down:.2f} s (back {resumed:.2f} s after SIGKILL); {len(served)} hits on "
+        f"the other primaries' keys meanwhile; victim's breaker seen {sorted(map(str, seen))}"
+    )
+    assert load.errors == [], "".join(traceback.format_exception(load.errors[0]))
+    assert served, "the healthy primaries' keys stopped being served"
+    assert "open" in seen or "half_open" in seen, "the dead primary's breaker never opened"
+    assert breaker.times_opened == 0, "a partial outage opened the cache's breaker"
+    _until(lambda: all(cache.get(k) == f"v:{k}" for k in watched))
+    # the killed node serves no slots now: its record is gone, the promoted replica's closed
+    states = _states(cache)
+    assert _name(victim) not in states
+    assert all(state["state"] == "closed" for state in states.values())
+    cache.backend.close()
+
+
+def test_every_primary_unreachable_opens_the_cache_breaker(fresh_cluster: LocalCluster) -> None:
+    cache = Cache.from_url(fresh_cluster.url, key_prefix="all:")
+    keys = [f"k{n}" for n in range(30)]
+    for key in keys:
+        cache.set(key, f"v:{key}")
+    breaker = cache.breaker
+    assert breaker is not None
+    for node in list(fresh_cluster.nodes):
+        fresh_cluster.kill(node)
+    reads = iter(range(10**9))
+
+    def opened() -> bool:
+        key = keys[next(reads) % len(keys)]
+        assert cache.get(key) is None  # fails open, never raises
+        return breaker.times_opened > 0
+
+    _until(opened)
+    assert breaker.state in ("open", "half_open")
+    with pytest.raises(BackendError) as caught:
+        cache.backend.get(keys[0])
+    assert caught.value.outage is True
+    cache.backend.close()
+
+
+def _partial_outage(cluster: LocalCluster, prefix: str) -> tuple[RedisServer, list[str], list[str]]:
+    """Kill a primary and its replica, the other primaries keeping their slots served.
+
+    Without ``cluster-require-full-coverage no`` the cluster would refuse every key
+    (CLUSTERDOWN) once it sees a slot uncovered; with it, a dead node stays dead, and the
+    per-node breaker is what the test sees, however long it looks.
+    """
+    for node in cluster.nodes:
+        with cluster.client(node.port) as client:
+            client.config_set("cluster-require-full-coverage", "no")
+    keys = [f"{prefix}{n}" for n in range(40)]
+    victim = cluster.primary_of(keys[0])
+    lost = [k for k in keys if cluster.primary_of(k) is victim]
+    kept = [k for k in keys if k not in lost]
+    for node in [*cluster.replicas_of(victim), victim]:
+        cluster.kill(node)
+    return victim, lost, kept
+
+
+def test_batches_serve_the_healthy_nodes_and_fail_only_the_dead_ones_part(
+    fresh_cluster: LocalCluster,
+) -> None:
+    from kirocache.backends import Op
+    from kirocache.exceptions import NodeUnavailableError
+    from kirocache.exporters import PrometheusMetrics
+    from kirocache.monitoring import HealthChecker
+
+    exporter = PrometheusMetrics()
+    cache = Cache.from_url(fresh_cluster.url, metrics=exporter)
+    exporter.watch(cache)
+    backend = cache.backend
+    for n in range(40):
+        cache.set(f"n{n}", n)
+    victim, lost, kept = _partial_outage(fresh_cluster, "n")
+    assert lost
+    assert kept
+
+    def refused_fast() -> bool:
+        failure = _failure(lambda: backend.get(lost[0]))
+        assert failure is not None
+        assert failure.outage is False  # the other primaries answer
+        return isinstance(failure, NodeUnavailableError)
+
+    _until(refused_fast)
+    refusal = _failure(lambda: backend.get(lost[0]))
+    assert isinstance(refusal, NodeUnavailableError)
+    assert refusal.node == _name(victim)
+    assert f"node {_name(victim)} is unavailable" in str(refusal)
+    # a batch over every node: the healthy nodes' ops run, the dead node's fail in their slots
+    results = backend.execute([Op("set", key, b"x") for key in [*lost, *kept]])
+    assert all(isinstance(r, NodeUnavailableError) for r in results[: len(lost)])
+    assert results[len(lost) :] == [True] * len(kept)
+    # through the cache: hits on healthy keys, misses on the dead node's, nothing raised
+    assert cache.get(kept[0]) is None  # "x" above is not a cache entry: a miss
+    cache.set(kept[0], "fresh")
+    assert cache.get(kept[0]) == "fresh"
+    assert cache.get(lost[0]) is None
+    assert cache.set(lost[0], "lost") is False
+    assert cache.breaker is not None
+    assert cache.breaker.times_opened == 0
+    # a pattern delete cannot reach the dead node's keys: it fails, never half done silently
+    with pytest.raises(BackendError):
+        list(backend.scan("n*"))
+    assert backend.ping() > 0  # the other primaries answer
+
+    async def async_side() -> None:
+        # at most one of these is the node's half-open trial; the others fail fast
+        failures = [await _afailure(backend.aget(lost[0])) for _ in range(5)]
+        assert all(f is not None and f.outage is False for f in failures)
+        assert any(isinstance(f, NodeUnavailableError) for f in failures)
+        assert await cache.aget(kept[0]) == "fresh"
+        await backend.aclose()
+
+    asyncio.run(async_side())
+
+    report = HealthChecker(cache).check()
+    assert report.status == "degraded"
+    [issue] = [issue for issue in report.issues if issue.kind == "node_unavailable"]
+    assert _name(victim) in issue.message
+    assert report.nodes[_name(victim)]["state"] in ("open", "half_open")
+
+    found = _samples(exporter)
+    victim_labels = {("node", _name(victim)), ("role", "primary")}
+    state = "kirocache_node_breaker_state"
+    assert found[(state, frozenset({*victim_labels, ("state", "closed")}))] == 0
+    assert sum(found[(state, frozenset({*victim_labels, ("state", s)}))] for s in _STATES) == 1
+    assert found[("kirocache_node_faults_total", frozenset(victim_labels))] >= 1
+    assert found[("kirocache_node_rejected_total", frozenset(victim_labels))] >= 1
+    for node in fresh_cluster.primaries():
+        labels = frozenset({("node", _name(node)), ("role", "primary")})
+        assert found[(state, labels | {("state", "closed")})] == 1
+        assert found[("kirocache_node_keys", labels)] >= 1
+    backend.close()
+
+
+def _failure(call: Callable[[], object]) -> BackendError | None:
+    try:
+        call()
+    except BackendError as exc:
+        return exc
+    return None
+
+
+async def _afailure(call: Awaitable[object]) -> BackendError | None:
+    try:
+        await call
+    except BackendError as exc:
+        return exc
+    return None
+
+
+def _samples(exporter: object) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = generate_latest(exporter.registry).decode()  # type: ignore[attr-defined]
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

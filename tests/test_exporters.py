@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kirocache import Cache
-from kirocache.exceptions import ConfigurationError
+from kirocache.backends import BackendStats
+from kirocache.exceptions import BackendError, ConfigurationError
 from kirocache.exporters import OpenTelemetryMetrics, PrometheusMetrics
 from kirocache.metrics import InMemoryMetrics, MultiMetrics
 
@@ -159,3 +160,132 @@ def test_otel_metrics_instruments(
     }
     assert points["get"].count == 2
     assert points["get"].sum == pytest.approx(0.006)
+
+
+# -- per-node series of a Redis Cluster (a stand-in backend: no server) ---------------------
+
+
+class _ClusterLike:
+    """What the exporters read of a cluster backend: node_states() and stats()."""
+
+    def __init__(self) -> None:
+        self.stats_calls = 0
+        self.states: dict[str, dict[str, object]] = {
+            "10.0.0.1:7000": {
+                "role": "primary",
+                "state": "closed",
+                "faults": 0,
+                "rejected": 0,
+                "openings": 0,
+            },
+            "10.0.0.2:7000": {
+                "role": "primary",
+                "state": "open",
+                "faults": 5,
+                "rejected": 12,
+                "openings": 1,
+            },
+        }
+
+    def node_states(self) -> dict[str, dict[str, object]]:
+        return self.states
+
+    def stats(self) -> BackendStats:
+        self.stats_calls += 1
+        node = {"keys": 10, "used_memory": 2048, "max_memory": 0, "hits": 7, "uptime_seconds": 9.5}
+        return BackendStats(backend="redis-cluster", extra={"nodes": {"10.0.0.1:7000": node}})
+
+
+def test_prometheus_node_series_are_labelled_by_node_and_role() -> None:
+    exporter = PrometheusMetrics()
+    backend = _ClusterLike()
+    exporter.watch(backend)
+    found = samples(exporter)
+    up = frozenset({("node", "10.0.0.1:7000"), ("role", "primary")})
+    down = frozenset({("node", "10.0.0.2:7000"), ("role", "primary")})
+    state = "kirocache_node_breaker_state"
+    assert found[(state, up | {("state", "closed")})] == 1
+    assert found[(state, up | {("state", "open")})] == 0
+    assert found[(state, down | {("state", "open")})] == 1
+    assert found[(state, down | {("state", "half_open")})] == 0
+    assert found[("kirocache_node_faults_total", down)] == 5
+    assert found[("kirocache_node_rejected_total", down)] == 12
+    assert found[("kirocache_node_breaker_openings_total", down)] == 1
+    assert found[("kirocache_node_keys", up)] == 10
+    assert found[("kirocache_node_used_memory_bytes", up)] == 2048
+    assert found[("kirocache_node_hits_total", up)] == 7
+    assert found[("kirocache_node_uptime_seconds", up)] == 9.5
+    # the open node's stats could not be read: it has breaker series, no figures
+    assert ("kirocache_node_keys", down) not in found
+    # a scrape reads the stats once, whatever the number of series
+    assert backend.stats_calls == 1
+
+
+def test_prometheus_has_no_node_series_on_one_node() -> None:
+    exporter = PrometheusMetrics()
+    cache = Cache.from_url("memory://", metrics=exporter)
+    exporter.watch(cache)
+    cache.get("k")
+    names = {name for name, _ in samples(exporter)}
+    assert not any(name.startswith("kirocache_node_") for name in names)
+    assert "kirocache_operations_total" in names
+    # no empty label either
+    assert all(value for _, labels in samples(exporter) for _, value in labels)
+
+
+def test_prometheus_node_series_survive_a_failing_stats() -> None:
+    class Failing(_ClusterLike):
+        def stats(self) -> BackendStats:
+            raise BackendError("every primary is down")
+
+    exporter = PrometheusMetrics()
+    exporter.watch(Failing(), stats=True)
+    found = samples(exporter)
+    down = frozenset({("node", "10.0.0.2:7000"), ("role", "primary")})
+    assert found[("kirocache_node_breaker_state", down | {("state", "open")})] == 1
+    assert not any(name == "kirocache_node_keys" for name, _ in found)
+
+
+def test_otel_node_instruments_carry_node_attributes(
+    otel: tuple[OpenTelemetryMetrics, InMemoryMetricReader, InMemorySpanExporter],
+) -> None:
+    hook, reader, _ = otel
+    hook.watch(_ClusterLike())
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        (metric.name, frozenset((p.attributes or {}).items())): p.value  # type: ignore[union-attr]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for p in metric.data.data_points
+    }
+    up = {("cache.node", "10.0.0.1:7000"), ("cache.node.role", "primary")}
+    down = {("cache.node", "10.0.0.2:7000"), ("cache.node.role", "primary")}
+    state = "kirocache.node.breaker.state"
+    assert points[(state, frozenset({*down, ("cache.node.breaker.state", "open")}))] == 1
+    assert points[(state, frozenset({*up, ("cache.node.breaker.state", "open")}))] == 0
+    assert points[("kirocache.node.faults", frozenset(down))] == 5
+    assert points[("kirocache.node.rejected", frozenset(down))] == 12
+    assert points[("kirocache.node.keys", frozenset(up))] == 10
+    assert ("kirocache.node.keys", frozenset(down)) not in points
+
+
+def test_otel_observes_no_nodes_on_one_node(
+    otel: tuple[OpenTelemetryMetrics, InMemoryMetricReader, InMemorySpanExporter],
+) -> None:
+    hook, reader, _ = otel
+    cache = Cache.from_url("memory://", metrics=hook)
+    hook.watch(cache)
+    cache.get("k")
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {
+        metric.name
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.data.data_points
+    }
+    assert "kirocache.operations" in names
+    assert not any(name.startswith("kirocache.node.") for name in names)

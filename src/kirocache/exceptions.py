@@ -13,6 +13,7 @@ __all__ = [
     "InvalidTTLError",
     "KirocacheError",
     "LockNotAcquiredError",
+    "NodeUnavailableError",
     "PermissionDeniedError",
     "SerializationError",
     "ValueTooLargeError",
@@ -73,6 +74,22 @@ class CommandError(BackendError):
     """
 
     outage = False
+
+
+class NodeUnavailableError(BackendError):
+    """One node of a Redis Cluster is down: its circuit breaker is open, nothing was sent.
+
+    Raised (or put in an op's slot) at once, without a connect attempt, for a call whose
+    keys live in that node's slots. While other primaries answer, it is not an outage of
+    the cache (``outage`` is ``False``): the cache fails that call open, and its own
+    breaker stays closed for the keys of the healthy nodes. When every primary's breaker
+    is open, ``outage`` is ``True``.
+
+    Attributes:
+        node: The node, as ``host:port``.
+    """
+
+    node: str = ""
 
 
 class AuthenticationError(BackendError):

@@ -24,6 +24,7 @@ __all__ = [
     "NamespaceHealth",
     "judge",
     "misconfigured",
+    "nodes_down",
 ]
 
 HealthStatus: TypeAlias = Literal["healthy", "degraded", "unhealthy"]
@@ -86,6 +87,9 @@ class HealthReport:
             until it can replay them (other processes may serve what they invalidate).
         min_reads: Reads a namespace needs before its hit rate is judged.
         issues: What was found wrong, most severe first.
+        nodes: Each node's circuit breaker on a Redis Cluster, by ``host:port`` (the
+            backend's ``node_states()``: ``role``, ``state``, ``faults``, ...); empty on
+            one node.
     """
 
     status: HealthStatus
@@ -99,6 +103,7 @@ class HealthReport:
     min_reads: int
     invalidations_pending: int = 0
     issues: tuple[Issue, ...] = field(default=())
+    nodes: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain dicts, lists, strings and numbers."""
@@ -107,6 +112,7 @@ class HealthReport:
         }
         data["namespaces"] = [asdict(item) for item in self.namespaces]
         data["issues"] = [asdict(item) for item in self.issues]
+        data["nodes"] = {name: dict(state) for name, state in self.nodes.items()}
         backend = None
         if self.backend is not None:
             backend = asdict(self.backend)
@@ -305,6 +311,55 @@ def misconfigured(report: HealthReport, failure: BackendError | None) -> HealthR
     return replace(report, status=status, issues=issues)
 
 
+_NODE_FIX: Final = (
+    "check that node (its process, host and network); its replica takes its slots over "
+    "after cluster-node-timeout, and the cache follows at once"
+)
+
+
+def nodes_down(report: HealthReport) -> HealthReport:
+    """``report`` with an issue for each cluster primary whose circuit breaker is open.
+
+    Calls for such a node's slots fail at once (reads miss, writes are skipped) while the
+    other primaries serve theirs: the cache is ``degraded``, not down, and the issue
+    names the node.
+
+    Args:
+        report: A judged report, with its ``nodes``.
+
+    Returns:
+        The report, with a ``node_unavailable`` issue per open primary.
+    """
+    found = [
+        Issue(
+            "node_unavailable",
+            f"cluster node {name} is unavailable: its circuit breaker is {state['state']} "
+            f"after {state.get('faults', 0)} connection failures; calls for its slots fail "
+            f"open while the other primaries serve theirs",
+            _NODE_FIX,
+            "high",
+        )
+        for name, state in report.nodes.items()
+        if state.get("state") in ("open", "half_open") and state.get("role") == "primary"
+    ]
+    if not found:
+        return report
+    issues = tuple(sorted((*report.issues, *found), key=lambda issue: _RANK[issue.severity]))
+    status: HealthStatus = "unhealthy" if report.status == "unhealthy" else "degraded"
+    return replace(report, status=status, issues=issues)
+
+
+def _node_states(backend: object) -> dict[str, Mapping[str, object]]:
+    """A cluster backend's ``node_states()`` (no I/O); empty for any other backend."""
+    states_of = getattr(backend, "node_states", None)
+    if not callable(states_of):
+        return {}
+    try:
+        return dict(states_of())
+    except Exception:  # noqa: BLE001 - a health check reports, it never raises
+        return {}
+
+
 def find_in_memory_metrics(hook: MetricsHook | None) -> InMemoryMetrics | None:
     """The ``InMemoryMetrics`` a cache reports to, directly or through ``MultiMetrics``."""
     if isinstance(hook, InMemoryMetrics):
@@ -413,8 +468,9 @@ class HealthChecker:
             errors_since_last_check=errors,
             min_reads=self.min_reads,
             invalidations_pending=self.cache.pending_invalidations()["invalidations_pending"],
+            nodes=_node_states(self.cache.backend),
         )
-        return misconfigured(judge(figures, self.thresholds), failure)
+        return nodes_down(misconfigured(judge(figures, self.thresholds), failure))
 
     def _namespaces(self) -> tuple[NamespaceHealth, ...]:
         metrics = find_in_memory_metrics(self.cache.metrics)

@@ -10,24 +10,37 @@ are said as the outages they are.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar, cast
 
 import redis
 import redis.asyncio.cluster
 from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from kirocache.backends._cluster_breaker import NodeBreakers, unavailable
 from kirocache.backends._cluster_clients import LazyCluster, arouted_pipe, refused, routed_pipe
+from kirocache.backends._cluster_nodes import (
+    failed_node,
+    node_fault,
+    primaries_of,
+    route,
+    target,
+)
 from kirocache.backends._redis_clients import RedisTransport
 from kirocache.backends._redis_commands import Command, scan_page
 from kirocache.backends._redis_connections import begin_call, bounded, end_call
+from kirocache.exceptions import BackendError, CommandError, NodeUnavailableError
 
 __all__ = ["ClusterTransport", "page"]
 
 # asyncio.TimeoutError is not an OSError before 3.11 (as in the single node's transport)
 _ERRORS: Final = (redis.RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
+# What a pipeline leaves in a command's slot when the command's node could not be reached.
+_SLOT_FAULTS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+_T = TypeVar("_T")
 
 
 def page(raw: object) -> tuple[int, list[bytes]]:
@@ -38,12 +51,14 @@ def page(raw: object) -> tuple[int, list[bytes]]:
     return scan_page(raw)
 
 
-def _closed_under_us(exc: AttributeError) -> bool:
-    """An AttributeError raised inside redis-py: a connection it closed under this call.
+def _closed_under_us(exc: Exception) -> bool:
+    """An AttributeError or TypeError raised inside redis-py: a connection closed under us.
 
-    redis-py's asyncio cluster disconnects every connection of a node that failed, also
-    those other tasks are using at that moment; their next step then finds the stream
-    gone (``'NoneType' object has no attribute 'writelines'``). That is a lost connection.
+    redis-py disconnects the connections of a node that failed, also those other callers
+    are using or taking from the pool at that moment; their next step then finds the
+    socket gone (asyncio: ``'NoneType' object has no attribute 'writelines'``; threads,
+    with hiredis: ``TypeError: argument must be an int, or have a fileno() method``
+    when it polls the socket of a connection it just took). That is a lost connection.
     """
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -51,7 +66,7 @@ def _closed_under_us(exc: AttributeError) -> bool:
     return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
 
 
-def _lost(exc: AttributeError) -> RedisConnectionError:
+def _lost(exc: Exception) -> RedisConnectionError:
     error = RedisConnectionError(f"Connection closed by the client during the call: {exc}")
     error.__cause__ = exc
     return error
@@ -61,33 +76,426 @@ _unreachable: Final = refused
 
 
 class ClusterTransport(RedisTransport):
-    """The clients under ``RedisClusterBackend`` and the one way its commands reach them."""
+    """The clients under ``RedisClusterBackend`` and the one way its commands reach them.
+
+    Every call passes its node's breaker (``_cluster_breaker``): while every node is
+    healthy that is one attribute read; once a node has failed, each call looks up the
+    node its key maps to, a call for an open node fails at once, and a batch sends only
+    the commands of the other nodes (the open node's get its error in their slots).
+    """
 
     _lazy: LazyCluster
+    _nodes: NodeBreakers
+    _known: list[str]
+
+    def _setup(self, *args: Any, node_breakers: NodeBreakers | None = None, **kwargs: Any) -> None:
+        super()._setup(*args, **kwargs)
+        self._nodes = node_breakers if node_breakers is not None else NodeBreakers()
+        self._known = []  # the primaries of the last slot map read, by host:port
+
+    # ---- what operators see -----------------------------------------------------------------
+
+    def node_states(self) -> dict[str, dict[str, object]]:
+        """Each primary's circuit breaker, by ``host:port``, without I/O.
+
+        Returns:
+            Per node: ``role`` (``"primary"``), ``state`` (``closed``, ``open``,
+            ``half_open``), ``failures`` (connection failures in a row), ``faults``
+            (counted in all), ``rejected`` (calls failed fast while open) and
+            ``openings``. Empty before the slot map was first read.
+        """
+        primaries = self._forget_moved()
+        states = self._nodes.snapshot(primaries)
+        for node, entry in states.items():
+            entry["role"] = "primary" if node in primaries else "unknown"
+        return states
+
+    def _managers(self) -> list[Any]:
+        """The slot maps of the clients built so far (the sync one, one per event loop)."""
+        found = [self._manager()]
+        loops = getattr(self._async_clients, "_by_loop", {})
+        found += [cast("Any", entry.client).nodes_manager for entry in list(loops.values())]
+        return [manager for manager in found if manager is not None]
+
+    # ---- the breakers' bookkeeping, both halves ---------------------------------------------
+
+    def _error(self, operation: str, exc: BaseException) -> BackendError:
+        # An op's slot may already hold the error said for its node (see _judged_slots).
+        if isinstance(exc, BackendError):
+            return exc
+        return super()._error(operation, exc)
+
+    def _manager(self) -> Any:
+        """The sync client's slot map if the client is built (reading it costs no I/O)."""
+        client = getattr(self._lazy, "_client", None)
+        return None if client is None else client.nodes_manager
+
+    def _amanager(self) -> Any:
+        entry = self._async_clients.current()
+        return None if entry is None else cast("Any", entry.client).nodes_manager
+
+    def _learn(self, manager: Any) -> list[str]:
+        """The primaries ``manager`` maps slots to (else those of the last map read)."""
+        primaries = primaries_of(manager)
+        if primaries:
+            self._known = primaries
+        return primaries or self._known
+
+    def _forget_moved(self) -> list[str]:
+        """Drop the breakers of nodes no client's slot map lists as a primary any more.
+
+        A failover moved their slots: calls go to the promoted replica. While one
+        client (an event loop's) still maps them, they are kept, so that its calls to
+        the dead node keep failing fast until its own map is read again.
+        """
+        primaries = list(dict.fromkeys(p for m in self._managers() for p in primaries_of(m)))
+        if primaries:
+            self._known = primaries
+            self._nodes.keep(primaries)
+        return primaries or self._known
+
+    def _judge(
+        self, error: BackendError, node: str | None, manager: Any, among: Sequence[str] = ()
+    ) -> None:
+        """Count a node's connection failure; while other primaries answer, no outage.
+
+        ``node`` is where the call was sent. A failure that says where it happened (the
+        connection on redis-py's exception, or the ``host:port`` in its message) counts
+        against that node. One that does not (the call's deadline ran out while it
+        waited, say for redis-py re-reading the slot map after another node failed)
+        counts against none. Either way, while some node is failing and another primary's
+        breaker is closed, it is a partial outage: not an outage of the cache, and no
+        reason to open the cache's breaker at once.
+        """
+        if not node_fault(error):
+            if node is not None and isinstance(error, CommandError):
+                self._nodes.success(node)  # it answered, refusing one command
+            return
+        nodes = self._nodes
+        primaries = self._learn(manager)
+        name = failed_node(error, among or ([node] if node else []))
+        if name is not None and (not primaries or name in primaries):
+            nodes.failure(name)
+        subject = name or node
+        if subject is None or nodes.healthy or not nodes.partial(subject, primaries):
+            return
+        error.outage = False
+        if name is None:
+            error.timed_out = False  # where it stalled is unknown: not the node's deadline
+
+    def _unavailable(self, operation: str, node: str, manager: Any) -> NodeUnavailableError:
+        error = unavailable(operation, node, self._display_url, self._nodes)
+        error.outage = not self._nodes.partial(node, self._learn(manager))
+        return error
+
+    def _answered(self, node: str, command: Command, manager: Any) -> None:
+        if route(manager, command) == node:
+            self._nodes.success(node)
+        else:
+            self._forget_moved()  # the slot moved (a failover): the old node may be gone
+
+    def _refusals(
+        self, operation: str, commands: Sequence[Command], manager: Any
+    ) -> tuple[list[str | None], dict[str, NodeUnavailableError]]:
+        """Each command's node, and an error for each node whose breaker refuses the call."""
+        names = [route(manager, command) for command in commands]
+        refused = {}
+        for node in dict.fromkeys(name for name in names if name is not None):
+            if not self._nodes.allow(node):
+                refused[node] = self._unavailable(operation, node, manager)
+        return names, refused
+
+    def _judged_slots(
+        self,
+        operation: str,
+        commands: Sequence[Command],
+        replies: list[object],
+        manager: Any,
+        names: Sequence[str | None] | None = None,
+    ) -> list[object]:
+        """Replies with each node's connection failures said once per node; answers counted."""
+        if names is None:
+            if self._nodes.healthy and not any(isinstance(r, _SLOT_FAULTS) for r in replies):
+                return replies
+            names = [route(manager, command) for command in commands]
+        failed: dict[str | None, BackendError] = {}
+        for at, reply in enumerate(replies):
+            if isinstance(reply, _SLOT_FAULTS):
+                node = names[at]
+                error = super()._error(operation, reply)
+                if node not in failed:
+                    self._judge(error, node, manager)
+                    failed[node] = error
+                error.outage = failed[node].outage
+                replies[at] = error
+        for node in dict.fromkeys(names):
+            if node is not None and node not in failed:
+                self._nodes.success(node)
+        return replies
+
+    def _multi_failed(self, error: BackendError, commands: Sequence[Command], manager: Any) -> None:
+        among = [name for name in dict.fromkeys(route(manager, c) for c in commands) if name]
+        self._judge(error, among[0] if len(among) == 1 else None, manager, among)
+
+    # ---- sync half: its twin is the async half below ---------------------------------------
+
+    def _sent(self, operation: str, command: Command, send: Callable[[], _T]) -> _T:
+        """``send()`` a call to ``command``'s node, through that node's breaker."""
+        nodes = self._nodes
+        if nodes.healthy:
+            try:
+                return send()
+            except BackendError as error:
+                manager = self._manager()
+                self._judge(error, route(manager, command), manager)
+                raise
+        manager = self._manager()
+        node = route(manager, command)
+        if node is not None and not nodes.allow(node):
+            raise self._unavailable(operation, node, manager)
+        try:
+            answer = send()
+        except BackendError as error:
+            self._judge(error, node, manager)
+            raise
+        if node is not None:
+            self._answered(node, command, manager)
+        return answer
 
     def _call(self, operation: str, command: Command) -> object:
+        return self._sent(operation, command, lambda: self._call_cluster(operation, command))
+
+    def _call_cluster(self, operation: str, command: Command) -> object:
         try:
             return super()._call(operation, command)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
 
     def _pipe(
         self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
     ) -> list[object]:
         if transaction or len(commands) == 1:
+            return self._sent(
+                operation,
+                commands[0],
+                lambda: self._pipe_one(operation, commands, transaction, strict),
+            )
+        if self._nodes.healthy:
             try:
-                return super()._pipe(operation, commands, transaction=transaction, strict=strict)
-            except RedisClusterException as exc:
-                raise self._error(operation, _unreachable(exc)) from exc
+                replies = self._routed(operation, commands, strict)
+            except BackendError as error:
+                self._multi_failed(error, commands, self._manager())
+                raise
+            return self._judged_slots(operation, commands, replies, self._manager())
+        manager = self._manager()
+        names, refused = self._refusals(operation, commands, manager)
+        if refused and strict:
+            raise next(iter(refused.values()))
+        sending = [at for at, name in enumerate(names) if name not in refused]
+        answers: list[object] = [refused.get(name or "") for name in names]
+        if sending:
+            sent = [commands[at] for at in sending]
+            try:
+                got = self._routed(operation, sent, strict)
+            except BackendError as error:
+                self._multi_failed(error, sent, manager)
+                raise
+            got = self._judged_slots(operation, sent, got, manager, [names[at] for at in sending])
+            for at, reply in zip(sending, got, strict=True):
+                answers[at] = reply
+        return answers
+
+    def _pipe_one(
+        self, operation: str, commands: Sequence[Command], transaction: bool, strict: bool
+    ) -> list[object]:
+        try:
+            return super()._pipe(operation, commands, transaction=transaction, strict=strict)
+        except RedisClusterException as exc:
+            raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
+
+    def _routed(self, operation: str, commands: Sequence[Command], strict: bool) -> list[object]:
         begin_call(self._deadline)
         try:
             return routed_pipe(self._lazy.get(), commands, strict=strict)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
         finally:
             end_call()
+
+    def _on_node(self, operation: str, node: ClusterNode | str, command: Command) -> object:
+        """One command on one node, or on every primary (a node group such as ``primaries``).
+
+        On every primary (``ping``), each is asked in turn, open or not (a node that
+        answers closes its breaker at once), and the call fails only if none answers.
+        """
+        if not isinstance(node, str):
+            return self._on_one(operation, node, command, probe=False)
+        primaries = self._primaries(operation)
+        failure: BackendError | None = None
+        for each in primaries:
+            try:
+                answer = self._on_one(operation, each, command, probe=True)
+            except BackendError as error:  # noqa: PERF203 - one try per primary, by design
+                failure = failure or error
+            else:
+                return answer
+        raise _none_answered(failure, self._error(operation, _no_primary()))
+
+    def _on_one(
+        self, operation: str, node: ClusterNode, command: Command, *, probe: bool
+    ) -> object:
+        name = node.name
+        if not probe and not self._nodes.healthy and not self._nodes.allow(name):
+            raise self._unavailable(operation, name, self._manager())
+        begin_call(self._deadline)
+        try:
+            answer = self._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
+        except _ERRORS as exc:
+            error = self._error(operation, exc)
+            self._judge(error, name, self._manager())
+            raise error from exc
+        finally:
+            end_call()
+        self._nodes.success(name)
+        return answer
+
+    def _primaries(self, operation: str) -> list[ClusterNode]:
+        """Every primary; for ``stats``, those whose breaker is not open."""
+        begin_call(self._deadline)
+        try:
+            found = list(self._lazy.get().get_primaries())  # type: ignore[no-untyped-call]
+        except _ERRORS as exc:
+            raise self._error(operation, exc) from exc
+        finally:
+            end_call()
+        if operation == "stats":
+            found = [node for node in found if self._nodes.state(node.name) != "open"] or found
+        return found
+
+    # ---- async half: its twin is the sync half above ---------------------------------------
+
+    async def _asent(
+        self, operation: str, command: Command, send: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Async :meth:`_sent`."""
+        nodes = self._nodes
+        if nodes.healthy:
+            try:
+                return await send()
+            except BackendError as error:
+                manager = self._amanager()
+                self._judge(error, route(manager, command), manager)
+                raise
+        manager = self._amanager()
+        node = route(manager, command)
+        if node is not None and not nodes.allow(node):
+            raise self._unavailable(operation, node, manager)
+        try:
+            answer = await send()
+        except BackendError as error:
+            self._judge(error, node, manager)
+            raise
+        if node is not None:
+            self._answered(node, command, manager)
+        return answer
+
+    async def _acall(self, operation: str, command: Command) -> object:
+        return await self._asent(
+            operation, command, lambda: self._acall_cluster(operation, command)
+        )
+
+    async def _acall_cluster(self, operation: str, command: Command) -> object:
+        # The single node's _acall, but sent to the node the key maps to (as the sync
+        # pipelines do): redis-py then raises a dead node's connection error at once,
+        # saying the node, instead of re-reading the slot map and retrying within the
+        # call until the deadline cuts it short, with nothing said of where it stalled.
+        try:
+            entry = await self._aentry()
+            await self._admit(entry, operation)
+            try:
+                await self._pooled(entry)
+                client: Any = entry.client
+                node = target(client.nodes_manager, command)
+                async with bounded(self._deadline):
+                    if node is None:
+                        return await client.execute_command(*command)
+                    return await client.execute_command(*command, target_nodes=node)
+            except _ERRORS as exc:
+                raise self._error(operation, exc) from exc
+            finally:
+                self._leave(entry)
+        except RedisClusterException as exc:
+            raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
+
+    async def _apipe(
+        self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
+    ) -> list[object]:
+        if transaction or len(commands) == 1:
+            return await self._asent(
+                operation,
+                commands[0],
+                lambda: self._apipe_cluster(operation, commands, transaction, strict),
+            )
+        if self._nodes.healthy:
+            try:
+                replies = await self._apipe_cluster(operation, commands, transaction, strict)
+            except BackendError as error:
+                self._multi_failed(error, commands, self._amanager())
+                raise
+            return self._judged_slots(operation, commands, replies, self._amanager())
+        manager = self._amanager()
+        names, refused = self._refusals(operation, commands, manager)
+        if refused and strict:
+            raise next(iter(refused.values()))
+        sending = [at for at, name in enumerate(names) if name not in refused]
+        answers: list[object] = [refused.get(name or "") for name in names]
+        if sending:
+            sent = [commands[at] for at in sending]
+            try:
+                got = await self._apipe_cluster(operation, sent, transaction, strict)
+            except BackendError as error:
+                self._multi_failed(error, sent, manager)
+                raise
+            got = self._judged_slots(operation, sent, got, manager, [names[at] for at in sending])
+            for at, reply in zip(sending, got, strict=True):
+                answers[at] = reply
+        return answers
+
+    async def _apipe_cluster(
+        self, operation: str, commands: Sequence[Command], transaction: bool, strict: bool
+    ) -> list[object]:
+        try:
+            return await super()._apipe(operation, commands, transaction=transaction, strict=strict)
+        except RedisClusterException as exc:
+            raise self._error(operation, _unreachable(exc)) from exc
+        except (AttributeError, TypeError) as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise self._error(operation, _lost(exc)) from exc
 
     async def _apipe_on(
         self,
@@ -104,49 +512,6 @@ class ClusterTransport(RedisTransport):
                 return await arouted_pipe(client, commands, strict=strict)
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
-
-    async def _acall(self, operation: str, command: Command) -> object:
-        try:
-            return await super()._acall(operation, command)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
-            if not _closed_under_us(exc):
-                raise
-            raise self._error(operation, _lost(exc)) from exc
-
-    async def _apipe(
-        self, operation: str, commands: Sequence[Command], *, transaction: bool, strict: bool
-    ) -> list[object]:
-        try:
-            return await super()._apipe(operation, commands, transaction=transaction, strict=strict)
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
-            if not _closed_under_us(exc):
-                raise
-            raise self._error(operation, _lost(exc)) from exc
-
-    def _on_node(self, operation: str, node: ClusterNode | str, command: Command) -> object:
-        """One command on one node (or on a node group such as ``primaries``)."""
-        begin_call(self._deadline)
-        try:
-            return self._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
-        except RedisClusterException as exc:
-            raise self._error(operation, _unreachable(exc)) from exc
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
-
-    def _primaries(self, operation: str) -> list[ClusterNode]:
-        begin_call(self._deadline)
-        try:
-            return list(self._lazy.get().get_primaries())  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
-        finally:
-            end_call()
 
     async def _aentry(self) -> Any:
         entry = await super()._aentry()
@@ -169,26 +534,65 @@ class ClusterTransport(RedisTransport):
         return cast("redis.asyncio.cluster.RedisCluster", entry.client)
 
     async def _aon_node(self, operation: str, node: Any, command: Command) -> object:
+        """Async :meth:`_on_node`."""
+        if not isinstance(node, str):
+            return await self._aon_one(operation, node, command, probe=False)
+        primaries = await self._aprimaries(operation)
+        failure: BackendError | None = None
+        for each in primaries:
+            try:
+                answer = await self._aon_one(operation, each, command, probe=True)
+            except BackendError as error:  # noqa: PERF203 - one try per primary, by design
+                failure = failure or error
+            else:
+                return answer
+        raise _none_answered(failure, self._error(operation, _no_primary()))
+
+    async def _aon_one(self, operation: str, node: Any, command: Command, *, probe: bool) -> object:
+        name = str(node.name)
+        if not probe and not self._nodes.healthy and not self._nodes.allow(name):
+            raise self._unavailable(operation, name, self._amanager())
         try:
             client = await self._aclient()
             async with bounded(self._deadline):
-                return await client.execute_command(*command, target_nodes=node)
+                answer = await client.execute_command(*command, target_nodes=node)
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
-        except AttributeError as exc:
+        except (AttributeError, TypeError) as exc:
             if not _closed_under_us(exc):
                 raise
-            raise self._error(operation, _lost(exc)) from exc
+            error = self._error(operation, _lost(exc))
+            self._judge(error, name, self._amanager())
+            raise error from exc
         except _ERRORS as exc:
-            raise self._error(operation, exc) from exc
+            error = self._error(operation, exc)
+            self._judge(error, name, self._amanager())
+            raise error from exc
+        self._nodes.success(name)
+        return answer
 
     async def _aprimaries(self, operation: str) -> list[Any]:
         try:
             client = await self._aclient()
             async with bounded(self._deadline):
                 await client.initialize()
-            return list(client.get_primaries())
+            found = list(client.get_primaries())
         except RedisClusterException as exc:
             raise self._error(operation, _unreachable(exc)) from exc
         except _ERRORS as exc:
             raise self._error(operation, exc) from exc
+        if operation == "stats":
+            found = [node for node in found if self._nodes.state(node.name) != "open"] or found
+        return found
+
+
+def _no_primary() -> RedisConnectionError:
+    return RedisConnectionError("no primary is known: the slot map lists none")
+
+
+def _none_answered(failure: BackendError | None, otherwise: BackendError) -> BackendError:
+    """The error of a call to every primary that none answered: an outage of the cluster."""
+    error = failure if failure is not None else otherwise
+    if not isinstance(error, CommandError):
+        error.outage = True
+    return error
