@@ -11,17 +11,32 @@ int keys, a dataclass from an unannotated function), is returned uncached, count
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from kirocache import Cache, cached, cached_many
 from kirocache.exceptions import SerializationError
 from kirocache.serializers import CompressedSerializer, PickleSerializer
+
+
+class Color(enum.Enum):
+    RED = 1
+
+
+class Label(enum.StrEnum):
+    A = "a"
+
+
+class Key(str):
+    """A str subclass: as a key it reads back as a plain str."""
 
 
 @dataclasses.dataclass
@@ -117,6 +132,19 @@ def test_an_optional_annotation_caches_none(cache: Cache) -> None:
         (dict[str, Any], {"ids": {1: "a"}}, "$['ids'][1]: an int key"),
         (dict[str, Any], {"at": Decimal("1.10")}, "$['at'] is a Decimal"),
         (list[Profile], [Profile(1, "Ada"), None], "$[1]"),
+        # inside the records of a list, which the check walks inline
+        (dict[str, Any], {"log": [{"at": 1}, {"at": (1, 2)}]}, "$['log'][1]['at'] is a tuple"),
+        (dict[str, Any], {"log": [{"ms": 1.5}, {"ms": math.inf}]}, "$['log'][1]['ms'] is inf"),
+        (dict[str, Any], {"log": [{"c": Color.RED}]}, "$['log'][0]['c'] is a Color"),
+        (dict[str, Any], {"log": [{"s": Label.A}]}, "$['log'][0]['s'] is a Label"),
+        (dict[str, Any], {"log": [{"id": UUID(int=1)}]}, "$['log'][0]['id'] is a UUID"),
+        (dict[str, Any], {"log": [{"n": 2**64}]}, "$['log'][0]['n'] is an int beyond 64 bits"),
+        (dict[str, Any], {"log": [{Key("k"): 1}]}, "$['log'][0]['k']: a Key key"),
+        (dict[str, Any], {"log": [{"d": {"x": (1,)}}]}, "$['log'][0]['d']['x'] is a tuple"),
+        (dict[str, Any], {"log": [[{"x": {1, 2}}]]}, "$['log'][0][0]['x'] is a set"),
+        (dict[str, Any], {"log": [OrderedDict(a=1)]}, "$['log'][0] is an OrderedDict"),
+        (list[Any], [{"a": 1}, [(2,)]], "$[1][0] is a tuple"),
+        (list[Any], [{"a": 1}, {"b": [math.nan]}], "$[1]['b'][0] is nan"),
     ],
 )
 def test_a_result_that_would_not_read_back_is_refused_naming_where(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final
 
+from kirocache._values.formats import OrjsonSerializer
+from kirocache._values.framing import FORMAT_JSON, frame
 from kirocache._values.stamped import is_stamped
 from kirocache._values.wrappers import binds_key
 from kirocache.exceptions import ConfigurationError, CorruptValueError, ValueTooLargeError
@@ -54,14 +56,20 @@ class Codec:
         # what the hit path decoded, per full key (see ``decoding.decode``)
         self.decoded: Memo = {}
 
-    def dumps(self, key: str, value: object) -> bytes:
+    def dumps(self, key: str, value: object, payload: bytes | None = None) -> bytes:
         """Serialize ``value`` for ``key`` (named in the error).
+
+        ``payload``: the value's JSON as ``OrjsonSerializer`` encodes it, made already (by
+        ``@cached``'s check before a store); the plain ``OrjsonSerializer`` frames it
+        rather than encode the value again, other serializers ignore it.
 
         Raises:
             SerializationError: The value cannot be serialized.
             ValueTooLargeError: It is larger than ``max_value_size`` once serialized.
         """
-        if self._binds:
+        if payload is not None and self.serializer.__class__ is OrjsonSerializer:
+            data = frame(FORMAT_JSON, payload)
+        elif self._binds:
             data = self.serializer.dumps(value, key=key)  # type: ignore[call-arg]
         else:
             data = self.serializer.dumps(value)

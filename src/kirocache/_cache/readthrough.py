@@ -805,6 +805,7 @@ def store(
     seen: Seen,
     read_at: float,
     tags: Sequence[str] = (),
+    payload: bytes | None = None,
 ) -> bool:
     """Store a computed value unless the key changed since it was read (one round trip).
 
@@ -812,9 +813,12 @@ def store(
     invalidation (or another writer) changed the key since, or when a tombstone seen then
     may have expired by now, nothing is written: a value loaded before an invalidation
     never lands after it. The value goes to the key that was read, so a namespace bumped
-    meanwhile keeps it out of its new generation.
+    meanwhile keeps it out of its new generation. ``payload``: the value's JSON, already
+    encoded (``@cached``'s check made it), framed rather than encoded again when the
+    serializer is the plain ``OrjsonSerializer`` (see ``Codec.dumps``).
     """
-    return run(self.guard, _store(self, key, value, ttl, namespace, seen, read_at, tags))
+    flow = _store(self, key, value, ttl, namespace, seen, read_at, tags, payload)
+    return run(self.guard, flow)
 
 
 async def astore(
@@ -827,9 +831,11 @@ async def astore(
     seen: Seen,
     read_at: float,
     tags: Sequence[str] = (),
+    payload: bytes | None = None,
 ) -> bool:
     """Async ``store``."""
-    return await arun(self.guard, _store(self, key, value, ttl, namespace, seen, read_at, tags))
+    flow = _store(self, key, value, ttl, namespace, seen, read_at, tags, payload)
+    return await arun(self.guard, flow)
 
 
 def _store(
@@ -841,13 +847,14 @@ def _store(
     seen: Seen,
     read_at: float,
     tags: Sequence[str],
+    payload: bytes | None = None,
 ) -> Flow[bool]:
     guard, invalidator = self.guard, self.invalidator
     _, label, default_ttl = self.keyspace.resolve(key, namespace)
     full, expected, guards = seen
     seconds = self.keyspace.ttl(ttl, default_ttl, value)
     started = time.perf_counter()
-    data = self.codec.dumps(full, value)
+    data = self.codec.dumps(full, value, payload)
     if (
         expected == UNREAD
         or invalidator.too_late(read_at)

@@ -141,7 +141,10 @@ class AsyncCachedFunction(Wrapper[P, R]):
         plan, cache = self._plan, job.cache
         started = perf_counter()
         value: R = await self._func(*job.args, **job.kwargs)
-        if not plan.should_store(value) or not plan.storable(cache, value):
+        if not plan.should_store(value):
+            return value
+        admitted = plan.storable(cache, value)
+        if not admitted:
             return value
         stored, ttl = plan.stored(value, perf_counter() - started, cache.clock)
         try:
@@ -153,6 +156,8 @@ class AsyncCachedFunction(Wrapper[P, R]):
                 seen=job.seen,
                 read_at=job.read_at,
                 tags=job.tags,
+                # the check's encoding of the value, not made twice (not for an envelope)
+                payload=admitted if isinstance(admitted, bytes) and stored is value else None,
             )
         except (SerializationError, ValueTooLargeError) as exc:
             plan.refused(cache, exc)  # returned uncached, unless the function is strict

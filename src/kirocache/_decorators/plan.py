@@ -340,7 +340,7 @@ class Plan:
         error.__cause__ = exc
         return error
 
-    def storable(self, cache: Cache, value: object, check: Check | None = None) -> bool:
+    def storable(self, cache: Cache, value: object, check: Check | None = None) -> bool | bytes:
         """Whether a computed value may be stored: a hit would give it back as it is.
 
         With a serializer that stores JSON, a value that would not read back equal and of
@@ -354,6 +354,11 @@ class Plan:
             value: The computed value.
             check: The check of one value (``@cached_many``'s per id); the plan's by default.
 
+        Returns:
+            ``False``: not to be stored. Else ``True``, or the value's JSON payload when
+            the check encoded it on the way (``store``'s ``payload``: it is not encoded
+            twice).
+
         Raises:
             SerializationError: The value cannot be cached and the function is ``strict``.
         """
@@ -362,7 +367,7 @@ class Plan:
         if not speaks_json(serializer):
             return not speaks_msgpack(serializer) or self._packs(cache, check, value)
         try:
-            reason = check(value)
+            reason, payload = check.judge(value)
         except SerializationError as exc:  # no JSON form at all: the store would say the same
             self.refused(cache, exc)
             return False
@@ -370,7 +375,7 @@ class Plan:
             self.refused(cache, SerializationError("it is nested too deeply (or holds itself)"))
             return False
         if reason is None:
-            return True
+            return True if payload is None else payload
         return self._changed(cache, check, reason)
 
     def _packs(self, cache: Cache, check: Check, value: object) -> bool:

@@ -19,6 +19,7 @@ from types import UnionType
 from typing import Any, Final
 
 import msgspec
+import orjson
 
 from kirocache._values.formats import OrjsonSerializer, _encode
 from kirocache._values.packed import MsgpackSerializer
@@ -142,9 +143,22 @@ class Check:
         self._decoder: msgspec.json.Decoder[Any] | None = None
 
     def __call__(self, value: object) -> str | None:
+        return self.judge(value)[0]
+
+    def judge(self, value: object) -> tuple[str | None, bytes | None]:
+        """Why ``value`` would not read back as itself (``None``: it would), and its payload.
+
+        The payload is the JSON ``OrjsonSerializer`` would frame for the value, when the
+        check encoded it on the way (``None`` when it did not): a store can frame it
+        rather than encode the value again.
+
+        Raises:
+            SerializationError: The value has no JSON form at all, or the annotation is
+                one msgspec cannot decode into.
+        """
         quick = self._quick
         if quick is not None and quick(value):
-            return None
+            return None, None
         if self._top is not None:
             return _json_value(value, self._top)
         payload = _encode(value)
@@ -154,11 +168,12 @@ class Check:
         try:
             back = decoder.decode(payload)
         except msgspec.ValidationError as exc:
-            return _undecodable(value, exc, self.annotation)
+            return _undecodable(value, exc, self.annotation), None
         if back == value:
-            return None
+            return None, payload
         # None: equal field by field (a class whose == is identity, say)
-        return _difference(value, back, "$")
+        reason = _difference(value, back, "$")
+        return reason, payload if reason is None else None
 
 
 def _undecodable(value: object, exc: msgspec.ValidationError, annotation: Any) -> str:
@@ -172,16 +187,113 @@ def _undecodable(value: object, exc: msgspec.ValidationError, annotation: Any) -
     return f"a hit would not decode it ({exc})"
 
 
-def _json_value(value: object, top: type) -> str | None:
-    """Why ``value`` is not plain JSON under a ``top`` (``dict``, ``list`` or any), or ``None``."""
+def _json_value(value: object, top: type) -> tuple[str | None, bytes | None]:
+    """Why ``value`` is not plain JSON under a ``top`` (``dict``, ``list`` or any), or ``None``.
+
+    And the JSON payload of a plain value: a strict encode (``_strict``) refuses in C
+    what is not plain JSON in keys, integers and subclasses, and its bytes are the entry's
+    payload; the walk after it (``_leaves``) looks only at the types of the leaves. A
+    value either refuses is walked again the slow way, which says where and why.
+    """
     if top is not object and type(value) is not top:
         if not isinstance(value, top):
-            return (
+            reason = (
                 f"it is {_a(_name(type(value)))}, not the {_name(top)} its annotation says: "
                 f"return {_a(_name(top))}, or annotate what it returns"
             )
+            return reason, None
         value = top(value)  # a subclass (defaultdict): a hit gives the base type back
-    return None if _plain(value) else _not_json(value, "$")
+    payload = _strict(value)
+    if payload is not None and _leaves(value):
+        return None, payload
+    return (None if _plain(value) else _not_json(value, "$")), None
+
+
+# The strict encode: subclasses of the JSON types, dataclasses and datetimes go to
+# ``default`` (which refuses them, as it refuses anything without a JSON form), and so
+# do keys that are not exactly ``str`` and integers beyond 64 bits (orjson refuses both).
+# What it lets by and a read would change: tuples, enums, UUIDs and non-finite floats
+# (written as null), which ``_leaves`` finds by type. A value it accepts is written
+# exactly as ``_encode`` writes it: no ``default`` ran, no option changed a byte.
+_STRICT: Final = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
+def _refuse(obj: object) -> None:
+    raise TypeError
+
+
+def _strict(value: object) -> bytes | None:
+    """The JSON payload of ``value`` if it holds only JSON's own types, else ``None``."""
+    try:
+        return orjson.dumps(value, default=_refuse, option=_STRICT)
+    except orjson.JSONEncodeError:  # a refusal, or nesting deeper than orjson goes
+        return None
+
+
+def _leaves(value: object) -> bool:
+    """After ``_strict`` took ``value``: whether its leaves are all plain JSON (by type)."""
+    kind = type(value)
+    if kind is dict:
+        return _leaves_dict(value)  # type: ignore[arg-type]
+    if kind is list:
+        return _leaves_list(value)  # type: ignore[arg-type]
+    return kind is str or kind is bool or kind is int or value is None or _finite(value)
+
+
+def _finite(value: object) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
+# The walk after the strict encode, one call per container but the records of a list,
+# walked inline (a list of records is the usual large result): keys and integer ranges
+# are the encode's, so a leaf is judged by its exact type alone (and a float by its value).
+
+
+def _leaves_dict(value: dict[str, Any]) -> bool:
+    for item in value.values():
+        leaf = type(item)
+        if leaf is str or leaf is bool or leaf is int or item is None:
+            continue
+        if leaf is dict:
+            if not _leaves_dict(item):
+                return False
+        elif leaf is list:
+            if not _leaves_list(item):
+                return False
+        elif leaf is not float or not math.isfinite(item):
+            return False
+    return True
+
+
+def _leaves_list(value: list[Any]) -> bool:  # noqa: PLR0912 - records walked inline
+    for item in value:
+        leaf = type(item)
+        if leaf is dict:
+            for field in item.values():
+                kind = type(field)
+                if kind is str or kind is bool or kind is int or field is None:
+                    continue
+                if kind is dict:
+                    if not _leaves_dict(field):
+                        return False
+                elif kind is list:
+                    if not _leaves_list(field):
+                        return False
+                elif kind is not float or not math.isfinite(field):
+                    return False
+            continue
+        if leaf is str or leaf is bool or leaf is int or item is None:
+            continue
+        if leaf is list:
+            if not _leaves_list(item):
+                return False
+        elif leaf is not float or not math.isfinite(item):
+            return False
+    return True
 
 
 def _hashable(annotation: Any) -> bool:
