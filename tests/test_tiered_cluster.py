@@ -22,10 +22,11 @@ from redis.crc import key_slot
 
 import test_cluster
 from kirocache import Cache
+from kirocache.backends._tiered_cluster import ClusterRoute
 from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.backends.sentinel import RedisSentinelBackend
 from kirocache.backends.tiered import TieredBackend
-from kirocache.exceptions import ConfigurationError
+from kirocache.exceptions import BackendError, CommandError, ConfigurationError
 from kirocache.keys import Namespace
 
 if TYPE_CHECKING:
@@ -131,6 +132,62 @@ def test_tracking_mode_on_a_cluster_is_refused_naming_the_way_out() -> None:
 def test_from_url_takes_a_cluster_url_and_refuses_tracking_there() -> None:
     with pytest.raises(ConfigurationError, match="Redis Cluster"):
         TieredBackend.from_url("redis+cluster://127.0.0.1:1", invalidation="tracking")
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Remote:
+    """Just what ClusterRoute.publish asks of a RedisClusterBackend, with nodes that fail."""
+
+    def __init__(self, failing: dict[str, BackendError]) -> None:
+        self.nodes = [_Node("a:1"), _Node("b:2"), _Node("c:3")]
+        self.failing = failing
+        self.tried: list[str] = []
+        self._lazy = self
+
+    def get(self) -> Any:
+        return self
+
+    @property
+    def nodes_manager(self) -> Any:
+        return self
+
+    def get_node_from_slot(self, slot: int) -> _Node:
+        return self.nodes[0]
+
+    def _primaries(self, operation: str) -> list[_Node]:
+        return list(self.nodes)
+
+    def _on_node(self, operation: str, node: _Node, command: tuple[object, ...]) -> None:
+        self.tried.append(node.name)
+        if node.name in self.failing:
+            raise self.failing[node.name]
+
+
+def test_an_announcement_goes_to_the_written_key_s_node_then_to_the_next_that_answers() -> None:
+    down = BackendError("refused")
+    route = ClusterRoute(_Remote({}), "ch")  # type: ignore[arg-type]
+    route.publish("set", b"m", near="k")
+    assert route._remote.tried == ["a:1"]  # type: ignore[attr-defined]
+    remote = _Remote({"a:1": down})
+    ClusterRoute(remote, "ch").publish("set", b"m", near="k")  # type: ignore[arg-type]
+    assert remote.tried[0] == "a:1"
+    assert len(remote.tried) == 2  # one of the others took it
+    remote = _Remote({"a:1": down, "b:2": down, "c:3": down})
+    with pytest.raises(BackendError):
+        ClusterRoute(remote, "ch").publish("set", b"m", near="k")  # type: ignore[arg-type]
+    assert sorted(remote.tried) == ["a:1", "b:2", "c:3"]
+    remote = _Remote({"a:1": down})
+    with pytest.raises(BackendError):  # after a failed write: one try only
+        ClusterRoute(remote, "ch").publish("set", b"m", near="k", tries=1)  # type: ignore[arg-type]
+    assert remote.tried == ["a:1"]
+    remote = _Remote({"a:1": CommandError("NOPERM no channel")})
+    with pytest.raises(CommandError):  # a refusal no node will reverse
+        ClusterRoute(remote, "ch").publish("set", b"m", near="k")  # type: ignore[arg-type]
+    assert remote.tried == ["a:1"]
 
 
 # ---- the conformance suite, through the local layer ------------------------------------------

@@ -27,7 +27,7 @@ from redis.exceptions import RedisClusterException
 from kirocache.backends._cluster_plan import get_many_commands, get_many_values, one_slot, slot_of
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_bytes, decode_ttl
-from kirocache.backends._tiered_io import check_announced
+from kirocache.backends._tiered_io import changed_keys, check_announced
 from kirocache.backends._tiered_subscriber import subscriber_pool
 from kirocache.exceptions import BackendError, CommandError
 
@@ -89,16 +89,17 @@ class ClusterRoute:
         self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
     ) -> list[OpResult]:
         """Run ``ops`` (the cluster's rounds), then announce ``messages`` (one more round)."""
-        near = ops[0].key if ops else None
+        near = next(iter(changed_keys(ops)), None)
         try:
             results = self._remote.execute(
                 ops, transaction=self._transaction(operation, ops, transaction)
             )
         except BackendError:
-            # Some nodes may have taken their writes: say so all the same.
+            # Some nodes may have taken their writes: say so all the same, with one try
+            # (not one per primary: the call has already cost its deadline).
             with contextlib.suppress(BackendError):
                 for data in messages:
-                    self.publish(operation, data, near=near)
+                    self.publish(operation, data, near=near, tries=1)
             raise
         try:
             for data in messages:
@@ -107,17 +108,20 @@ class ClusterRoute:
             check_announced([exc])
         return results
 
-    def publish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+    def publish(
+        self, operation: str, data: bytes, *, near: str | None = None, tries: int | None = None
+    ) -> None:
         """PUBLISH on the node of ``near``, else on the first primary that answers.
 
-        A node that is down (unreachable, or its breaker open) is passed over for the next.
+        A node that is down (unreachable, or its breaker open) is passed over for the next,
+        up to ``tries`` nodes (``None``: every primary).
 
         Raises:
             CommandError: The server refused the PUBLISH (an ACL without the channel).
             BackendError: No primary took the message.
         """
         primaries = self._remote._primaries(operation)
-        targets = _first_near(primaries, self._near(self._remote._lazy.get(), near))
+        targets = _first_near(primaries, self._near(self._remote._lazy.get(), near))[:tries]
         error: BackendError | None = None
         for node in targets:
             try:
@@ -146,7 +150,7 @@ class ClusterRoute:
         self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
     ) -> list[OpResult]:
         """Async :meth:`write`."""
-        near = ops[0].key if ops else None
+        near = next(iter(changed_keys(ops)), None)
         try:
             results = await self._remote.aexecute(
                 ops, transaction=self._transaction(operation, ops, transaction)
@@ -154,7 +158,7 @@ class ClusterRoute:
         except BackendError:
             with contextlib.suppress(BackendError):
                 for data in messages:
-                    await self.apublish(operation, data, near=near)
+                    await self.apublish(operation, data, near=near, tries=1)
             raise
         try:
             for data in messages:
@@ -163,10 +167,12 @@ class ClusterRoute:
             check_announced([exc])
         return results
 
-    async def apublish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+    async def apublish(
+        self, operation: str, data: bytes, *, near: str | None = None, tries: int | None = None
+    ) -> None:
         """Async :meth:`publish`."""
         client = await self._remote._aclient()
-        targets = _first_near(list(client.get_primaries()), self._near(client, near))
+        targets = _first_near(list(client.get_primaries()), self._near(client, near))[:tries]
         error: BackendError | None = None
         for node in targets:
             try:

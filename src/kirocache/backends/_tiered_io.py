@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kirocache.backends.cluster import RedisClusterBackend
     from kirocache.backends.redis import RedisBackend
 
-__all__ = ["OneNode", "Route", "TieredIO", "check_announced"]
+__all__ = ["OneNode", "Route", "TieredIO", "changed_keys", "check_announced"]
 
 # The public module's logger, which is the name applications configure.
 _log = logging.getLogger("kirocache.backends.tiered")
@@ -56,7 +56,8 @@ def _missing(keys: Sequence[str], found: Sequence[bytes | None]) -> list[str]:
     return list(dict.fromkeys(k for k, v in zip(keys, found, strict=True) if v is None))
 
 
-def _changed_keys(ops: Iterable[Op]) -> list[str]:
+def changed_keys(ops: Iterable[Op]) -> list[str]:
+    """The keys ``ops`` change (reads and tag-set ops change no copy)."""
     return [op.key for op in ops if op.name in _WRITES]
 
 
@@ -274,7 +275,7 @@ class TieredIO:
         self, operation: str, ops: Sequence[Op], *, transaction: bool = True
     ) -> list[OpResult]:
         """Run ``ops`` and the PUBLISH of the keys they change (after them)."""
-        changed = _changed_keys(ops)
+        changed = changed_keys(ops)
         try:
             return self._route.write(
                 operation, ops, self._announce(changed), transaction=transaction
@@ -364,7 +365,7 @@ class TieredIO:
         self, operation: str, ops: Sequence[Op], *, transaction: bool = True
     ) -> list[OpResult]:
         """Async :meth:`send`."""
-        changed = _changed_keys(ops)
+        changed = changed_keys(ops)
         try:
             return await self._route.awrite(
                 operation, ops, self._announce(changed), transaction=transaction
