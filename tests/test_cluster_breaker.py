@@ -239,3 +239,24 @@ def test_a_command_routes_by_its_key() -> None:
     assert route(where, ("PUBLISH", "channel", "m")) is None
     assert route(where, ("PING",)) is None
     assert route(None, ("GET", "k")) is None
+
+
+def test_stats_show_each_nodes_breaker_and_the_nodes_left_out() -> None:
+    from kirocache.backends import BackendStats
+    from kirocache.backends._cluster_stats import summed
+
+    figures = BackendStats(backend="redis", keys=4, used_memory=100, max_memory=0)
+    plain = summed({A: figures, B: figures})
+    assert plain.keys == 8
+    assert "unavailable" not in plain.extra
+    breakers = NodeBreakers().snapshot([A, B, C])
+    breakers[C]["state"] = "open"
+    stats = summed({A: figures, B: figures}, breakers)
+    assert stats.keys == 8
+    assert stats.extra["primaries"] == 2
+    assert stats.extra["unavailable"] == [C]
+    nodes = stats.extra["nodes"]
+    assert isinstance(nodes, dict)
+    assert nodes[A]["keys"] == 4
+    assert nodes[A]["breaker"]["state"] == "closed"
+    assert nodes[C] == {"breaker": breakers[C]}

@@ -26,14 +26,19 @@ def _total(values: list[int | None]) -> int | None:
     return None if any(value is None for value in values) else sum(v or 0 for v in values)
 
 
-def summed(nodes: Mapping[str, BackendStats]) -> BackendStats:
+def summed(
+    nodes: Mapping[str, BackendStats],
+    breakers: Mapping[str, Mapping[str, object]] | None = None,
+) -> BackendStats:
     """The cluster as one :class:`BackendStats` (``backend="redis-cluster"``).
 
     Counts and memory are summed over the primaries (``max_memory`` too: the room of the
     whole cluster, 0 when no primary has a limit, unknown when only some have);
     ``uptime_seconds`` is the youngest primary's. ``extra`` has ``primaries`` (how
-    many), ``redis_version`` when they all agree, and ``nodes``: each primary's own
-    figures by ``host:port``.
+    many answered), ``redis_version`` when they all agree, and ``nodes``: each primary's
+    own figures by ``host:port``. With ``breakers`` (the backend's ``node_states()``),
+    each node's entry also has ``breaker`` (its state, faults, ...), a node whose breaker
+    kept it out of the sum has that entry alone, and ``unavailable`` lists those nodes.
     """
     stats = list(nodes.values())
     totals = {name: _total([getattr(s, name) for s in stats]) for name in _SUMMED}
@@ -48,6 +53,11 @@ def summed(nodes: Mapping[str, BackendStats]) -> BackendStats:
             for name, s in nodes.items()
         },
     }
+    if breakers:
+        shown: dict[str, dict[str, object]] = extra["nodes"]  # type: ignore[assignment]
+        for name, breaker in breakers.items():
+            shown.setdefault(name, {})["breaker"] = dict(breaker)
+        extra["unavailable"] = sorted(name for name in breakers if name not in nodes)
     if len(versions) == 1 and None not in versions:
         extra["redis_version"] = versions.pop()
     return BackendStats(

@@ -4,7 +4,8 @@
 error a ``BackendError``) over ``RedisCluster`` clients, with what a cluster adds: a
 pipeline names each command's node, a call may target one node or every primary, and
 redis-py's cluster-only failures (no seed answers, a connection it closed under a call)
-are said as the outages they are.
+are said as the outages they are. Every call also passes the circuit breaker of the node
+its key maps to (``_cluster_breaker``): a dead primary costs only its own slots.
 """
 
 from __future__ import annotations
