@@ -253,13 +253,14 @@ def lookup_at(
         raw = self.backend.get(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
         raw = guard.failed("get", label, exc, started)
-    if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
-        return _settle(self, full, label, raw, type, started, counted)
     codec = self.codec
     kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
     if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
+        # bytes decoded before (so neither a tombstone nor corrupt): their value or payload
         loads = kept[4]
         value = kept[3] if loads is None else loads(kept[5])
+    elif raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
+        return _settle(self, full, label, raw, type, started, counted)
     else:
         try:
             value = _decode(self, full, raw, type)
@@ -305,13 +306,14 @@ async def alookup_at(
         raw = backend.get(full) if backend is inline else await backend.aget(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
         raw = guard.failed("get", label, exc, started)
-    if raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
-        return await _asettle(self, full, label, raw, type, started, counted)
     codec = self.codec
     kept = codec.decoded.get(full)  # ``decode``'s memo, looked up inline
     if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
+        # bytes decoded before (so neither a tombstone nor corrupt): their value or payload
         loads = kept[4]
         value = kept[3] if loads is None else loads(kept[5])
+    elif raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
+        return await _asettle(self, full, label, raw, type, started, counted)
     else:
         try:
             value = _decode(self, full, raw, type)

@@ -59,7 +59,9 @@ class AsyncCachedFunction(Wrapper[P, R]):
         full = args if self._instance is MISSING else (self._instance, *args)
         if bypassed():
             return cast("R", await self._func(*full, **kwargs))
-        cache = plan.cache if plan.cache is not None else resolve_cache(None)
+        cache = plan.cache
+        if cache is None:
+            cache = resolve_cache(None)
         if plan.tags:  # the arguments bound once, for the key and the tags
             body, tags = plan.keys(full, kwargs)
         else:
@@ -67,12 +69,12 @@ class AsyncCachedFunction(Wrapper[P, R]):
         read_at = perf_counter()  # before the read: the conservative end of a window
         found: R
         route = plan.route
-        if plan.routable and (
+        if (
             route is None
             or route.cache is not cache
             or route.key_prefix is not cache.keyspace.key_prefix
         ):
-            route = plan.route_for(cache)
+            route = plan.route_for(cache)  # None when the plan's keys cannot take one
         if route is not None and body.isascii():
             # the namespace resolved once (see ``Route``); the read is timed from read_at
             found, seen = await alookup_at(
@@ -83,11 +85,11 @@ class AsyncCachedFunction(Wrapper[P, R]):
                 (body, plan.namespace),
                 read_at,
                 route.inline,
-                not plan.enveloped,  # an envelope's serve is counted once judged
+                plan.counts_hits,
             )
         else:
             found, seen = await cache._alookup(
-                body, plan.stored_type, plan.namespace, tags, counted=not plan.enveloped
+                body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits
             )
         if found is MISSING:
             return await self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))

@@ -57,7 +57,9 @@ class CachedFunction(Wrapper[P, R]):
         full = args if self._instance is MISSING else (self._instance, *args)
         if bypassed():
             return cast("R", self._func(*full, **kwargs))
-        cache = plan.cache if plan.cache is not None else resolve_cache(None)
+        cache = plan.cache
+        if cache is None:
+            cache = resolve_cache(None)
         if plan.tags:  # the arguments bound once, for the key and the tags
             body, tags = plan.keys(full, kwargs)
         else:
@@ -65,12 +67,12 @@ class CachedFunction(Wrapper[P, R]):
         read_at = perf_counter()  # before the read: the conservative end of a window
         found: R
         route = plan.route
-        if plan.routable and (
+        if (
             route is None
             or route.cache is not cache
             or route.key_prefix is not cache.keyspace.key_prefix
         ):
-            route = plan.route_for(cache)
+            route = plan.route_for(cache)  # None when the plan's keys cannot take one
         if route is not None and body.isascii():
             # the namespace resolved once (see ``Route``); the read is timed from read_at
             found, seen = lookup_at(
@@ -80,11 +82,11 @@ class CachedFunction(Wrapper[P, R]):
                 plan.stored_type,
                 (body, plan.namespace),
                 read_at,
-                not plan.enveloped,  # an envelope's serve is counted once judged
+                plan.counts_hits,
             )
         else:
             found, seen = cache._lookup(
-                body, plan.stored_type, plan.namespace, tags, counted=not plan.enveloped
+                body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits
             )
         if found is MISSING:
             return self._fill(Job(cache, body, tags, full, kwargs, seen, read_at))

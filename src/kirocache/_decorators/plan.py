@@ -148,6 +148,7 @@ class Plan:
         "build",
         "cache",
         "check",
+        "counts_hits",
         "enveloped",
         "expiry",
         "function",
@@ -200,6 +201,8 @@ class Plan:
             msg = f"{self.name}: stale_ttl and early_refresh need a ttl (on the call or namespace)"
             raise ConfigurationError(msg)
         self.enveloped = bool(options.stale_ttl or options.early_refresh)
+        # whether a read counts its hit: an envelope's is counted once judged (``due``)
+        self.counts_hits = not self.enveloped
         self.value_type: Any = return_type(func)
         value_type = self.value_type if self.value_type is not None else Any
         # What a stored entry decodes into: the value, or its freshness envelope.
