@@ -156,10 +156,22 @@ class _Series:
 
 
 _Tally: TypeAlias = "dict[tuple[str, str], _Series]"
+# A thread's own series, by operation then namespace: two lookups by str (whose hashes are
+# kept) cost less than one by a tuple made and hashed on every record.
+_Index: TypeAlias = "dict[str, dict[str, _Series]]"
 
 
 class _Local(threading.local):
-    tally: _Tally | None = None
+    index: _Index | None = None
+
+
+def _flat(index: _Index) -> _Tally:
+    """A thread's series by ``(namespace, operation)``; copied first, as it may be adding."""
+    return {
+        (namespace, operation): series
+        for operation, by_namespace in index.copy().items()
+        for namespace, series in by_namespace.copy().items()
+    }
 
 
 class InMemoryMetrics:
@@ -188,24 +200,24 @@ class InMemoryMetrics:
         self._window = window
         self._local = _Local()
         # every live thread's tally by its thread; ended threads' figures are in _retired
-        self._tallies: dict[threading.Thread, _Tally] = {}
+        self._tallies: dict[threading.Thread, _Index] = {}
         self._retired: _Tally = {}
         self._lock = threading.Lock()
 
-    def _join(self) -> _Tally:
+    def _join(self) -> _Index:
         """This thread's tally, made and registered on its first record."""
-        tally: _Tally = {}
+        index: _Index = {}
         with self._lock:
             self._fold_ended()
-            self._tallies[threading.current_thread()] = tally
-        self._local.tally = tally
-        return tally
+            self._tallies[threading.current_thread()] = index
+        self._local.index = index
+        return index
 
     def _fold_ended(self) -> None:
         """Fold the tallies of threads that have ended into ``_retired`` (lock held)."""
         window = self._window
         for thread in [thread for thread in self._tallies if not thread.is_alive()]:
-            for key, series in self._tallies.pop(thread).items():
+            for key, series in _flat(self._tallies.pop(thread)).items():
                 into = self._retired.get(key)
                 if into is None:
                     into = self._retired[key] = _Series()
@@ -220,7 +232,7 @@ class InMemoryMetrics:
         A ``coalesced`` record only counts: it tells how a read already recorded ended.
         """
         try:  # every call of a hit pays for this method: the common case first
-            series = self._local.tally[namespace, operation]  # type: ignore[index]
+            series = self._local.index[operation][namespace]  # type: ignore[index]
         except (TypeError, KeyError):  # this thread's first record, or the series' first
             series = self._series(namespace, operation)
         if outcome == "coalesced":
@@ -241,19 +253,22 @@ class InMemoryMetrics:
 
     def _series(self, namespace: str, operation: str) -> _Series:
         """This thread's series of ``(namespace, operation)``, made on first use."""
-        tally = self._local.tally
-        if tally is None:
-            tally = self._join()
-        series = tally.get((namespace, operation))
+        index = self._local.index
+        if index is None:
+            index = self._join()
+        by_namespace = index.get(operation)
+        if by_namespace is None:
+            by_namespace = index[operation] = {}
+        series = by_namespace.get(namespace)
         if series is None:
-            series = tally[namespace, operation] = _Series()
+            series = by_namespace[namespace] = _Series()
         return series
 
     def _merged(self) -> _Tally:
         """Every thread's figures summed per (namespace, operation), as of now."""
         with self._lock:
             self._fold_ended()
-            tallies = [tally.copy() for tally in (self._retired, *self._tallies.values())]
+            tallies = [self._retired.copy(), *map(_flat, self._tallies.values())]
         merged: _Tally = {}
         for tally in tallies:
             for key, series in tally.items():
@@ -336,8 +351,8 @@ class InMemoryMetrics:
         """Forget every counter and latency (a call recorded meanwhile may stay counted)."""
         with self._lock:
             self._retired.clear()
-            for tally in self._tallies.values():
-                tally.clear()
+            for index in self._tallies.values():
+                index.clear()
 
 
 class MultiMetrics:
