@@ -156,17 +156,24 @@ class ClusterTransport(RedisTransport):
         return primaries or self._known
 
     def _judge(
-        self, error: BackendError, node: str | None, manager: Any, among: Sequence[str] = ()
+        self,
+        error: BackendError,
+        node: str | None,
+        manager: Any,
+        among: Sequence[str] = (),
+        *,
+        blame: bool = False,
     ) -> None:
         """Count a node's connection failure; while other primaries answer, no outage.
 
         ``node`` is where the call was sent. A failure that says where it happened (the
         connection on redis-py's exception, or the ``host:port`` in its message) counts
-        against that node. One that does not (the call's deadline ran out while it
-        waited, say for redis-py re-reading the slot map after another node failed)
-        counts against none. Either way, while some node is failing and another primary's
-        breaker is closed, it is a partial outage: not an outage of the cache, and no
-        reason to open the cache's breaker at once.
+        against that node. One that does not (the call's deadline ran out while redis-py
+        re-read the slot map) counts against ``node`` with ``blame`` (a thread's call
+        re-reads the map itself, after its own node failed), else against none (an event
+        loop's calls all wait for one re-reading, whichever node failed). Either way,
+        while some node is failing and another primary's breaker is closed, it is a
+        partial outage: not an outage of the cache, and no reason to open its breaker.
         """
         if not node_fault(error):
             if node is not None and isinstance(error, CommandError):
@@ -175,13 +182,16 @@ class ClusterTransport(RedisTransport):
         nodes = self._nodes
         primaries = self._learn(manager)
         name = failed_node(error, among or ([node] if node else []))
+        located = name is not None
+        if name is None and blame:
+            name = node
         if name is not None and (not primaries or name in primaries):
             nodes.failure(name)
         subject = name or node
         if subject is None or nodes.healthy or not nodes.partial(subject, primaries):
             return
         error.outage = False
-        if name is None:
+        if not located:
             error.timed_out = False  # where it stalled is unknown: not the node's deadline
 
     def _unavailable(self, operation: str, node: str, manager: Any) -> NodeUnavailableError:
@@ -248,7 +258,7 @@ class ClusterTransport(RedisTransport):
                 return send()
             except BackendError as error:
                 manager = self._manager()
-                self._judge(error, route(manager, command), manager)
+                self._judge(error, route(manager, command), manager, blame=True)
                 raise
         manager = self._manager()
         node = route(manager, command)
@@ -257,7 +267,7 @@ class ClusterTransport(RedisTransport):
         try:
             answer = send()
         except BackendError as error:
-            self._judge(error, node, manager)
+            self._judge(error, node, manager, blame=True)
             raise
         if node is not None:
             self._answered(node, command, manager)
@@ -373,7 +383,7 @@ class ClusterTransport(RedisTransport):
             raise self._error(operation, _lost(exc)) from exc
         except _ERRORS as exc:
             error = self._error(operation, exc)
-            self._judge(error, name, self._manager())
+            self._judge(error, name, self._manager(), blame=True)
             raise error from exc
         finally:
             end_call()
