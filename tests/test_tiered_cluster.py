@@ -129,6 +129,20 @@ def test_tracking_mode_on_a_cluster_is_refused_naming_the_way_out() -> None:
     remote.close()
 
 
+def test_a_cluster_down_at_start_keeps_the_layer_bypassed_and_reads_fail_as_outages() -> None:
+    remote = RedisClusterBackend("redis+cluster://127.0.0.1:1", timeout=0.2)
+    near = TieredBackend(remote)
+    try:
+        assert eventually(lambda: near.connection_failures >= 1)  # it keeps trying
+        assert near.connected is False
+        with pytest.raises(BackendError) as err:
+            near.get("k")
+        assert err.value.outage
+        assert near.subscriber_node is None
+    finally:
+        near.close()
+
+
 def test_from_url_takes_a_cluster_url_and_refuses_tracking_there() -> None:
     with pytest.raises(ConfigurationError, match="Redis Cluster"):
         TieredBackend.from_url("redis+cluster://127.0.0.1:1", invalidation="tracking")
