@@ -253,3 +253,23 @@ async def test_a_swapped_backend_is_awaited_not_called() -> None:
         cache.backend = Watched()
         assert await load(1) == 1
         assert awaited == ["s:1"]
+
+
+async def test_a_memory_backend_with_its_own_aget_is_awaited() -> None:
+    awaited: list[str] = []
+
+    class Watched(MemoryBackend):
+        async def aget(self, key: str) -> bytes | None:
+            awaited.append(key)
+            await asyncio.sleep(0)
+            return self.get(key)
+
+    async with Cache(Watched()) as cache:
+
+        @cached(prefix="w:", ttl=60, cache=cache)
+        async def load(x: int) -> int:
+            return x
+
+        assert await load(1) == await load(1) == 1
+        assert awaited == ["w:1", "w:1"]
+        assert CopyingBackend.answers_inline  # its own get only: still read inline

@@ -283,14 +283,12 @@ async def alookup_at(
     type: Any,
     named: tuple[str, Namespace | None],
     started: float,
-    inline: Any,
     counted: bool = True,
 ) -> tuple[Any, Seen]:
     """Async ``lookup_at`` (its twin, above).
 
-    ``inline``: a backend that answers its sync ``get`` without blocking (``MemoryBackend``
-    says so with ``answers_inline``); while it is the cache's, a read is that call, not an
-    awaited ``aget``.
+    An async caller reading an in-process backend (``answers_inline``: a ``MemoryBackend``,
+    whose async methods only call its sync ones) calls ``lookup_at`` itself instead.
     """
     guard = self.guard
     breaker = guard.breaker
@@ -302,8 +300,7 @@ async def alookup_at(
     ):
         return await alookup(self, named[0], type, named[1], counted=counted)
     try:
-        backend: Any = self.backend
-        raw = backend.get(full) if backend is inline else await backend.aget(full)
+        raw = await self.backend.aget(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
         raw = guard.failed("get", label, exc, started)
     codec = self.codec

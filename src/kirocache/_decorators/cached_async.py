@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._cache.readthrough import alookup_at
+from kirocache._cache.readthrough import alookup_at, lookup_at
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding, coalesced
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
@@ -77,16 +77,17 @@ class AsyncCachedFunction(Wrapper[P, R]):
             route = plan.route_for(cache)  # None when the plan's keys cannot take one
         if route is not None and body.isascii():
             # the namespace resolved once (see ``Route``); the read is timed from read_at
-            found, seen = await alookup_at(
-                cache,
-                route.head + body,
-                route.label,
-                plan.stored_type,
-                (body, plan.namespace),
-                read_at,
-                route.inline,
-                plan.counts_hits,
-            )
+            full_key, named = route.head + body, (body, plan.namespace)
+            if route.inline is cache.backend:
+                # an in-process backend (``answers_inline``): its async methods only call
+                # its sync ones, so the sync read does the same steps, without a coroutine
+                found, seen = lookup_at(
+                    cache, full_key, route.label, plan.stored_type, named, read_at, plan.counts_hits
+                )
+            else:
+                found, seen = await alookup_at(
+                    cache, full_key, route.label, plan.stored_type, named, read_at, plan.counts_hits
+                )
         else:
             found, seen = await cache._alookup(
                 body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits

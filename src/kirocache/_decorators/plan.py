@@ -87,8 +87,9 @@ class Route:
         key_prefix: That cache's key prefix when it was.
         head: The full key of the empty body: key prefix, namespace prefix and version.
         label: The metrics label of the plan's keys.
-        inline: The cache's backend if it answers a sync ``get`` without blocking
-            (``answers_inline``), so an async hit may call it directly; else ``None``.
+        inline: The cache's backend if it answers its sync methods without waiting
+            (``answers_inline``), so an async hit may read it with the sync read
+            (``lookup_at``), which a coroutine would only wrap; else ``None``.
     """
 
     __slots__ = ("cache", "head", "inline", "key_prefix", "label")

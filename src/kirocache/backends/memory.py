@@ -52,8 +52,14 @@ class MemoryBackend(MemoryStore):
 
     answers_inline: bool = True
     """Its sync methods never wait on I/O (a lock held for a few dict steps), and its
-    async twins only call them: an async caller may call ``get`` itself. A subclass whose
-    ``get`` may wait sets it to ``False``."""
+    async twins only call them: an async caller may call ``get`` itself. A subclass with
+    its own ``aget`` does not answer inline unless it says so; one whose ``get`` may wait
+    sets it to ``False``."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "aget" in cls.__dict__ and "answers_inline" not in cls.__dict__:
+            cls.answers_inline = False  # its own aget: awaited, never bypassed
 
     def __init__(
         self,
