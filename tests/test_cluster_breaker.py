@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 
 from kirocache.backends._cluster_breaker import NodeBreakers, node_breakers, unavailable
 from kirocache.backends._cluster_nodes import failed_node, node_fault, route
@@ -203,10 +203,33 @@ def test_which_failures_are_a_nodes() -> None:
     assert not node_fault(_backend_error(ResponseError("WRONGTYPE"), outage=False))
     # no seed answered: no node to blame
     unreachable = RedisConnectionError("Redis Cluster unreachable: ...")
-    from redis.exceptions import RedisClusterException
-
     unreachable.__cause__ = RedisClusterException("cannot be connected")
-    assert not node_fault(_backend_error(unreachable))
+    assert not node_fault(_backend_error(unreachable))  # building the client: no node to blame
+    # no node answered the slot map while redis-py handled a node's failure: that node's
+    handled = RedisConnectionError("Error 111 connecting to 127.0.0.1:7001.")
+    handled.connection = ClusterNode("127.0.0.1", 7001)  # type: ignore[attr-defined]
+    try:
+        try:
+            raise handled
+        except RedisConnectionError:
+            raise RedisClusterException("cannot be connected: deadline") from None
+    except RedisClusterException as exc:
+        rereading = exc
+    assert rereading.__context__ is handled
+    stalled = RedisConnectionError("Redis Cluster unreachable: cannot be connected")
+    stalled.__cause__ = rereading
+    assert node_fault(_backend_error(stalled))
+    assert failed_node(_backend_error(stalled), [A, B, C]) == B
+    # ... and while it handled CLUSTERDOWN: the cluster's outage, no node's
+    try:
+        try:
+            raise ResponseError("CLUSTERDOWN The cluster is down")
+        except ResponseError:
+            raise RedisClusterException("cannot be connected") from None
+    except RedisClusterException as exc:
+        down = RedisConnectionError("Redis Cluster unreachable")
+        down.__cause__ = exc
+    assert not node_fault(_backend_error(down))
     busy = _backend_error(RedisConnectionError("No connection available."))
     busy.outage = False
     assert not node_fault(busy)

@@ -416,9 +416,17 @@ def test_batches_serve_the_healthy_nodes_and_fail_only_the_dead_ones_part(
     async def async_side() -> None:
         # at most one of these is the node's half-open trial; the others fail fast
         failures = [await _afailure(backend.aget(lost[0])) for _ in range(5)]
-        assert all(f is not None and f.outage is False for f in failures)
-        assert any(isinstance(f, NodeUnavailableError) for f in failures)
-        assert await cache.aget(kept[0]) == "fresh"
+        assert None not in failures
+        refusals = [f for f in failures if isinstance(f, NodeUnavailableError)]
+        assert refusals
+        assert all(f.outage is False for f in refusals)
+        # a healthy node's key is served (a loaded machine may fail a first read open)
+        for _ in range(100):
+            if await cache.aget(kept[0]) == "fresh":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("a healthy node's key was never served on the event loop")
         await backend.aclose()
 
     asyncio.run(async_side())

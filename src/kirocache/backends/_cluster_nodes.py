@@ -70,38 +70,49 @@ def primaries_of(manager: Any) -> list[str]:
     return [str(node.name) for node in nodes if node.server_type == _PRIMARY]
 
 
+def _handled(cause: BaseException | None) -> BaseException | None:
+    """The error behind ``cause``; for "Redis Cluster unreachable", the one redis-py handled.
+
+    That is the error redis-py was handling when it re-read the slot map and found no
+    node to answer (a node's connection error, CLUSTERDOWN), or ``None`` when it was
+    building its client (no call had failed).
+    """
+    unreachable = cause.__cause__ if isinstance(cause, RedisConnectionError) else None
+    if not isinstance(unreachable, RedisClusterException):
+        return cause
+    return unreachable.__context__
+
+
 def node_fault(error: BackendError) -> bool:
     """Whether ``error`` is a node's connection failure (refused, reset, timed out).
 
     Not: a command the node refused (it answered), a wait for a pooled connection on a
-    busy client, a refused password, a cluster no seed answered (no node to blame), a
-    call refused by an open breaker (nothing was sent). A failure that does not say its
-    node (``failed_node``) is counted against none, but may still be a partial outage.
+    busy client, a refused password, a call refused by an open breaker (nothing was
+    sent). "Redis Cluster unreachable" (redis-py found no node to read the slot map
+    from) is one when it happened while redis-py handled a node's connection failure
+    (the call's deadline ran out as it re-read the map): that node's. A failure that
+    does not say its node (``failed_node``) counts against none, but may still be part
+    of a partial outage.
     """
     if not error.outage or isinstance(error, NodeUnavailableError):
         return False
-    cause = error.__cause__
-    if isinstance(cause, RedisAuthenticationError):
+    origin = _handled(error.__cause__)
+    if isinstance(origin, RedisAuthenticationError):
         return False
-    unreachable = cause.__cause__ if isinstance(cause, RedisConnectionError) else None
-    if isinstance(unreachable, RedisClusterException):
-        # "Redis Cluster unreachable": no seed answered the slot map, redis-py re-reading
-        # it after a node failed. An outage of the cluster, unless the call's deadline
-        # ran out while it tried (its last error a timeout): where it stalled is unknown.
-        return isinstance(unreachable.__cause__, (RedisTimeoutError, asyncio.TimeoutError))
-    return isinstance(cause, _NODE_FAULTS)
+    return isinstance(origin, _NODE_FAULTS)
 
 
 def failed_node(error: BackendError, among: Iterable[str] = ()) -> str | None:
     """The node a failure happened on, as redis-py tells it or its message names it."""
     cause = error.__cause__
-    where = getattr(cause, "connection", None)
-    name = getattr(where, "name", None)
-    if isinstance(name, str):
-        return name  # a ClusterNode
-    host, port = getattr(where, "host", None), getattr(where, "port", None)
-    if host is not None and port is not None:
-        return f"{host}:{port}"
+    for each in (cause, _handled(cause)):
+        where = getattr(each, "connection", None)
+        name = getattr(where, "name", None)
+        if isinstance(name, str):
+            return name  # a ClusterNode
+        host, port = getattr(where, "host", None), getattr(where, "port", None)
+        if host is not None and port is not None:
+            return f"{host}:{port}"
     text = str(cause)
     named = [node for node in among if node in text]
     return named[0] if len(named) == 1 else None

@@ -156,24 +156,17 @@ class ClusterTransport(RedisTransport):
         return primaries or self._known
 
     def _judge(
-        self,
-        error: BackendError,
-        node: str | None,
-        manager: Any,
-        among: Sequence[str] = (),
-        *,
-        blame: bool = False,
+        self, error: BackendError, node: str | None, manager: Any, among: Sequence[str] = ()
     ) -> None:
         """Count a node's connection failure; while other primaries answer, no outage.
 
         ``node`` is where the call was sent. A failure that says where it happened (the
         connection on redis-py's exception, or the ``host:port`` in its message) counts
-        against that node. One that does not (the call's deadline ran out while redis-py
-        re-read the slot map) counts against ``node`` with ``blame`` (a thread's call
-        re-reads the map itself, after its own node failed), else against none (an event
-        loop's calls all wait for one re-reading, whichever node failed). Either way,
-        while some node is failing and another primary's breaker is closed, it is a
-        partial outage: not an outage of the cache, and no reason to open its breaker.
+        against that node. One that does not (an event loop's call whose deadline ran
+        out while every task waited for redis-py to re-read the slot map, a connection
+        closed under the call) counts against none. Either way, while some node is
+        failing and another primary's breaker is closed, it is a partial outage: not an
+        outage of the cache, and no reason to open the cache's breaker.
         """
         if not node_fault(error):
             if node is not None and isinstance(error, CommandError):
@@ -182,16 +175,13 @@ class ClusterTransport(RedisTransport):
         nodes = self._nodes
         primaries = self._learn(manager)
         name = failed_node(error, among or ([node] if node else []))
-        located = name is not None
-        if name is None and blame:
-            name = node
         if name is not None and (not primaries or name in primaries):
             nodes.failure(name)
         subject = name or node
         if subject is None or nodes.healthy or not nodes.partial(subject, primaries):
             return
         error.outage = False
-        if not located:
+        if name is None:
             error.timed_out = False  # where it stalled is unknown: not the node's deadline
 
     def _unavailable(self, operation: str, node: str, manager: Any) -> NodeUnavailableError:
@@ -226,7 +216,9 @@ class ClusterTransport(RedisTransport):
     ) -> list[object]:
         """Replies with each node's connection failures said once per node; answers counted."""
         if names is None:
-            if self._nodes.healthy and not any(isinstance(r, _SLOT_FAULTS) for r in replies):
+            # the hot path of a healthy cluster: the kinds of reply, not each reply, looked at
+            kinds = set(map(type, replies))
+            if self._nodes.healthy and not any(issubclass(k, _SLOT_FAULTS) for k in kinds):
                 return replies
             names = [route(manager, command) for command in commands]
         failed: dict[str | None, BackendError] = {}
@@ -258,7 +250,7 @@ class ClusterTransport(RedisTransport):
                 return send()
             except BackendError as error:
                 manager = self._manager()
-                self._judge(error, route(manager, command), manager, blame=True)
+                self._judge(error, route(manager, command), manager)
                 raise
         manager = self._manager()
         node = route(manager, command)
@@ -267,7 +259,7 @@ class ClusterTransport(RedisTransport):
         try:
             answer = send()
         except BackendError as error:
-            self._judge(error, node, manager, blame=True)
+            self._judge(error, node, manager)
             raise
         if node is not None:
             self._answered(node, command, manager)
@@ -383,7 +375,7 @@ class ClusterTransport(RedisTransport):
             raise self._error(operation, _lost(exc)) from exc
         except _ERRORS as exc:
             error = self._error(operation, exc)
-            self._judge(error, name, self._manager(), blame=True)
+            self._judge(error, name, self._manager())
             raise error from exc
         finally:
             end_call()
