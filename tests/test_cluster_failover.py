@@ -267,6 +267,7 @@ def _states(cache: Cache) -> dict[str, dict[str, object]]:
 def test_a_dead_primary_costs_only_its_own_keys_until_its_replica_takes_over(
     fresh_cluster: LocalCluster,
 ) -> None:
+    _serve_what_is_covered(fresh_cluster)
     cache = Cache.from_url(fresh_cluster.url, key_prefix="partial:")
     keys = [f"k{n}" for n in range(60)]
     _stored(cache, keys)
@@ -344,6 +345,20 @@ def test_every_primary_unreachable_opens_the_cache_breaker(fresh_cluster: LocalC
     cache.backend.close()
 
 
+def _serve_what_is_covered(cluster: LocalCluster) -> None:
+    """``cluster-require-full-coverage no`` on every node.
+
+    With Redis's default (``yes``), every node answers CLUSTERDOWN for every key from
+    the moment a dead primary is flagged FAIL until its replica is promoted (about a
+    second here): the cluster itself stops serving the healthy primaries' keys, and no
+    client can do better. Without it, they keep serving their slots.
+    """
+    for node in cluster.nodes:
+        if node.running:
+            with cluster.client(node.port) as client:
+                client.config_set("cluster-require-full-coverage", "no")
+
+
 def _partial_outage(cluster: LocalCluster, prefix: str) -> tuple[RedisServer, list[str], list[str]]:
     """Kill a primary and its replica, the other primaries keeping their slots served.
 
@@ -351,9 +366,7 @@ def _partial_outage(cluster: LocalCluster, prefix: str) -> tuple[RedisServer, li
     (CLUSTERDOWN) once it sees a slot uncovered; with it, a dead node stays dead, and the
     per-node breaker is what the test sees, however long it looks.
     """
-    for node in cluster.nodes:
-        with cluster.client(node.port) as client:
-            client.config_set("cluster-require-full-coverage", "no")
+    _serve_what_is_covered(cluster)
     keys = [f"{prefix}{n}" for n in range(40)]
     victim = cluster.primary_of(keys[0])
     lost = [k for k in keys if cluster.primary_of(k) is victim]
