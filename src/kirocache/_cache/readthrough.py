@@ -13,8 +13,8 @@ their first parameter is the cache.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from kirocache._cache import invalidations
@@ -113,7 +113,7 @@ def lookup(  # noqa: PLR0912 - the hit's steps inlined (a call each would cost m
     """
     keys, guard = self.keyspace, self.guard
     full, label, _ = keys.resolve(key, namespace)
-    started = time.perf_counter()
+    started = perf_counter()
     if self.invalidator.pending.active and _blocked(self, full):
         # an invalidation of it is pending: the backend may still hold the old value
         guard.observe("get", label, "miss", started, full)
@@ -155,7 +155,7 @@ def lookup(  # noqa: PLR0912 - the hit's steps inlined (a call each would cost m
     if not counted:
         pass
     elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
-        metrics.record("get", label, "hit", time.perf_counter() - started)
+        metrics.record("get", label, "hit", perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
@@ -173,7 +173,7 @@ async def alookup(  # noqa: PLR0912 - the hit's steps inlined, as in ``lookup``
     """Async ``lookup`` (its twin, above): the same reads, awaited."""
     keys, guard = self.keyspace, self.guard
     full, label, _ = keys.resolve(key, namespace)
-    started = time.perf_counter()
+    started = perf_counter()
     if self.invalidator.pending.active and await _ablocked(self, full):
         # an invalidation of it is pending: the backend may still hold the old value
         guard.observe("get", label, "miss", started, full)
@@ -216,7 +216,7 @@ async def alookup(  # noqa: PLR0912 - the hit's steps inlined, as in ``lookup``
     if not counted:
         pass
     elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
-        metrics.record("get", label, "hit", time.perf_counter() - started)
+        metrics.record("get", label, "hit", perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, guards)
@@ -227,18 +227,19 @@ def lookup_at(
     full: str,
     label: str,
     type: Any,
-    named: tuple[str, Namespace | None],
+    key: str,
+    namespace: Namespace | None,
     started: float,
     counted: bool = True,
 ) -> tuple[Any, Seen]:
     """``lookup`` of a key its caller resolved: ``full`` and ``label`` from ``resolve``.
 
     For ``@cached``, which resolves its namespace once (``Plan.route_for``): a key outside
-    any bumpable namespace, read without tags; ``named`` is the key and namespace it was
+    any bumpable namespace, read without tags; ``key`` and ``namespace`` are what it was
     resolved from, ``started`` when the caller started the read (the latency's start),
     ``counted`` as for ``lookup``.
     Anything but a clean read of a healthy backend (a pending invalidation, a fault, the
-    breaker) is ``lookup``'s, from ``named``. Twin: ``alookup_at``, below.
+    breaker) is ``lookup``'s, from ``key``. Twin: ``alookup_at``, below.
     """
     guard = self.guard
     breaker = guard.breaker
@@ -248,7 +249,7 @@ def lookup_at(
         or not guard.sync_ok
         or (breaker is not None and not breaker.healthy)
     ):
-        return lookup(self, named[0], type, named[1], counted=counted)
+        return lookup(self, key, type, namespace, counted=counted)
     try:
         raw = self.backend.get(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
@@ -270,7 +271,7 @@ def lookup_at(
     if not counted:
         pass
     elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
-        metrics.record("get", label, "hit", time.perf_counter() - started)
+        metrics.record("get", label, "hit", perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, ())
@@ -281,7 +282,8 @@ async def alookup_at(
     full: str,
     label: str,
     type: Any,
-    named: tuple[str, Namespace | None],
+    key: str,
+    namespace: Namespace | None,
     started: float,
     counted: bool = True,
 ) -> tuple[Any, Seen]:
@@ -298,7 +300,7 @@ async def alookup_at(
         or not guard.async_ok
         or (breaker is not None and not breaker.healthy)
     ):
-        return await alookup(self, named[0], type, named[1], counted=counted)
+        return await alookup(self, key, type, namespace, counted=counted)
     try:
         raw = await self.backend.aget(full)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
@@ -320,7 +322,7 @@ async def alookup_at(
     if not counted:
         pass
     elif metrics is not None and not guard.debug:  # ``observe``, inlined for the hit
-        metrics.record("get", label, "hit", time.perf_counter() - started)
+        metrics.record("get", label, "hit", perf_counter() - started)
     else:
         guard.observe("get", label, "hit", started, full)
     return value, (full, raw, ())
@@ -608,7 +610,7 @@ def _read_many(
         return run(guard, _lookup_many(self, keys, type, namespace))
     resolved = [space.resolve(key, namespace) for key in keys]
     label = resolved[0][1]
-    started = time.perf_counter()
+    started = perf_counter()
     full_keys = [full for full, _, _ in resolved]
     try:
         raws = self.backend.get_many(full_keys)
@@ -654,7 +656,7 @@ async def _aread_many(
         return await arun(guard, _lookup_many(self, keys, type, namespace))
     resolved = [space.resolve(key, namespace) for key in keys]
     label = resolved[0][1]
-    started = time.perf_counter()
+    started = perf_counter()
     full_keys = [full for full, _, _ in resolved]
     try:
         raws = await self.backend.aget_many(full_keys)
@@ -763,7 +765,7 @@ def _lookup_many(
     used = dict(space.generations)
     resolved = [space.resolve(key, namespace, used) for key in keys]
     label = resolved[0][1]
-    started = time.perf_counter()
+    started = perf_counter()
     heads = [space.generation_key(s) for s in spaces]
     full_keys = [full for full, _, _ in resolved]
     raws = yield Io(backend, "get_many", ([*heads, *full_keys],), "get_many", label, started)
@@ -852,7 +854,7 @@ def _store(
     _, label, default_ttl = self.keyspace.resolve(key, namespace)
     full, expected, guards = seen
     seconds = self.keyspace.ttl(ttl, default_ttl, value)
-    started = time.perf_counter()
+    started = perf_counter()
     data = self.codec.dumps(full, value, payload)
     if (
         expected == UNREAD
@@ -910,7 +912,7 @@ def _store_many(
     if not mapping:
         return 0
     guard, invalidator, keys = self.guard, self.invalidator, self.keyspace
-    started = time.perf_counter()
+    started = perf_counter()
     ops = []
     label = "default"
     per_key = ttl if isinstance(ttl, Mapping) else None

@@ -77,16 +77,30 @@ class AsyncCachedFunction(Wrapper[P, R]):
             route = plan.route_for(cache)  # None when the plan's keys cannot take one
         if route is not None and body.isascii():
             # the namespace resolved once (see ``Route``); the read is timed from read_at
-            full_key, named = route.head + body, (body, plan.namespace)
+            full_key, namespace = route.head + body, plan.namespace
             if route.inline is cache.backend:
                 # an in-process backend (``answers_inline``): its async methods only call
                 # its sync ones, so the sync read does the same steps, without a coroutine
                 found, seen = lookup_at(
-                    cache, full_key, route.label, plan.stored_type, named, read_at, plan.counts_hits
+                    cache,
+                    full_key,
+                    route.label,
+                    plan.stored_type,
+                    body,
+                    namespace,
+                    read_at,
+                    plan.counts_hits,
                 )
             else:
                 found, seen = await alookup_at(
-                    cache, full_key, route.label, plan.stored_type, named, read_at, plan.counts_hits
+                    cache,
+                    full_key,
+                    route.label,
+                    plan.stored_type,
+                    body,
+                    namespace,
+                    read_at,
+                    plan.counts_hits,
                 )
         else:
             found, seen = await cache._alookup(

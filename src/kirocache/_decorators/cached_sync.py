@@ -80,7 +80,8 @@ class CachedFunction(Wrapper[P, R]):
                 route.head + body,
                 route.label,
                 plan.stored_type,
-                (body, plan.namespace),
+                body,
+                plan.namespace,
                 read_at,
                 plan.counts_hits,
             )
