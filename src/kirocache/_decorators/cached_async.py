@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._cache.readthrough import alookup_at, lookup_at
+from kirocache._cache.resolved import alookup_at, lookup_at
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding, coalesced
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache

@@ -16,7 +16,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._cache.readthrough import lookup_at
+from kirocache._cache.resolved import lookup_at
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import Flights, Refreshes, coalesced, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
