@@ -14,6 +14,7 @@ import asyncio
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -385,6 +386,43 @@ def test_a_real_second_process_drops_what_this_one_invalidates(redis_cluster: Lo
         writer.close()
         raw.close()
     assert reader.exitcode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.real_redis
+def test_the_subscriber_speaks_tls_and_logs_in_as_the_acl_user(tmp_path: Path) -> None:
+    # The subscriber reaches a node the slot map names with that node's connection
+    # settings: TLS with the CA, the ACL user and its password.
+    from cluster_server import LocalCluster, cluster_tls_files, tools
+
+    server, cli = tools()
+    files = cluster_tls_files(tmp_path)
+    cluster = LocalCluster(server, cli, tls=files, acl_user=("app", "app-secret-canary"))
+    one = two = None
+    try:
+        cluster.start()
+        url = cluster.url.replace("://", "://app:app-secret-canary@")
+
+        def near() -> TieredBackend:
+            remote = RedisClusterBackend(url, ssl_ca_certs=files.ca, timeout=2.0)
+            return TieredBackend(remote, local_ttl=LOCAL_TTL)
+
+        one, two = near(), near()
+        assert one.wait_connected(BOUND)
+        assert two.wait_connected(BOUND)
+        assert "app-secret-canary" not in repr(two)
+        first, second = Cache(one, key_prefix=PREFIX), Cache(two, key_prefix=PREFIX)
+        keys = [f"k{n}" for n in range(12)]
+        for key in keys:
+            first.set(key, f"old:{key}")
+        assert eventually(lambda: copied(two, second, keys))
+        first.delete_many(keys)
+        assert eventually(lambda: gone(second, keys))
+    finally:
+        for backend in (one, two):
+            if backend is not None:
+                backend.close()
+        cluster.close()
 
 
 # ---- the subscriber's node killed --------------------------------------------------------------
