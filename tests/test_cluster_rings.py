@@ -14,7 +14,6 @@ from kirocache.backends import TOMBSTONE_PREFIX, DistributedLock
 from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.backends.sentinel import RedisSentinelBackend
 from kirocache.backends.tiered import TieredBackend
-from kirocache.exceptions import ConfigurationError
 from kirocache.keys import Namespace
 from kirocache.sessions import SessionStore
 
@@ -129,13 +128,6 @@ async def test_cached_with_a_distributed_lock_on_a_cluster(
 
 
 # -- the TieredBackend ----------------------------------------------------------------------
-
-
-def test_tiered_backend_refuses_a_cluster_with_a_clear_error(
-    cluster_backend: RedisClusterBackend,
-) -> None:
-    with pytest.raises(ConfigurationError, match="RedisBackend"):
-        TieredBackend(cluster_backend)  # type: ignore[arg-type]
 
 
 def test_tiered_backends_on_sentinel_drop_what_another_invalidates(
