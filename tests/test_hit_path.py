@@ -10,6 +10,7 @@ import pytest
 import kirocache
 import kirocache._cache.default
 from kirocache import Cache, Namespace, cached
+from kirocache._cache.resolved import Looked
 from kirocache.backends import MemoryBackend
 from kirocache.keys import ArgumentKey
 
@@ -119,6 +120,34 @@ def test_keys_the_route_cannot_take_are_resolved_per_call() -> None:
         assert wide._plan.route is None  # not ASCII: its keys are checked one by one
         hits = {s.namespace: s.hits for s in cache.metrics.stats(operation="get")}  # type: ignore[union-attr]
         assert hits == {"kiro": 1, "ü:": 1}
+
+
+def test_a_route_answers_a_plain_hit_alone_and_anything_else_with_what_was_seen() -> None:
+    with Cache.from_url("memory://") as cache:
+
+        @cached(prefix="p:", ttl=60, cache=cache)
+        def plain(name: str) -> str:
+            return name
+
+        @cached(prefix="e:", ttl=60, stale_ttl=60, cache=cache)
+        def enveloped(name: str) -> str:
+            return name
+
+        assert plain("a") == enveloped("a") == "a"  # misses, stored
+        read, eread = plain._plan.route.read, enveloped._plan.route.read  # type: ignore[union-attr]
+        assert read("a", 0.0) == "a"  # a plain hit: the value alone
+        missed = read("b", 0.0)
+        assert type(missed) is Looked
+        assert missed == (kirocache.MISSING, ("p:b", None, ()))
+        hit = eread("a", 0.0)  # an envelope's hit carries what was seen, for its refresh
+        assert type(hit) is Looked
+        assert hit[0][2] == "a"
+        assert hit[1][:2] == ("e:a", cache.backend.get("e:a"))
+        # a body that is not ASCII is read as ``lookup`` reads it (its checks included)
+        cache.set("é", "v", namespace=plain._plan.namespace)
+        assert read("é", 0.0) == Looked(("v", ("p:é", cache.backend.get("p:é"), ())))
+        stats = cache.metrics.stats("p:", "get")[0]  # type: ignore[union-attr]
+        assert (stats.hits, stats.misses) == (2, 2)
 
 
 def test_a_bumped_namespace_is_never_read_from_an_old_route() -> None:

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._cache.resolved import alookup_at, lookup_at
+from kirocache._cache.resolved import Looked
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import AsyncFlights, AsyncRefreshes, aholding, coalesced
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
@@ -75,33 +75,17 @@ class AsyncCachedFunction(Wrapper[P, R]):
             or route.key_prefix is not cache.keyspace.key_prefix
         ):
             route = plan.route_for(cache)  # None when the plan's keys cannot take one
-        if route is not None and body.isascii():
+        if route is not None:
             # the namespace resolved once (see ``Route``); the read is timed from read_at
-            full_key, namespace = route.head + body, plan.namespace
             if route.inline is cache.backend:
                 # an in-process backend (``answers_inline``): its async methods only call
                 # its sync ones, so the sync read does the same steps, without a coroutine
-                found, seen = lookup_at(
-                    cache,
-                    full_key,
-                    route.label,
-                    plan.stored_type,
-                    body,
-                    namespace,
-                    read_at,
-                    plan.counts_hits,
-                )
+                read = route.read(body, read_at)
             else:
-                found, seen = await alookup_at(
-                    cache,
-                    full_key,
-                    route.label,
-                    plan.stored_type,
-                    body,
-                    namespace,
-                    read_at,
-                    plan.counts_hits,
-                )
+                read = await route.aread(body, read_at)
+            if read.__class__ is not Looked:
+                return cast("R", read)  # a plain hit: its value alone
+            found, seen = read
         else:
             found, seen = await cache._alookup(
                 body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits

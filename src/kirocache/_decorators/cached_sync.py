@@ -16,7 +16,7 @@ from typing import Any, Concatenate, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec, Self
 
-from kirocache._cache.resolved import lookup_at
+from kirocache._cache.resolved import Looked
 from kirocache._decorators.bypass import bypassed
 from kirocache._decorators.flight import Flights, Refreshes, coalesced, holding
 from kirocache._decorators.plan import NOT_READ, Job, Plan, resolve_cache
@@ -73,18 +73,12 @@ class CachedFunction(Wrapper[P, R]):
             or route.key_prefix is not cache.keyspace.key_prefix
         ):
             route = plan.route_for(cache)  # None when the plan's keys cannot take one
-        if route is not None and body.isascii():
+        if route is not None:
             # the namespace resolved once (see ``Route``); the read is timed from read_at
-            found, seen = lookup_at(
-                cache,
-                route.head + body,
-                route.label,
-                plan.stored_type,
-                body,
-                plan.namespace,
-                read_at,
-                plan.counts_hits,
-            )
+            read = route.read(body, read_at)
+            if read.__class__ is not Looked:
+                return cast("R", read)  # a plain hit: its value alone
+            found, seen = read
         else:
             found, seen = cache._lookup(
                 body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from kirocache._cache import UNREAD
+from kirocache._cache.resolved import areader, reader
 from kirocache._decorators.options import Options
 from kirocache._values.expiry import Expiry
 from kirocache._values.faithful import Check, packed_reason, speaks_json, speaks_msgpack
@@ -88,17 +89,33 @@ class Route:
         head: The full key of the empty body: key prefix, namespace prefix and version.
         label: The metrics label of the plan's keys.
         inline: The cache's backend if it answers its sync methods without waiting
-            (``answers_inline``), so an async hit may read it with the sync read
-            (``lookup_at``), which a coroutine would only wrap; else ``None``.
+            (``answers_inline``), so an async hit may read it with the sync ``read``,
+            which a coroutine would only wrap; else ``None``.
+        read: The hit's read of a key body, ``read(body, started)`` (``reader``), with
+            the route's constants bound once: the value of a plain hit, else a ``Looked``.
+        aread: Its async twin (``areader``).
     """
 
-    __slots__ = ("cache", "head", "inline", "key_prefix", "label")
+    __slots__ = ("aread", "cache", "head", "inline", "key_prefix", "label", "read")
 
-    def __init__(self, cache: Cache, head: str, label: str) -> None:
+    def __init__(self, cache: Cache, head: str, label: str, plan: Plan) -> None:
         self.cache = cache
         self.key_prefix = cache.keyspace.key_prefix
         self.head = head
         self.label = label
+        # a plain hit is answered with its value alone, unless the plan's envelope needs
+        # what was seen (a refresh's write is conditional on it)
+        bound = (
+            cache,
+            head,
+            label,
+            plan.stored_type,
+            plan.namespace,
+            plan.counts_hits,
+            not plan.enveloped,
+        )
+        self.read = reader(*bound)
+        self.aread = areader(*bound)
         # asked of its class: a wrapper passing attributes on to a MemoryBackend does not
         # answer inline (its own ``get`` may wait)
         backend = cache.backend
@@ -242,7 +259,7 @@ class Plan:
             return None
         if not head.isascii():
             return None
-        route = self.route = Route(cache, head, label)
+        route = self.route = Route(cache, head, label, self)
         return route
 
     def body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
