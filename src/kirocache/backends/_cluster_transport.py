@@ -19,28 +19,20 @@ import redis.asyncio.cluster
 from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kirocache.backends._cluster_breaker import NodeBreakers, unavailable
+from kirocache.backends._cluster_breaker import NodeBreakers
 from kirocache.backends._cluster_clients import LazyCluster, arouted_pipe, refused, routed_pipe
-from kirocache.backends._cluster_nodes import (
-    failed_node,
-    node_fault,
-    primaries_of,
-    route,
-    target,
-)
+from kirocache.backends._cluster_faults import NodeFaults
+from kirocache.backends._cluster_nodes import route, target
 from kirocache.backends._redis_clients import RedisTransport
 from kirocache.backends._redis_commands import Command, scan_page
 from kirocache.backends._redis_connections import begin_call, bounded, end_call
-from kirocache.exceptions import BackendError, CommandError, NodeUnavailableError
+from kirocache.exceptions import BackendError, CommandError
 
 __all__ = ["ClusterTransport", "page"]
 
 # asyncio.TimeoutError is not an OSError before 3.11 (as in the single node's transport)
 _ERRORS: Final = (redis.RedisError, OSError, asyncio.TimeoutError, UnicodeEncodeError)
-# What a pipeline leaves in a command's slot when the command's node could not be reached.
-_SLOT_FAULTS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 _T = TypeVar("_T")
 
 
@@ -87,12 +79,12 @@ class ClusterTransport(RedisTransport):
 
     _lazy: LazyCluster
     _nodes: NodeBreakers
-    _known: list[str]
+    _faults: NodeFaults
 
     def _setup(self, *args: Any, node_breakers: NodeBreakers | None = None, **kwargs: Any) -> None:
         super()._setup(*args, **kwargs)
         self._nodes = node_breakers if node_breakers is not None else NodeBreakers()
-        self._known = []  # the primaries of the last slot map read, by host:port
+        self._faults = NodeFaults(self._nodes, self._display_url, self._managers, super()._error)
 
     # ---- what operators see -----------------------------------------------------------------
 
@@ -105,11 +97,7 @@ class ClusterTransport(RedisTransport):
             (counted in all), ``rejected`` (calls failed fast while open) and
             ``openings``. Empty before the slot map was first read.
         """
-        primaries = self._forget_moved()
-        states = self._nodes.snapshot(primaries)
-        for node, entry in states.items():
-            entry["role"] = "primary" if node in primaries else "unknown"
-        return states
+        return self._faults.states()
 
     def _managers(self) -> list[Any]:
         """The slot maps of the clients built so far (the sync one, one per event loop)."""
@@ -135,111 +123,6 @@ class ClusterTransport(RedisTransport):
         entry = self._async_clients.current()
         return None if entry is None else cast("Any", entry.client).nodes_manager
 
-    def _learn(self, manager: Any) -> list[str]:
-        """The primaries ``manager`` maps slots to (else those of the last map read)."""
-        primaries = primaries_of(manager)
-        if primaries:
-            self._known = primaries
-        return primaries or self._known
-
-    def _forget_moved(self) -> list[str]:
-        """Drop the breakers of nodes no client's slot map lists as a primary any more.
-
-        A failover moved their slots: calls go to the promoted replica. While one
-        client (an event loop's) still maps them, they are kept, so that its calls to
-        the dead node keep failing fast until its own map is read again.
-        """
-        primaries = list(dict.fromkeys(p for m in self._managers() for p in primaries_of(m)))
-        if primaries:
-            self._known = primaries
-            self._nodes.keep(primaries)
-        return primaries or self._known
-
-    def _judge(
-        self, error: BackendError, node: str | None, manager: Any, among: Sequence[str] = ()
-    ) -> None:
-        """Count a node's connection failure; while other primaries answer, no outage.
-
-        ``node`` is where the call was sent. A failure that says where it happened (the
-        connection on redis-py's exception, or the ``host:port`` in its message) counts
-        against that node. One that does not (an event loop's call whose deadline ran
-        out while every task waited for redis-py to re-read the slot map, a connection
-        closed under the call) counts against none. Either way, while some node is
-        failing and another primary's breaker is closed, it is a partial outage: not an
-        outage of the cache, and no reason to open the cache's breaker.
-        """
-        if not node_fault(error):
-            if node is not None and isinstance(error, CommandError):
-                self._nodes.success(node)  # it answered, refusing one command
-            return
-        nodes = self._nodes
-        primaries = self._learn(manager)
-        name = failed_node(error, among or ([node] if node else []))
-        if name is not None and (not primaries or name in primaries):
-            nodes.failure(name)
-        subject = name or node
-        if subject is None or nodes.healthy or not nodes.partial(subject, primaries):
-            return
-        error.outage = False
-        if name is None:
-            error.timed_out = False  # where it stalled is unknown: not the node's deadline
-
-    def _unavailable(self, operation: str, node: str, manager: Any) -> NodeUnavailableError:
-        error = unavailable(operation, node, self._display_url, self._nodes)
-        error.outage = not self._nodes.partial(node, self._learn(manager))
-        return error
-
-    def _answered(self, node: str, command: Command, manager: Any) -> None:
-        if route(manager, command) == node:
-            self._nodes.success(node)
-        else:
-            self._forget_moved()  # the slot moved (a failover): the old node may be gone
-
-    def _refusals(
-        self, operation: str, commands: Sequence[Command], manager: Any
-    ) -> tuple[list[str | None], dict[str, NodeUnavailableError]]:
-        """Each command's node, and an error for each node whose breaker refuses the call."""
-        names = [route(manager, command) for command in commands]
-        refused = {}
-        for node in dict.fromkeys(name for name in names if name is not None):
-            if not self._nodes.allow(node):
-                refused[node] = self._unavailable(operation, node, manager)
-        return names, refused
-
-    def _judged_slots(
-        self,
-        operation: str,
-        commands: Sequence[Command],
-        replies: list[object],
-        manager: Any,
-        names: Sequence[str | None] | None = None,
-    ) -> list[object]:
-        """Replies with each node's connection failures said once per node; answers counted."""
-        if names is None:
-            # the hot path of a healthy cluster: the kinds of reply, not each reply, looked at
-            kinds = set(map(type, replies))
-            if self._nodes.healthy and not any(issubclass(k, _SLOT_FAULTS) for k in kinds):
-                return replies
-            names = [route(manager, command) for command in commands]
-        failed: dict[str | None, BackendError] = {}
-        for at, reply in enumerate(replies):
-            if isinstance(reply, _SLOT_FAULTS):
-                node = names[at]
-                error = super()._error(operation, reply)
-                if node not in failed:
-                    self._judge(error, node, manager)
-                    failed[node] = error
-                error.outage = failed[node].outage
-                replies[at] = error
-        for node in dict.fromkeys(names):
-            if node is not None and node not in failed:
-                self._nodes.success(node)
-        return replies
-
-    def _multi_failed(self, error: BackendError, commands: Sequence[Command], manager: Any) -> None:
-        among = [name for name in dict.fromkeys(route(manager, c) for c in commands) if name]
-        self._judge(error, among[0] if len(among) == 1 else None, manager, among)
-
     # ---- sync half: its twin is the async half below ---------------------------------------
 
     def _sent(self, operation: str, command: Command, send: Callable[[], _T]) -> _T:
@@ -250,19 +133,19 @@ class ClusterTransport(RedisTransport):
                 return send()
             except BackendError as error:
                 manager = self._manager()
-                self._judge(error, route(manager, command), manager)
+                self._faults.judge(error, route(manager, command), manager)
                 raise
         manager = self._manager()
         node = route(manager, command)
         if node is not None and not nodes.allow(node):
-            raise self._unavailable(operation, node, manager)
+            raise self._faults.refusal(operation, node, manager)
         try:
             answer = send()
         except BackendError as error:
-            self._judge(error, node, manager)
+            self._faults.judge(error, node, manager)
             raise
         if node is not None:
-            self._answered(node, command, manager)
+            self._faults.answered(node, command, manager)
         return answer
 
     def _call(self, operation: str, command: Command) -> object:
@@ -291,11 +174,11 @@ class ClusterTransport(RedisTransport):
             try:
                 replies = self._routed(operation, commands, strict)
             except BackendError as error:
-                self._multi_failed(error, commands, self._manager())
+                self._faults.multi_failed(error, commands, self._manager())
                 raise
-            return self._judged_slots(operation, commands, replies, self._manager())
+            return self._faults.judged_slots(operation, commands, replies, self._manager())
         manager = self._manager()
-        names, refused = self._refusals(operation, commands, manager)
+        names, refused = self._faults.refusals(operation, commands, manager)
         if refused and strict:
             raise next(iter(refused.values()))
         sending = [at for at, name in enumerate(names) if name not in refused]
@@ -305,9 +188,11 @@ class ClusterTransport(RedisTransport):
             try:
                 got = self._routed(operation, sent, strict)
             except BackendError as error:
-                self._multi_failed(error, sent, manager)
+                self._faults.multi_failed(error, sent, manager)
                 raise
-            got = self._judged_slots(operation, sent, got, manager, [names[at] for at in sending])
+            got = self._faults.judged_slots(
+                operation, sent, got, manager, [names[at] for at in sending]
+            )
             for at, reply in zip(sending, got, strict=True):
                 answers[at] = reply
         return answers
@@ -363,7 +248,7 @@ class ClusterTransport(RedisTransport):
     ) -> object:
         name = node.name
         if not probe and not self._nodes.healthy and not self._nodes.allow(name):
-            raise self._unavailable(operation, name, self._manager())
+            raise self._faults.refusal(operation, name, self._manager())
         begin_call(self._deadline)
         try:
             answer = self._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
@@ -375,7 +260,7 @@ class ClusterTransport(RedisTransport):
             raise self._error(operation, _lost(exc)) from exc
         except _ERRORS as exc:
             error = self._error(operation, exc)
-            self._judge(error, name, self._manager())
+            self._faults.judge(error, name, self._manager())
             raise error from exc
         finally:
             end_call()
@@ -407,19 +292,19 @@ class ClusterTransport(RedisTransport):
                 return await send()
             except BackendError as error:
                 manager = self._amanager()
-                self._judge(error, route(manager, command), manager)
+                self._faults.judge(error, route(manager, command), manager)
                 raise
         manager = self._amanager()
         node = route(manager, command)
         if node is not None and not nodes.allow(node):
-            raise self._unavailable(operation, node, manager)
+            raise self._faults.refusal(operation, node, manager)
         try:
             answer = await send()
         except BackendError as error:
-            self._judge(error, node, manager)
+            self._faults.judge(error, node, manager)
             raise
         if node is not None:
-            self._answered(node, command, manager)
+            self._faults.answered(node, command, manager)
         return answer
 
     async def _acall(self, operation: str, command: Command) -> object:
@@ -467,11 +352,11 @@ class ClusterTransport(RedisTransport):
             try:
                 replies = await self._apipe_cluster(operation, commands, transaction, strict)
             except BackendError as error:
-                self._multi_failed(error, commands, self._amanager())
+                self._faults.multi_failed(error, commands, self._amanager())
                 raise
-            return self._judged_slots(operation, commands, replies, self._amanager())
+            return self._faults.judged_slots(operation, commands, replies, self._amanager())
         manager = self._amanager()
-        names, refused = self._refusals(operation, commands, manager)
+        names, refused = self._faults.refusals(operation, commands, manager)
         if refused and strict:
             raise next(iter(refused.values()))
         sending = [at for at, name in enumerate(names) if name not in refused]
@@ -481,9 +366,11 @@ class ClusterTransport(RedisTransport):
             try:
                 got = await self._apipe_cluster(operation, sent, transaction, strict)
             except BackendError as error:
-                self._multi_failed(error, sent, manager)
+                self._faults.multi_failed(error, sent, manager)
                 raise
-            got = self._judged_slots(operation, sent, got, manager, [names[at] for at in sending])
+            got = self._faults.judged_slots(
+                operation, sent, got, manager, [names[at] for at in sending]
+            )
             for at, reply in zip(sending, got, strict=True):
                 answers[at] = reply
         return answers
@@ -554,7 +441,7 @@ class ClusterTransport(RedisTransport):
     async def _aon_one(self, operation: str, node: Any, command: Command, *, probe: bool) -> object:
         name = str(node.name)
         if not probe and not self._nodes.healthy and not self._nodes.allow(name):
-            raise self._unavailable(operation, name, self._amanager())
+            raise self._faults.refusal(operation, name, self._amanager())
         try:
             client = await self._aclient()
             async with bounded(self._deadline):
@@ -565,11 +452,11 @@ class ClusterTransport(RedisTransport):
             if not _closed_under_us(exc):
                 raise
             error = self._error(operation, _lost(exc))
-            self._judge(error, name, self._amanager())
+            self._faults.judge(error, name, self._amanager())
             raise error from exc
         except _ERRORS as exc:
             error = self._error(operation, exc)
-            self._judge(error, name, self._amanager())
+            self._faults.judge(error, name, self._amanager())
             raise error from exc
         self._nodes.success(name)
         return answer
