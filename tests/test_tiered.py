@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import multiprocessing
 import threading
@@ -16,6 +15,7 @@ import orjson
 import pytest
 import redis
 
+from eventually import aeventually, eventually
 from kirocache import Cache, cached
 from kirocache.backends import MemoryBackend, Op, RedisBackend, TieredBackend
 from kirocache.backends._glob import escape_glob
@@ -33,25 +33,6 @@ from redis_server import RedisServer
 
 REDIS_ENV = ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB", "CACHE_DEBUG")
 DEADLINE = 10.0
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    """Poll ``predicate`` until it holds or the deadline passes; no timing is asserted."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-async def aeventually(predicate: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def heard(b: TieredBackend, write: Callable[[], object]) -> None:

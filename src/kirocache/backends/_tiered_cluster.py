@@ -8,33 +8,45 @@ pub/sub). What differs from one node:
 * A write cannot share a pipeline with its ``PUBLISH``: the pipeline is split by node,
   and nothing orders one node's commands against another's. The write runs first (the
   cluster's own rounds), the announcement after it, as one more round, on the node of a
-  key just written (it answered a moment ago); failing that, on any other primary.
+  key just written (it answered a moment ago); failing that, on another healthy primary,
+  every try within one deadline (``_tiered_announce``, one generator for both worlds).
 * ``get_many`` reads one ``MGET`` per slot, with the ``PTTL``s, in one round.
-* The subscriber gets a pool to the next node for every attempt (:class:`NodeRotation`).
+* The subscriber gets a pool to the next node for every attempt (:class:`NodeRotation`),
+  and the slot map is read again after a round of them failed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.exceptions import RedisClusterException
 
+from kirocache.backends._cluster_clients import refused
 from kirocache.backends._cluster_plan import get_many_commands, get_many_values, one_slot, slot_of
+from kirocache.backends._cluster_transport import _ERRORS
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_bytes, decode_ttl
-from kirocache.backends._tiered_io import changed_keys, check_announced
+from kirocache.backends._redis_connections import begin_call, bounded, end_call
+from kirocache.backends._steps import Steps, arun_steps, run_steps
+from kirocache.backends._tiered_announce import announce_steps, write_steps
+from kirocache.backends._tiered_io import check_announced
 from kirocache.backends._tiered_subscriber import subscriber_pool
-from kirocache.exceptions import BackendError, CommandError
+from kirocache.exceptions import BackendError
 
 if TYPE_CHECKING:
     from kirocache.backends.cluster import RedisClusterBackend
 
 __all__ = ["ClusterRoute", "NodeRotation"]
+
+# The public module's logger, which is the name applications configure.
+_log = logging.getLogger("kirocache.backends.tiered")
 
 
 def _fetch_commands(keys: Sequence[str]) -> tuple[list[Command], list[list[int]]]:
@@ -49,19 +61,107 @@ def _fetched(
     return [as_bytes(v) for v in values], [decode_ttl(t) for t in raw[len(places) :]]
 
 
-def _first_near(nodes: list[Any], near: Any) -> list[Any]:
-    random.shuffle(nodes)  # spread the announcements of many processes
-    if near is None:
-        return nodes
-    return [near, *(node for node in nodes if node.name != near.name)]
+class _Rounds:
+    """The I/O of :func:`~kirocache.backends._tiered_announce.write_steps`, both worlds.
 
-
-class ClusterRoute:
-    """How :class:`~kirocache.backends._tiered_io.TieredIO` reaches a Redis Cluster."""
+    ``run_steps`` calls the sync methods, ``arun_steps`` their ``a`` twins. A ``PUBLISH``
+    here is bounded by what is left of the announcement's shared deadline, not by a
+    deadline of its own (``RedisClusterBackend``'s per-node call takes its own): the
+    rest is that call's bookkeeping, the node's breaker told of the answer or the fault.
+    """
 
     def __init__(self, remote: RedisClusterBackend, channel: str) -> None:
         self._remote = remote
         self._channel = channel
+        self.breakers = remote._nodes
+
+    def answers(self, ops: Sequence[Op], raws: list[object]) -> list[OpResult]:
+        """Each op's result from its raw answer (no I/O)."""
+        return self._remote._answers(ops, raws)
+
+    def _failed(self, operation: str, node: Any, exc: BaseException, manager: Any) -> BackendError:
+        if isinstance(exc, RedisClusterException):
+            return self._remote._error(operation, refused(exc))
+        error = self._remote._error(operation, exc)
+        self._remote._judge(error, str(node.name), manager)
+        return error
+
+    # ---- sync half: its twin is the async half below, line for line ------------------------
+
+    def pipe(self, operation: str, commands: Sequence[Command], transaction: bool) -> list[object]:
+        """One round of the write, said as ``operation``."""
+        return self._remote._pipe(operation, commands, transaction=transaction, strict=False)
+
+    def primaries(self, operation: str, near: str | None) -> tuple[list[Any], str | None]:
+        """Every primary, and the name of ``near``'s node (no I/O once the map is read)."""
+        primaries = self._remote._primaries(operation)
+        return primaries, _node_of(self._remote._lazy.get().nodes_manager, near)
+
+    def publish(self, operation: str, node: Any, data: bytes, seconds: float | None) -> None:
+        """PUBLISH ``data`` on ``node``, within ``seconds``."""
+        begin_call(seconds)
+        try:
+            command = ("PUBLISH", self._channel, data)
+            self._remote._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
+        except (RedisClusterException, *_ERRORS) as exc:
+            raise self._failed(operation, node, exc, self._remote._manager()) from exc
+        finally:
+            end_call()
+        self.breakers.success(str(node.name))
+
+    # ---- async half: its twin is the sync half above, line for line -------------------------
+
+    async def apipe(
+        self, operation: str, commands: Sequence[Command], transaction: bool
+    ) -> list[object]:
+        """Async :meth:`pipe`."""
+        return await self._remote._apipe(operation, commands, transaction=transaction, strict=False)
+
+    async def aprimaries(self, operation: str, near: str | None) -> tuple[list[Any], str | None]:
+        """Async :meth:`primaries`."""
+        try:
+            client: Any = await self._remote._aclient()
+            primaries = list(client.get_primaries())
+        except (RedisClusterException, *_ERRORS) as exc:
+            raise self._remote._error(operation, exc) from exc
+        return primaries, _node_of(client.nodes_manager, near)
+
+    async def apublish(self, operation: str, node: Any, data: bytes, seconds: float | None) -> None:
+        """Async :meth:`publish`."""
+        try:
+            client: Any = await self._remote._aclient()
+            async with bounded(seconds):
+                await client.execute_command("PUBLISH", self._channel, data, target_nodes=node)
+        except (RedisClusterException, *_ERRORS) as exc:
+            raise self._failed(operation, node, exc, self._remote._amanager()) from exc
+        self.breakers.success(str(node.name))
+
+
+def _node_of(manager: Any, key: str | None) -> str | None:
+    if key is None:
+        return None
+    with contextlib.suppress(redis.RedisError, RedisClusterException, LookupError):
+        return str(manager.get_node_from_slot(slot_of(key)).name)
+    return None
+
+
+class ClusterRoute:
+    """How :class:`~kirocache.backends._tiered_io.TieredIO` reaches a Redis Cluster.
+
+    A write and its announcement are one generator (``_tiered_announce``), driven here by
+    the sync and the async driver of ``_steps``.
+    """
+
+    def __init__(
+        self,
+        remote: RedisClusterBackend,
+        channel: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._remote = remote
+        self._rounds = _Rounds(remote, channel)
+        self._clock = clock
 
     @staticmethod
     def _transaction(operation: str, ops: Sequence[Op], transaction: bool) -> bool:
@@ -70,12 +170,30 @@ class ClusterRoute:
         # across slots).
         return transaction if operation == "execute" else transaction and one_slot(ops)
 
-    def _near(self, client: Any, key: str | None) -> Any:
-        if key is None:
-            return None
-        with contextlib.suppress(redis.RedisError, RedisClusterException):
-            return client.nodes_manager.get_node_from_slot(slot_of(key))
-        return None
+    def _write(
+        self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], transaction: bool
+    ) -> Steps[tuple[list[OpResult], BackendError | None]]:
+        return write_steps(
+            self._rounds,
+            operation,
+            ops,
+            messages,
+            transaction=self._transaction(operation, ops, transaction),
+            seconds=self._remote._deadline,
+            clock=self._clock,
+        )
+
+    def _announce(
+        self, operation: str, data: bytes, near: str | None
+    ) -> Steps[BackendError | None]:
+        return announce_steps(
+            self._rounds,
+            operation,
+            [data],
+            near=near,
+            seconds=self._remote._deadline,
+            clock=self._clock,
+        )
 
     # ---- sync half: its twin is the async half below, line for line ------------------------
 
@@ -89,50 +207,22 @@ class ClusterRoute:
         self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
     ) -> list[OpResult]:
         """Run ``ops`` (the cluster's rounds), then announce ``messages`` (one more round)."""
-        near = next(iter(changed_keys(ops)), None)
-        try:
-            results = self._remote.execute(
-                ops, transaction=self._transaction(operation, ops, transaction)
-            )
-        except BackendError:
-            # Some nodes may have taken their writes: say so all the same, with one try
-            # (not one per primary: the call has already cost its deadline).
-            with contextlib.suppress(BackendError):
-                for data in messages:
-                    self.publish(operation, data, near=near, tries=1)
-            raise
-        try:
-            for data in messages:
-                self.publish(operation, data, near=near)
-        except BackendError as exc:
-            check_announced([exc])
+        results, error = run_steps(self._write(operation, ops, messages, transaction))
+        if error is not None:
+            check_announced([error])
         return results
 
-    def publish(
-        self, operation: str, data: bytes, *, near: str | None = None, tries: int | None = None
-    ) -> None:
-        """PUBLISH on the node of ``near``, else on the first primary that answers.
+    def publish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
+        """PUBLISH on the node of ``near`` if healthy, else on the first primary that answers.
 
-        A node that is down (unreachable, or its breaker open) is passed over for the next,
-        up to ``tries`` nodes (``None``: every primary).
+        A node that is down (unreachable, or its breaker open) is passed over for the next;
+        every try shares the backend's per-call deadline.
 
         Raises:
             CommandError: The server refused the PUBLISH (an ACL without the channel).
             BackendError: No primary took the message.
         """
-        primaries = self._remote._primaries(operation)
-        targets = _first_near(primaries, self._near(self._remote._lazy.get(), near))[:tries]
-        error: BackendError | None = None
-        for node in targets:
-            try:
-                self._remote._on_node(operation, node, ("PUBLISH", self._channel, data))
-            # the next node is the retry; a refusal (an ACL) no node will take
-            except CommandError:  # noqa: PERF203
-                raise
-            except BackendError as exc:
-                error = exc
-            else:
-                return
+        error = run_steps(self._announce(operation, data, near))
         if error is not None:
             raise error
 
@@ -150,40 +240,14 @@ class ClusterRoute:
         self, operation: str, ops: Sequence[Op], messages: Sequence[bytes], *, transaction: bool
     ) -> list[OpResult]:
         """Async :meth:`write`."""
-        near = next(iter(changed_keys(ops)), None)
-        try:
-            results = await self._remote.aexecute(
-                ops, transaction=self._transaction(operation, ops, transaction)
-            )
-        except BackendError:
-            with contextlib.suppress(BackendError):
-                for data in messages:
-                    await self.apublish(operation, data, near=near, tries=1)
-            raise
-        try:
-            for data in messages:
-                await self.apublish(operation, data, near=near)
-        except BackendError as exc:
-            check_announced([exc])
+        results, error = await arun_steps(self._write(operation, ops, messages, transaction))
+        if error is not None:
+            check_announced([error])
         return results
 
-    async def apublish(
-        self, operation: str, data: bytes, *, near: str | None = None, tries: int | None = None
-    ) -> None:
+    async def apublish(self, operation: str, data: bytes, *, near: str | None = None) -> None:
         """Async :meth:`publish`."""
-        client = await self._remote._aclient()
-        targets = _first_near(list(client.get_primaries()), self._near(client, near))[:tries]
-        error: BackendError | None = None
-        for node in targets:
-            try:
-                await self._remote._aon_node(operation, node, ("PUBLISH", self._channel, data))
-            # the next node is the retry; a refusal (an ACL) no node will take
-            except CommandError:  # noqa: PERF203
-                raise
-            except BackendError as exc:
-                error = exc
-            else:
-                return
+        error = await arun_steps(self._announce(operation, data, near))
         if error is not None:
             raise error
 
@@ -195,22 +259,62 @@ class NodeRotation:
     The nodes are those redis-py's slot map knows (the seeds, before the cluster answered
     once), taken in turn from a random start, so the processes of an application spread
     over the nodes and a subscriber whose node died tries another one next.
+
+    The map is the sync client's, which nothing else may refresh (an asyncio application
+    reads through its own clients): after a whole round of the map's nodes failed, it is
+    read again, so a cluster whose nodes were all replaced (new addresses) is found, and
+    a warning says, once per outage, that the subscription is down.
     """
 
-    def __init__(self, remote: RedisClusterBackend) -> None:
+    def __init__(self, remote: RedisClusterBackend, channel: str = "") -> None:
         self._remote = remote
+        self._channel = channel
         self._lock = threading.Lock()
         self._turn = random.randrange(1 << 16)
+        self._read_at = 0  # the failures in a row when the map was last read again
+        self._warned = False
 
-    def __call__(self, timeout: float) -> redis.ConnectionPool:
+    def __call__(self, timeout: float, failures: int = 0) -> redis.ConnectionPool:
         """A pool to the next node, its connections without retries (as on one node).
+
+        Args:
+            timeout: The pool's socket timeout.
+            failures: Failed attempts in a row before this one.
 
         Raises:
             redis.ConnectionError: No seed node answered.
         """
         client = self._remote._lazy.get()
-        nodes = sorted(client.get_nodes(), key=lambda node: str(node.name))  # type: ignore[no-untyped-call]
+        nodes = _named(client)
+        with self._lock:
+            if failures <= 1:  # a new outage (or none)
+                self._read_at, self._warned = 0, False
+            stale = failures - self._read_at >= len(nodes)
+            warn = stale and not self._warned
+            if stale:
+                self._read_at, self._warned = failures, True
+        if warn:
+            _log.warning(
+                "the invalidation subscription to %r is down: none of the %d nodes the "
+                "cluster's map names answered (%s); the local layer stays bypassed while "
+                "the cluster's nodes are read again and tried in turn",
+                self._channel,
+                len(nodes),
+                ", ".join(str(node.name) for node in nodes)[:300],
+            )
+        if stale:
+            with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
+                client.nodes_manager.initialize()
+            nodes = _named(client) or nodes
         with self._lock:
             node = nodes[self._turn % len(nodes)]
             self._turn += 1
-        return subscriber_pool(client.get_redis_connection(node))(timeout)
+        return subscriber_pool(client.get_redis_connection(node))(timeout, failures)
+
+    def close(self) -> None:
+        """Close the sync client the subscriber's rotation built (it is rebuilt if used)."""
+        self._remote._lazy.close()
+
+
+def _named(client: Any) -> list[Any]:
+    return sorted(client.get_nodes(), key=lambda node: str(node.name))

@@ -87,13 +87,14 @@ class Subscriber:
     tracking on, redirected to itself, and subscribes to ``__redis__:invalidate`` beside
     the channel: see :mod:`kirocache.backends._tiered_tracking`.
 
-    ``make_pool`` is called for every attempt to subscribe, so a cluster's attempts can
-    go to one node after another (:mod:`kirocache.backends._tiered_cluster`).
+    ``make_pool`` is called for every attempt to subscribe, with the socket timeout and the
+    failed attempts in a row before it, so a cluster's attempts can go to one node after
+    another (:mod:`kirocache.backends._tiered_cluster`).
     """
 
     def __init__(
         self,
-        make_pool: Callable[[float], redis.ConnectionPool],
+        make_pool: Callable[[float, int], redis.ConnectionPool],
         channel: str,
         sender: str,
         local: Local,
@@ -164,7 +165,7 @@ class Subscriber:
                 pubsub: PubSub | None = None
                 error: Exception | None = None
                 try:
-                    pool = self._make_pool(max(self._pong_wait, _MIN_CONFIRM_WAIT))
+                    pool = self._make_pool(max(self._pong_wait, _MIN_CONFIRM_WAIT), failures)
                     pubsub = redis.Redis(connection_pool=pool).pubsub()  # type: ignore[no-untyped-call]
                     self._subscribe(pubsub, stop)
                     failures = 0
@@ -318,7 +319,7 @@ def _address(connection: object) -> str | None:
 
 def subscriber_pool(
     client: redis.Redis, *, resp2: bool = False
-) -> Callable[[float], redis.ConnectionPool]:
+) -> Callable[[float, int], redis.ConnectionPool]:
     """A factory of pools for the subscriber, reaching the remote's server as it does.
 
     The subscriber's connection never retries or reconnects on its own: redis-py's retry
@@ -334,7 +335,7 @@ def subscriber_pool(
     if resp2:
         options["protocol"] = 2
 
-    def make(timeout: float) -> redis.ConnectionPool:
+    def make(timeout: float, failures: int = 0) -> redis.ConnectionPool:
         return redis.ConnectionPool(
             connection_class=source.connection_class,
             retry=Retry(NoBackoff(), 0, supported_errors=()),

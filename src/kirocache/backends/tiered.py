@@ -56,6 +56,10 @@ DEFAULT_CHANNEL: Final = "kirocache:invalidate"
 Invalidation: TypeAlias = Literal["pubsub", "tracking"]
 
 
+def _nothing() -> None:
+    return None
+
+
 # ---- the backend ----------------------------------------------------------------------------
 
 
@@ -172,9 +176,12 @@ class TieredBackend:
         self._channel = channel
         self._sender = secrets.token_hex(8)
         route: Route
-        pools: Callable[[float], redis.ConnectionPool]
+        pools: Callable[[float, int], redis.ConnectionPool]
+        # What the subscriber's pools leave open once it stopped (a cluster's sync client).
+        self._release: Callable[[], None] = _nothing
         if isinstance(remote, RedisClusterBackend):
-            route, pools = ClusterRoute(remote, channel), NodeRotation(remote)
+            rotation = NodeRotation(remote, channel)
+            route, pools, self._release = ClusterRoute(remote, channel), rotation, rotation.close
         else:
             route = OneNode(remote, channel)
             pools = subscriber_pool(remote._client, resp2=tracking is not None)
@@ -575,11 +582,15 @@ class TieredBackend:
         return self._stats(await self._remote.astats())
 
     async def aclose(self) -> None:
-        """Async :meth:`close`: waits for the subscriber without blocking the event loop."""
+        """Async :meth:`close`: waits for the subscriber without blocking the event loop.
+
+        On a cluster it also closes the sync client the subscriber found its nodes with.
+        """
         thread = self._subscriber.stop()
         if thread is not None:
             while thread.is_alive():  # noqa: ASYNC110 -- join() would block the loop
                 await asyncio.sleep(POLL / 10)
             thread.join()
         self._local.clear()
+        self._release()  # closes sockets, no I/O to wait for
         await self._remote.aclose()
