@@ -80,12 +80,12 @@ class AsyncCachedFunction(Wrapper[P, R]):
             if route.inline is cache.backend:
                 # an in-process backend (``answers_inline``): its async methods only call
                 # its sync ones, so the sync read does the same steps, without a coroutine
-                read = route.read(body, read_at)
+                read: R = route.read(body, read_at)
             else:
                 read = await route.aread(body, read_at)
             if read.__class__ is not Looked:
-                return cast("R", read)  # a plain hit: its value alone
-            found, seen = read
+                return read  # a plain hit: its value alone (no ``cast``: a call at run time)
+            found, seen = cast("Looked", read)
         else:
             found, seen = await cache._alookup(
                 body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits

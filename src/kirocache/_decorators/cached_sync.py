@@ -75,10 +75,10 @@ class CachedFunction(Wrapper[P, R]):
             route = plan.route_for(cache)  # None when the plan's keys cannot take one
         if route is not None:
             # the namespace resolved once (see ``Route``); the read is timed from read_at
-            read = route.read(body, read_at)
+            read: R = route.read(body, read_at)
             if read.__class__ is not Looked:
-                return cast("R", read)  # a plain hit: its value alone
-            found, seen = read
+                return read  # a plain hit: its value alone (no ``cast``: a call at run time)
+            found, seen = cast("Looked", read)
         else:
             found, seen = cache._lookup(
                 body, plan.stored_type, plan.namespace, tags, counted=plan.counts_hits
