@@ -19,7 +19,11 @@ def install(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite with branch coverage (extra arguments go to pytest)."""
+    """Run the test suite with branch coverage (extra arguments go to pytest).
+
+    It runs on pytest-xdist workers, two a core (pyproject's addopts); ``nox -s tests -- -n 0``
+    runs it in one process.
+    """
     install(session)
     session.run(
         "pytest",
@@ -61,8 +65,15 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[dev,bench]")
     results = "benchmarks/results/latest.json"
+    # -n 0: one process, as timing needs (pytest-benchmark turns itself off under xdist)
     session.run(
-        "pytest", "benchmarks/", "--benchmark-only", f"--benchmark-json={results}", *session.posargs
+        "pytest",
+        "benchmarks/",
+        "-n",
+        "0",
+        "--benchmark-only",
+        f"--benchmark-json={results}",
+        *session.posargs,
     )
     report = ["python", "tools/bench_report.py", results]
     if not session.posargs:

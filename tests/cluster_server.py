@@ -184,29 +184,7 @@ class LocalCluster:
         """
         taken: set[int] = set()
         for _ in range(6):
-            bus = _free_bus_port(taken)
-            taken.add(bus)
-            tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls else []
-            auth_args = ["--masterauth", self.admin_password] if self.admin_password else []
-            node = RedisServer(
-                self.binary,
-                tls=self.tls,
-                password=self.admin_password,
-                acl_user=self.acl_user,
-                extra_args=[
-                    *tls_args,
-                    *auth_args,
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                    "--cluster-port", str(bus),
-                    # a replica whose primary just died may take over at once
-                    "--cluster-replica-validity-factor", "0",
-                ],
-            )  # fmt: skip
-            self.nodes.append(node)
-            node.start()
-            taken.add(node.port)
+            self.nodes.append(self._start_node(taken))
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
         created = subprocess.run(
             [
@@ -229,6 +207,42 @@ class LocalCluster:
             raise RedisServerError(msg)
         self.wait_ready()
         return self
+
+    def _start_node(self, taken: set[int]) -> RedisServer:
+        # Parallel test workers pick free ports too: a bus port taken between probing and
+        # binding fails the node's start, and a new bus port (and client port) is tried.
+        attempts = 3
+        while True:
+            attempts -= 1
+            bus = _free_bus_port(taken)
+            taken.add(bus)
+            tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls else []
+            auth_args = ["--masterauth", self.admin_password] if self.admin_password else []
+            node = RedisServer(
+                self.binary,
+                tls=self.tls,
+                password=self.admin_password,
+                acl_user=self.acl_user,
+                extra_args=[
+                    *tls_args,
+                    *auth_args,
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                    "--cluster-port", str(bus),
+                    # a replica whose primary just died may take over at once
+                    "--cluster-replica-validity-factor", "0",
+                ],
+            )  # fmt: skip
+            try:
+                node.start()
+            except RedisServerError:
+                node.close()
+                if attempts == 0:
+                    raise
+            else:
+                taken.add(node.port)
+                return node
 
     def _cli_tls(self) -> list[str]:
         auth = ["-a", self.admin_password, "--no-auth-warning"] if self.admin_password else []

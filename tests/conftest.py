@@ -65,6 +65,47 @@ def no_redis(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# -- parallel runs -----------------------------------------------------------------------------
+# Most of the suite waits (on servers, subprocesses and short real TTLs) rather than computes,
+# so pyproject's addopts run it on pytest-xdist workers, two a core (`--numprocesses=auto
+# --dist=worksteal`). Each worker is a process with its own session fixtures: its own
+# redis-server (and, if its tests need them, its own cluster and Sentinel) on free ports, and
+# its own temp dirs. Tests named by path run in one process unless `-n` is given.
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Under ``-p no:xdist``, accept the addopts' xdist options (and run in one process)."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist (not loaded)")
+    group.addoption("--numprocesses", help="ignored: pytest-xdist is not loaded")
+    group.addoption("--dist", help="ignored: pytest-xdist is not loaded")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Tests named by path, without ``-n`` on the command line, run in one process.
+
+    One file's tests finish sooner in one process than after starting workers. ``-n 0`` (or
+    ``-p no:xdist``) runs the whole suite in one process, for a debugger or print-debugging.
+    """
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("xdist"):
+        return  # a worker itself, or pytest-xdist is not there
+    given = config.invocation_params.args
+    asked = any(arg.startswith(("-n", "--numprocesses")) for arg in given)
+    if config.args_source is pytest.Config.ArgsSource.ARGS and not asked:
+        config.option.numprocesses = 0
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """Two workers a core (at most 8); ``PYTEST_XDIST_AUTO_NUM_WORKERS`` sets the number."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2 * (cores or 1), 8)
+
+
 # tryfirst: run before pytest's own `-m` selection, so the markers added here count.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

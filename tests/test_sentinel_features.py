@@ -7,8 +7,9 @@ replica and three Sentinels. Tests that start their own single redis-server are 
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,6 +35,38 @@ for _name, _test in list(globals().items()):
         del_it = _OWN_SERVER & set(inspect.signature(_test).parameters)
         if del_it:
             del globals()[_name]
+
+
+def _backend_params(test: Callable[..., object]) -> list[pytest.Mark]:
+    marks: list[pytest.Mark] = getattr(test, "pytestmark", [])
+    return [m for m in marks if m.name == "parametrize" and m.args[0] == "backend"]
+
+
+def _once(test: Callable[..., object]) -> Callable[..., object]:
+    """``test`` without its own list of backends, which the fixture below would ignore.
+
+    A test parametrized over memory, fakeredis and Redis would run here three times, each on
+    the Sentinel backend: one run says all three say.
+    """
+    if inspect.iscoroutinefunction(test):
+
+        @functools.wraps(test)
+        async def run(*args: object, **kwargs: object) -> object:
+            return await test(*args, **kwargs)  # type: ignore[misc]
+
+    else:
+
+        @functools.wraps(test)
+        def run(*args: object, **kwargs: object) -> object:
+            return test(*args, **kwargs)
+
+    run.pytestmark = [m for m in run.pytestmark if m not in _backend_params(test)]  # type: ignore[attr-defined]
+    return run
+
+
+for _name, _test in list(globals().items()):
+    if _name.startswith("test_") and inspect.isfunction(_test) and _backend_params(_test):
+        globals()[_name] = _once(_test)
 
 
 @pytest.fixture(params=["sentinel"])
