@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from kirocache.metrics import InMemoryMetrics, MultiMetrics, percentile
+from kirocache.metrics import InMemoryMetrics, MultiMetrics, Outcome, percentile
 
 
 def test_hit_rate_per_namespace_and_overall() -> None:
@@ -294,3 +294,75 @@ def test_a_cache_counts_every_hit_of_eight_threads() -> None:
         assert isinstance(metrics, InMemoryMetrics)
         [reads] = metrics.stats("t:", "get")
         assert (reads.hits, reads.misses) == (8_000, 1)
+
+
+def test_the_hit_recorder_counts_as_record_does() -> None:
+    quick, plain = InMemoryMetrics(window=4), InMemoryMetrics(window=4)
+    hit = quick._hit_recorder("get", "h:")
+    for latency in (0.001, 0.005, 0.002, 0.004, 0.003, 0.006):
+        hit(latency)
+        plain.record("get", "h:", "hit", latency)
+    for metrics in (quick, plain):
+        metrics.record("get", "h:", "miss", 0.01)
+        metrics.record("get", "h:", "coalesced", 0.0)
+        metrics.record("get", "h:", "stale", 0.02)
+    assert quick.stats() == plain.stats()
+    [reads] = quick.stats()
+    assert (reads.calls, reads.hits, reads.misses, reads.stale) == (8, 6, 1, 1)
+    assert reads.latency_max == 0.02
+    assert quick.hit_rate("h:") == plain.hit_rate("h:") == pytest.approx(8 / 8)
+    quick.reset()
+    hit(0.5)  # after a reset: a new series, counted from zero
+    [reads] = quick.stats()
+    assert (reads.calls, reads.hits, reads.misses, reads.latency_max) == (1, 1, 0, 0.5)
+
+
+def test_hits_recorded_both_ways_from_eight_threads_are_exact() -> None:
+    metrics = InMemoryMetrics(window=16)
+    hit = metrics._hit_recorder("get", "m:")
+
+    def work(n: int) -> None:
+        for i in range(500):
+            if (i + n) % 3:
+                hit(0.001)
+            else:
+                metrics.record("get", "m:", "miss" if i % 2 else "hit", 0.002)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # ended threads' tallies are folded in, their hits kept
+    expected = {"hit": 0, "miss": 0}
+    for n in range(8):
+        for i in range(500):
+            kind = "hit" if (i + n) % 3 else ("miss" if i % 2 else "hit")
+            expected[kind] += 1
+    [reads] = metrics.stats()
+    assert (reads.calls, reads.hits, reads.misses) == (4000, expected["hit"], expected["miss"])
+    assert metrics.hit_rate() == pytest.approx(expected["hit"] / 4000)
+
+
+def test_a_hook_of_its_own_hears_every_hit_of_a_cached_function() -> None:
+    from kirocache import Cache, cached
+
+    heard: list[tuple[str, str, str]] = []
+
+    class Heard(InMemoryMetrics):
+        def record(
+            self, operation: str, namespace: str, outcome: Outcome, latency: float, count: int = 1
+        ) -> None:
+            heard.append((operation, namespace, outcome))
+            super().record(operation, namespace, outcome, latency, count)
+
+    for metrics in (Heard(), MultiMetrics(Heard())):
+        heard.clear()
+        with Cache.from_url("memory://", metrics=metrics) as cache:
+
+            @cached(prefix="o:", ttl=60, cache=cache)
+            def double(x: int) -> int:
+                return 2 * x
+
+            assert double(1) == double(1) == double(1) == 2
+        assert heard.count(("get", "o:", "hit")) == 2
+        assert heard.count(("get", "o:", "miss")) == 1

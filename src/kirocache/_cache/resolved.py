@@ -16,8 +16,9 @@ argument, as ``readthrough``'s do.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from kirocache._cache.decoding import decode as _decode
 from kirocache._cache.driver import arun, run
@@ -26,9 +27,11 @@ from kirocache._cache.invalidator import TOMBSTONE, Seen
 from kirocache._cache.readthrough import _kept, _unreadable, alookup, lookup
 from kirocache._values.types import MISSING
 from kirocache.exceptions import CorruptValueError
+from kirocache.metrics import InMemoryMetrics
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
+    from kirocache._cache.guard import Guard
     from kirocache.keys import Namespace
 
 __all__ = ["ARead", "Looked", "Read", "areader", "reader"]
@@ -74,9 +77,7 @@ def reader(
     """
     guard, pending, codec = self.guard, self.invalidator.pending, self.codec
     breaker, memo, serializer = guard.breaker, codec.decoded, codec.serializer
-    metrics = guard.metrics
-    # ``guard.observe``, inlined for the hit: the metrics hook alone, unless debugging
-    record = metrics.record if counted and metrics is not None and not guard.debug else None
+    hit = _hit_recorder(guard, label) if counted else None
     sync_ok = guard.sync_ok
 
     def read(body: str, started: float) -> Any:
@@ -105,8 +106,8 @@ def reader(
                 value = _decode(self, full, raw, type)
             except CorruptValueError:
                 return _settle(self, full, label, raw, type, started, counted)
-        if record is not None:
-            record("get", label, "hit", perf_counter() - started)
+        if hit is not None:
+            hit(perf_counter() - started)
         elif counted:
             guard.observe("get", label, "hit", started, full)
         return value if plain else Looked((value, (full, raw, ())))
@@ -130,8 +131,7 @@ def areader(
     """
     guard, pending, codec = self.guard, self.invalidator.pending, self.codec
     breaker, memo, serializer = guard.breaker, codec.decoded, codec.serializer
-    metrics = guard.metrics
-    record = metrics.record if counted and metrics is not None and not guard.debug else None
+    hit = _hit_recorder(guard, label) if counted else None
     async_ok = guard.async_ok
 
     async def aread(body: str, started: float) -> Any:
@@ -159,13 +159,27 @@ def areader(
                 value = _decode(self, full, raw, type)
             except CorruptValueError:
                 return await _asettle(self, full, label, raw, type, started, counted)
-        if record is not None:
-            record("get", label, "hit", perf_counter() - started)
+        if hit is not None:
+            hit(perf_counter() - started)
         elif counted:
             guard.observe("get", label, "hit", started, full)
         return value if plain else Looked((value, (full, raw, ())))
 
     return aread
+
+
+def _hit_recorder(guard: Guard, label: str) -> Callable[[float], None] | None:
+    """``guard.observe`` of a hit, inlined: the metrics hook alone, unless debugging.
+
+    ``InMemoryMetrics`` (not a subclass with its own ``record``) records through its hit
+    recorder; ``None`` when the guard must observe (debug logging) or there is no hook.
+    """
+    metrics = guard.metrics
+    if metrics is None or guard.debug:
+        return None
+    if getattr(type(metrics), "record", None) is InMemoryMetrics.record:
+        return cast(InMemoryMetrics, metrics)._hit_recorder("get", label)
+    return partial(metrics.record, "get", label, "hit")
 
 
 def _settle(
