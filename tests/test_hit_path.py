@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from kirocache import Cache, Namespace, cached
 from kirocache._cache.resolved import Looked
 from kirocache.backends import MemoryBackend
 from kirocache.keys import ArgumentKey
+from kirocache.metrics import InMemoryMetrics
+from kirocache.serializers import OrjsonSerializer
 
 
 class CopyingBackend(MemoryBackend):
@@ -148,6 +151,42 @@ def test_a_route_answers_a_plain_hit_alone_and_anything_else_with_what_was_seen(
         assert read("é", 0.0) == Looked(("v", ("p:é", cache.backend.get("p:é"), ())))
         stats = cache.metrics.stats("p:", "get")[0]  # type: ignore[union-attr]
         assert (stats.hits, stats.misses) == (2, 2)
+
+
+def test_what_a_cache_s_owner_sets_later_is_followed_by_the_next_hit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loaded: list[bytes] = []
+
+    class Counting(OrjsonSerializer):
+        def loads(self, data: bytes, type: Any = None) -> Any:
+            loaded.append(data)
+            return super().loads(data, type)
+
+    with Cache.from_url("memory://") as cache:
+
+        @cached(prefix="o:", ttl=60, cache=cache)
+        def load(x: int) -> tuple[int, ...]:
+            return (x,)
+
+        assert load(1) == load(1) == (1,)  # an immutable result: served from the memo
+        other = InMemoryMetrics()
+        cache.metrics = other
+        assert load(1) == (1,)
+        assert other.stats("o:", "get")[0].hits == 1
+        cache.metrics = None
+        assert load(1) == (1,)
+        assert other.stats("o:", "get")[0].hits == 1
+        cache.metrics = other
+        cache.debug = True
+        with caplog.at_level(logging.DEBUG, logger="kirocache"):
+            assert load(1) == (1,)
+        assert any("get o:1 -> hit" in record.getMessage() for record in caplog.records)
+        assert other.stats("o:", "get")[0].hits == 2
+        cache.debug = False
+        cache.serializer = Counting()  # bytes decoded by another serializer: decoded anew
+        assert load(1) == load(1) == (1,)
+        assert len(loaded) == 1
 
 
 def test_a_bumped_namespace_is_never_read_from_an_old_route() -> None:

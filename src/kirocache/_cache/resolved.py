@@ -31,8 +31,8 @@ from kirocache.metrics import InMemoryMetrics
 
 if TYPE_CHECKING:
     from kirocache._cache.cache import Cache
-    from kirocache._cache.guard import Guard
     from kirocache.keys import Namespace
+    from kirocache.metrics import MetricsHook
 
 __all__ = ["ARead", "Looked", "Read", "areader", "reader"]
 
@@ -70,17 +70,18 @@ def reader(
     ``started`` is when the caller started the read (the latency's start), ``counted`` as
     for ``lookup``. A hit answers with its value alone when ``plain``; every other answer
     (a miss, a hit when not ``plain``, anything ``lookup`` answered) is a ``Looked``.
-    Anything but a clean read of a healthy backend (a body that is not
-    ASCII, a pending invalidation, a fault, the breaker) is ``lookup``'s, from the body.
-    The backend is read from the cache on every call (it may be swapped). Twin:
-    ``areader``, below.
+    Anything but a clean read of a healthy backend (a body that is not ASCII, a pending
+    invalidation, a fault, the breaker) is ``lookup``'s, from the body. What a cache's
+    owner may set at any time (its backend, breaker, serializer, metrics hook, debug) is
+    read on every call. Twin: ``areader``, below.
     """
     guard, pending, codec = self.guard, self.invalidator.pending, self.codec
-    breaker, memo, serializer = guard.breaker, codec.decoded, codec.serializer
-    hit = _hit_recorder(guard, label) if counted else None
-    sync_ok = guard.sync_ok
+    memo, metrics = codec.decoded, guard.metrics
+    hit = _hit_recorder(metrics, label) if counted else None
+    sync_ok = guard.sync_ok  # set once, by the backend the cache was made with
 
     def read(body: str, started: float) -> Any:
+        breaker = guard.breaker
         if (
             pending.active
             or guard.failing
@@ -95,7 +96,7 @@ def reader(
         except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
             raw = guard.failed("get", label, exc, started)
         kept = memo.get(full)  # ``decode``'s memo, looked up inline
-        if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is serializer:
+        if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
             # bytes decoded before (so neither a tombstone nor corrupt): their value or payload
             loads = kept[4]
             value = kept[3] if loads is None else loads(kept[5])
@@ -106,7 +107,7 @@ def reader(
                 value = _decode(self, full, raw, type)
             except CorruptValueError:
                 return _settle(self, full, label, raw, type, started, counted)
-        if hit is not None:
+        if hit is not None and guard.metrics is metrics and not guard.debug:
             hit(perf_counter() - started)
         elif counted:
             guard.observe("get", label, "hit", started, full)
@@ -130,11 +131,12 @@ def areader(
     whose async methods only call its sync ones) reads with ``reader``'s function instead.
     """
     guard, pending, codec = self.guard, self.invalidator.pending, self.codec
-    breaker, memo, serializer = guard.breaker, codec.decoded, codec.serializer
-    hit = _hit_recorder(guard, label) if counted else None
-    async_ok = guard.async_ok
+    memo, metrics = codec.decoded, guard.metrics
+    hit = _hit_recorder(metrics, label) if counted else None
+    async_ok = guard.async_ok  # set once, by the backend the cache was made with
 
     async def aread(body: str, started: float) -> Any:
+        breaker = guard.breaker
         if (
             pending.active
             or guard.failing
@@ -149,7 +151,7 @@ def areader(
         except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
             raw = guard.failed("get", label, exc, started)
         kept = memo.get(full)  # ``decode``'s memo, looked up inline
-        if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is serializer:
+        if kept is not None and kept[0] is raw and kept[1] is type and kept[2] is codec.serializer:
             loads = kept[4]
             value = kept[3] if loads is None else loads(kept[5])
         elif raw is None or raw is FAILED or raw.startswith(TOMBSTONE):
@@ -159,7 +161,7 @@ def areader(
                 value = _decode(self, full, raw, type)
             except CorruptValueError:
                 return await _asettle(self, full, label, raw, type, started, counted)
-        if hit is not None:
+        if hit is not None and guard.metrics is metrics and not guard.debug:
             hit(perf_counter() - started)
         elif counted:
             guard.observe("get", label, "hit", started, full)
@@ -168,14 +170,15 @@ def areader(
     return aread
 
 
-def _hit_recorder(guard: Guard, label: str) -> Callable[[float], None] | None:
-    """``guard.observe`` of a hit, inlined: the metrics hook alone, unless debugging.
+def _hit_recorder(metrics: MetricsHook | None, label: str) -> Callable[[float], None] | None:
+    """``guard.observe`` of a hit, inlined for ``metrics``: its ``record``, bound once.
 
     ``InMemoryMetrics`` (not a subclass with its own ``record``) records through its hit
-    recorder; ``None`` when the guard must observe (debug logging) or there is no hook.
+    recorder. The read uses it while ``metrics`` is still the guard's hook and the guard
+    does not log every operation (``cache.metrics`` and ``cache.debug`` may be set at any
+    time); otherwise the guard observes.
     """
-    metrics = guard.metrics
-    if metrics is None or guard.debug:
+    if metrics is None:
         return None
     if getattr(type(metrics), "record", None) is InMemoryMetrics.record:
         return cast(InMemoryMetrics, metrics)._hit_recorder("get", label)
@@ -185,7 +188,7 @@ def _hit_recorder(guard: Guard, label: str) -> Callable[[float], None] | None:
 def _settle(
     self: Cache, full: str, label: str, raw: Any, type: Any, started: float, counted: bool
 ) -> Looked:
-    """What ``lookup_at`` read, when it is not a plain hit: as ``lookup`` ends. Twin below."""
+    """What ``reader``'s read got, when it is not a plain hit: as ``lookup`` ends. Twin below."""
     guard = self.guard
     if raw is FAILED:
         return Looked(_kept(self, full, type, label, started, ()))
