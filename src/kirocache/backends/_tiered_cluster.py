@@ -23,14 +23,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from redis.exceptions import RedisClusterException
 
 from kirocache.backends._cluster_clients import refused
 from kirocache.backends._cluster_plan import get_many_commands, get_many_values, one_slot, slot_of
-from kirocache.backends._cluster_transport import _ERRORS
+from kirocache.backends._cluster_transport import _ERRORS, _closed_under_us, _lost
 from kirocache.backends._protocol import Op, OpResult
 from kirocache.backends._redis_commands import Command, as_bytes, decode_ttl
 from kirocache.backends._redis_connections import begin_call, bounded, end_call
@@ -47,6 +47,9 @@ __all__ = ["ClusterRoute", "NodeRotation"]
 
 # The public module's logger, which is the name applications configure.
 _log = logging.getLogger("kirocache.backends.tiered")
+# What a PUBLISH on one node may raise: the transport's errors, redis-py's cluster errors,
+# and a connection closed under the call by another caller (see _cluster_transport).
+_PUBLISH_FAULTS: Final = (RedisClusterException, AttributeError, TypeError, *_ERRORS)
 
 
 def _fetch_commands(keys: Sequence[str]) -> tuple[list[Command], list[list[int]]]:
@@ -79,9 +82,19 @@ class _Rounds:
         """Each op's result from its raw answer (no I/O)."""
         return self._remote._answers(ops, raws)
 
-    def _failed(self, operation: str, node: Any, exc: BaseException, manager: Any) -> BackendError:
+    def _failed(self, operation: str, node: Any, exc: Exception, manager: Any) -> BackendError:
+        """``exc`` said as the transport says it, and counted against ``node``'s breaker.
+
+        Raises:
+            Exception: ``exc`` itself, an AttributeError or TypeError not raised by a
+                connection closed under the call (a bug, not an outage).
+        """
         if isinstance(exc, RedisClusterException):
             return self._remote._error(operation, refused(exc))
+        if isinstance(exc, (AttributeError, TypeError)):
+            if not _closed_under_us(exc):
+                raise exc
+            exc = _lost(exc)
         error = self._remote._error(operation, exc)
         self._remote._judge(error, str(node.name), manager)
         return error
@@ -103,7 +116,7 @@ class _Rounds:
         try:
             command = ("PUBLISH", self._channel, data)
             self._remote._lazy.get().execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
-        except (RedisClusterException, *_ERRORS) as exc:
+        except _PUBLISH_FAULTS as exc:
             raise self._failed(operation, node, exc, self._remote._manager()) from exc
         finally:
             end_call()
@@ -123,7 +136,8 @@ class _Rounds:
             client: Any = await self._remote._aclient()
             primaries = list(client.get_primaries())
         except (RedisClusterException, *_ERRORS) as exc:
-            raise self._remote._error(operation, exc) from exc
+            said = refused(exc) if isinstance(exc, RedisClusterException) else exc
+            raise self._remote._error(operation, said) from exc
         return primaries, _node_of(client.nodes_manager, near)
 
     async def apublish(self, operation: str, node: Any, data: bytes, seconds: float | None) -> None:
@@ -132,7 +146,7 @@ class _Rounds:
             client: Any = await self._remote._aclient()
             async with bounded(seconds):
                 await client.execute_command("PUBLISH", self._channel, data, target_nodes=node)
-        except (RedisClusterException, *_ERRORS) as exc:
+        except _PUBLISH_FAULTS as exc:
             raise self._failed(operation, node, exc, self._remote._amanager()) from exc
         self.breakers.success(str(node.name))
 
