@@ -323,8 +323,13 @@ class ClusterTransport(RedisTransport):
             try:
                 await self._pooled(entry)
                 client: Any = entry.client
-                node = target(client.nodes_manager, command)
                 async with bounded(self._deadline):
+                    if client._initialize:
+                        # another task's failure made it re-read the map: read it before
+                        # picking the node, or the node picked may be one the re-reading
+                        # drops (its connections would then be nobody's to close)
+                        await client.initialize()
+                    node = target(client.nodes_manager, command)
                     if node is None:
                         return await client.execute_command(*command)
                     return await client.execute_command(*command, target_nodes=node)
