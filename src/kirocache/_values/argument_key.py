@@ -246,17 +246,19 @@ class ArgumentKey:
         if fast is None or len(fast) != 1 or self.max_length < 64:
             return self.build
         [(at, _)] = fast
-        count, build, bare, limit = self._npos, self.build, _BARE.match, _INT_LIMIT
+        count, build, bare = self._npos, self.build, _BARE.match
+        low, high = -_INT_LIMIT, _INT_LIMIT
 
         def one(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
             if not kwargs and len(args) == count:
                 value = args[at]
                 kind = value.__class__
                 if kind is int:
-                    if -limit < value < limit:
+                    if low < value < high:
                         return repr(value)
                 elif kind is str and bare(value):
-                    return cast(str, value)
+                    text: str = value  # no cast(): a call on every hit
+                    return text
             return build(args, kwargs)
 
         return one
