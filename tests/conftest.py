@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -104,6 +107,61 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         return None  # pytest-xdist's own hook reads it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return min(2 * (cores or 1), 8)
+
+
+# -- tests that run alone ----------------------------------------------------------------------
+# A test marked `alone` runs while no other worker runs a test: the throughput tests count
+# calls that failed open under the default deadline, which other workers' CPU use would
+# change. Every test holds a shared lock on a file of the run from setup to teardown; an
+# `alone` test holds it exclusively, after taking a turnstile that keeps the others from
+# starting meanwhile (without it, a waiting `alone` test could wait forever).
+
+_LOCKS = "kirocache_test_locks"
+_LOCK_DIR = pytest.StashKey["tempfile.TemporaryDirectory[str]"]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Give every pytest-xdist worker the run's lock directory."""
+    stash = node.config.stash
+    if _LOCK_DIR not in stash:
+        stash[_LOCK_DIR] = tempfile.TemporaryDirectory(prefix="kirocache-tests-")
+    node.workerinput[_LOCKS] = stash[_LOCK_DIR].name
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's lock directory (the controller's)."""
+    if _LOCK_DIR in config.stash:
+        config.stash[_LOCK_DIR].cleanup()
+
+
+@contextlib.contextmanager
+def _turn(directory: Path, *, alone: bool) -> Iterator[None]:
+    import fcntl
+
+    with (directory / "turnstile").open("a") as turnstile, (directory / "room").open("a") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if alone:
+            fcntl.flock(room, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(room, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """On a worker, run ``item`` under the run's lock: shared, or exclusive if ``alone``."""
+    workerinput = getattr(item.config, "workerinput", {})
+    if _LOCKS not in workerinput:
+        return (yield)
+    alone = item.get_closest_marker("alone") is not None
+    with _turn(Path(workerinput[_LOCKS]), alone=alone):
+        return (yield)
 
 
 # tryfirst: run before pytest's own `-m` selection, so the markers added here count.
