@@ -464,10 +464,9 @@ def _read_many(
         or (breaker is not None and not breaker.healthy)
     ):
         return run(guard, _lookup_many(self, keys, type, namespace))
-    resolved = [space.resolve(key, namespace) for key in keys]
-    label = resolved[0][1]
+    full_keys, labels = space.resolve_many(keys, namespace)
+    label = labels[0]
     started = perf_counter()
-    full_keys = [full for full, _, _ in resolved]
     try:
         raws = self.backend.get_many(full_keys)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
@@ -477,7 +476,7 @@ def _read_many(
     found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
     if unread:
         run(guard, _settle_many(self, found, seen, unread, type, label, started))
-    _observe_many(guard, resolved, found, keys, started)
+    _observe_many(guard, labels, found, keys, started)
     return found, seen
 
 
@@ -510,10 +509,9 @@ async def _aread_many(
         or (breaker is not None and not breaker.healthy)
     ):
         return await arun(guard, _lookup_many(self, keys, type, namespace))
-    resolved = [space.resolve(key, namespace) for key in keys]
-    label = resolved[0][1]
+    full_keys, labels = space.resolve_many(keys, namespace)
+    label = labels[0]
     started = perf_counter()
-    full_keys = [full for full, _, _ in resolved]
     try:
         raws = await self.backend.aget_many(full_keys)
     except Exception as exc:  # noqa: BLE001 - sorted by the guard: faults fail open
@@ -523,23 +521,22 @@ async def _aread_many(
     found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
     if unread:
         await arun(guard, _settle_many(self, found, seen, unread, type, label, started))
-    _observe_many(guard, resolved, found, keys, started)
+    _observe_many(guard, labels, found, keys, started)
     return found, seen
 
 
 def _observe_many(
     guard: Guard,
-    resolved: Sequence[Any],
+    labels: list[str],
     found: Mapping[str, Any],
     keys: Sequence[str],
     started: float,
 ) -> None:
     """``guard.observe_many`` for the hot twins: one label (the usual case) tallied at once."""
-    labels = {label for _, label, _ in resolved}
-    if len(labels) != 1:
-        guard.observe_many("get_many", [label for _, label, _ in resolved], found, keys, started)
+    label = labels[0]
+    if labels.count(label) != len(labels):
+        guard.observe_many("get_many", labels, found, keys, started)
         return
-    [label] = labels
     hits = len(keys) if len(found) == len(keys) else sum(1 for key in keys if key in found)
     if hits:
         guard.observe("get_many", label, "hit", started, count=hits)
@@ -619,11 +616,10 @@ def _lookup_many(
     else:
         spaces = space.bumpables(keys, namespace)
     used = dict(space.generations)
-    resolved = [space.resolve(key, namespace, used) for key in keys]
-    label = resolved[0][1]
+    full_keys, labels = space.resolve_many(keys, namespace, used)
+    label = labels[0]
     started = perf_counter()
     heads = [space.generation_key(s) for s in spaces]
-    full_keys = [full for full, _, _ in resolved]
     raws = yield Io(backend, "get_many", ([*heads, *full_keys],), "get_many", label, started)
     if raws is not FAILED and heads:
         read = {s.prefix: space.learn_generation(s, raw) for s, raw in zip(spaces, raws)}  # noqa: B905 - raws is longer
@@ -635,8 +631,7 @@ def _lookup_many(
     if raws is not FAILED and heads:
         if any(read[prefix] != used.get(prefix, 0) for prefix in read):
             # keys built for other generations than the ones just read: read again
-            resolved = [space.resolve(key, namespace, {**used, **read}) for key in keys]
-            full_keys = [full for full, _, _ in resolved]
+            full_keys, labels = space.resolve_many(keys, namespace, {**used, **read})
             raws = yield Io(backend, "get_many", (full_keys,), "get_many", label, started)
         else:
             raws = raws[len(heads) :]
@@ -645,7 +640,7 @@ def _lookup_many(
     found, seen, unread = _decode_many(self, keys, full_keys, raws, type)
     if unread:
         yield from _settle_many(self, found, seen, unread, type, label, started)
-    guard.observe_many("get_many", [lbl for _, lbl, _ in resolved], found, keys, started)
+    guard.observe_many("get_many", labels, found, keys, started)
     return found, seen
 
 
