@@ -36,6 +36,7 @@ from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import check_pool, timeouts
 from kirocache.backends._redis_commands import (
     as_bytes,
+    as_bytes_list,
     decode_key,
     info_of,
     stats_from_info,
@@ -374,7 +375,7 @@ class RedisClusterBackend(ClusterTransport):
             values = get_many_values(len(keys), replies, places)
         except Exception as exc:
             raise self._error("get_many", exc) from exc
-        return [as_bytes(value) for value in values]
+        return as_bytes_list(values)
 
     def _answers(self, ops: Sequence[Op], raws: list[object]) -> list[OpResult]:
         return [self._slot(op, raw) for op, raw in zip(ops, raws, strict=True)]
