@@ -329,6 +329,11 @@ def figures(metric: str, value: float) -> HealthReport:
         return dataclasses.replace(report, invalidations_pending=int(value))
     if metric == "circuit_breaker_open":
         return dataclasses.replace(report, breaker="open" if value > 0 else "closed")
+    if metric == "node_unavailable":
+        state = "open" if value > 0 else "closed"
+        return dataclasses.replace(
+            report, nodes={"10.0.0.1:7000": {"role": "primary", "state": state}}
+        )
     assert metric == "backend_unreachable"
     return dataclasses.replace(report, ping_latency=None if value > 0 else 0.001)
 
@@ -361,6 +366,7 @@ def test_defaults_of_checker_and_rules_are_the_table(cache: Cache) -> None:
         "invalidations_pending": 0,
         "circuit_breaker_open": 0,
         "backend_unreachable": 0,
+        "node_unavailable": 0,
     }
     loose = HealthChecker(cache, latency_p95_threshold=0.5).thresholds
     assert [row.limit for row in loose if row.metric == "latency_p95"] == [0.5]
@@ -397,3 +403,36 @@ def test_an_invalidation_kept_pending_shows_in_health_and_fires_an_alert() -> No
     assert [(a.rule, a.severity) for a in alerts] == [("invalidations_pending", "high")]
     assert cache.get("k") is None  # replayed before the read
     assert HealthChecker(cache).check().invalidations_pending == 0
+
+
+def test_a_cluster_primary_with_an_open_breaker_degrades_and_fires_naming_it(
+    cache: Cache,
+) -> None:
+    # Only primaries count (a replica serves no slots of its own); half open is still down.
+    nodes = {
+        "10.0.0.1:7000": {"role": "primary", "state": "open", "faults": 3},
+        "10.0.0.2:7001": {"role": "primary", "state": "half_open"},
+        "10.0.0.3:7002": {"role": "primary", "state": "closed"},
+        "10.0.0.4:7003": {"role": "replica", "state": "open"},
+    }
+    report = dataclasses.replace(figures("hit_rate", 0.9), nodes=nodes)
+    judged = judge(report)
+    assert judged.status == "degraded"
+    found = {issue.message.split()[2] for issue in judged.issues}
+    assert found == {"10.0.0.1:7000", "10.0.0.2:7001"}
+    assert {(issue.kind, issue.severity) for issue in judged.issues} == {
+        ("node_unavailable", "high")
+    }
+    monitor = Monitor(cache)
+    alerts = monitor.evaluate(report)
+    assert {(a.rule, a.subject, a.state) for a in alerts} == {
+        ("node_unavailable", "10.0.0.1:7000", "firing"),
+        ("node_unavailable", "10.0.0.2:7001", "firing"),
+    }
+    healed = dataclasses.replace(
+        report, nodes={n: {**s, "state": "closed"} for n, s in nodes.items()}
+    )
+    assert {(a.subject, a.state) for a in monitor.evaluate(healed)} == {
+        ("10.0.0.1:7000", "resolved"),
+        ("10.0.0.2:7001", "resolved"),
+    }

@@ -101,6 +101,7 @@ _SUMMARIES: Final[dict[Metric, str]] = {
     "invalidations_pending": "invalidations kept pending",
     "circuit_breaker_open": "breaker open",
     "backend_unreachable": "ping failed",
+    "node_unavailable": "cluster node's breaker open",
 }
 
 

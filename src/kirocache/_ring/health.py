@@ -24,7 +24,6 @@ __all__ = [
     "NamespaceHealth",
     "judge",
     "misconfigured",
-    "nodes_down",
 ]
 
 HealthStatus: TypeAlias = Literal["healthy", "degraded", "unhealthy"]
@@ -156,6 +155,15 @@ def _unreachable(report: HealthReport) -> dict[str, float]:
     return {"backend": float(report.ping_latency is None)}
 
 
+def _nodes(report: HealthReport) -> dict[str, float]:
+    """Each cluster primary's breaker: 1 while it is open or half open (trying one call)."""
+    return {
+        name: float(state.get("state") in ("open", "half_open"))
+        for name, state in report.nodes.items()
+        if state.get("role") == "primary"
+    }
+
+
 MEASURES: Final[Mapping[Metric, Callable[[HealthReport], dict[str, float]]]] = {
     "hit_rate": _hit_rates,
     "latency_p95": _latencies,
@@ -164,6 +172,7 @@ MEASURES: Final[Mapping[Metric, Callable[[HealthReport], dict[str, float]]]] = {
     "invalidations_pending": _pending,
     "circuit_breaker_open": _breaker,
     "backend_unreachable": _unreachable,
+    "node_unavailable": _nodes,
 }
 """Each metric's values in a report, by subject (a namespace, ``"backend"``, ``"breaker"``)."""
 
@@ -212,6 +221,17 @@ _ISSUES: Final[Mapping[Metric, tuple[str, _Words, str]]] = {
         lambda *_: "the cache backend did not answer PING",
         "check the server, the network and the credentials; reads fail open",
     ),
+    "node_unavailable": (
+        "node_unavailable",
+        lambda subject, *_: (
+            f"cluster node {subject} is unavailable: its circuit breaker is open; calls for "
+            "its slots fail open while the other primaries serve theirs"
+        ),
+        (
+            "check that node (its process, host and network); its replica takes its slots "
+            "over after cluster-node-timeout, and the cache follows at once"
+        ),
+    ),
 }
 
 
@@ -226,6 +246,7 @@ _RANK: Final[dict[Severity, int]] = {"critical": 0, "high": 1, "medium": 2, "low
 _CAUSES: Final[tuple[Metric, ...]] = (
     "backend_unreachable",
     "circuit_breaker_open",
+    "node_unavailable",
     "connection_errors",
     "invalidations_pending",
     "memory",
@@ -308,44 +329,6 @@ def misconfigured(report: HealthReport, failure: BackendError | None) -> HealthR
         status: HealthStatus = "unhealthy"
     else:
         status = "degraded"
-    return replace(report, status=status, issues=issues)
-
-
-_NODE_FIX: Final = (
-    "check that node (its process, host and network); its replica takes its slots over "
-    "after cluster-node-timeout, and the cache follows at once"
-)
-
-
-def nodes_down(report: HealthReport) -> HealthReport:
-    """``report`` with an issue for each cluster primary whose circuit breaker is open.
-
-    Calls for such a node's slots fail at once (reads miss, writes are skipped) while the
-    other primaries serve theirs: the cache is ``degraded``, not down, and the issue
-    names the node.
-
-    Args:
-        report: A judged report, with its ``nodes``.
-
-    Returns:
-        The report, with a ``node_unavailable`` issue per open primary.
-    """
-    found = [
-        Issue(
-            "node_unavailable",
-            f"cluster node {name} is unavailable: its circuit breaker is {state['state']} "
-            f"after {state.get('faults', 0)} connection failures; calls for its slots fail "
-            f"open while the other primaries serve theirs",
-            _NODE_FIX,
-            "high",
-        )
-        for name, state in report.nodes.items()
-        if state.get("state") in ("open", "half_open") and state.get("role") == "primary"
-    ]
-    if not found:
-        return report
-    issues = tuple(sorted((*report.issues, *found), key=lambda issue: _RANK[issue.severity]))
-    status: HealthStatus = "unhealthy" if report.status == "unhealthy" else "degraded"
     return replace(report, status=status, issues=issues)
 
 
@@ -470,7 +453,7 @@ class HealthChecker:
             invalidations_pending=self.cache.pending_invalidations()["invalidations_pending"],
             nodes=_node_states(self.cache.backend),
         )
-        return nodes_down(misconfigured(judge(figures, self.thresholds), failure))
+        return misconfigured(judge(figures, self.thresholds), failure)
 
     def _namespaces(self) -> tuple[NamespaceHealth, ...]:
         metrics = find_in_memory_metrics(self.cache.metrics)

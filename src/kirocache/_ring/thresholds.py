@@ -17,6 +17,7 @@ Metric: TypeAlias = Literal[
     "invalidations_pending",
     "circuit_breaker_open",
     "backend_unreachable",
+    "node_unavailable",
 ]
 
 
@@ -55,6 +56,8 @@ THRESHOLDS: Final[tuple[Threshold, ...]] = (
     Threshold("invalidations_pending", "above", 0, "high"),
     Threshold("circuit_breaker_open", "above", 0, "critical"),
     Threshold("backend_unreachable", "above", 0, "critical"),
+    # a Redis Cluster primary whose own breaker is open: its slots fail open, the others serve
+    Threshold("node_unavailable", "above", 0, "high"),
 )
 """Every figure health and alerts judge, in the order the alert rules are evaluated."""
 
