@@ -23,7 +23,9 @@ import redis
 from conftest import REDIS_ENV
 from kirocache import Cache, configure
 from kirocache._cache import default as _global
+from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.backends.redis import RedisBackend
+from kirocache.backends.sentinel import RedisSentinelBackend
 from kirocache.exceptions import (
     AuthenticationError,
     BackendError,
@@ -57,6 +59,21 @@ BAD_URLS = [
     f"redis://:{ENCODED}@localhost/0?colour=blue",
     f"http://:{CANARY}@localhost/",
     f"memcached://:{ENCODED}@localhost/",
+]
+# Cluster and Sentinel URLs with an option they refuse, the password in every place.
+BAD_NODES_URLS = [
+    f"redis+cluster://:{ENCODED}@h1:7000,h2:7001?bogus=1",
+    f"redis+cluster://u:{ENCODED}@h1:7000?timeout=soon",
+    f"redis+cluster://:{ENCODED}@h1:7000?node_failure_threshold=0",
+    f"redis+cluster://:{ENCODED}@h1:7000?node_retry_interval=-1",
+    f"rediss+cluster://:{ENCODED}@h1:7000?ssl_ciphers=HIGH",
+    f"redis+cluster://:{ENCODED}@h1:7000?ssl_check_hostname=true",
+    f"redis+cluster://:{ENCODED}@h1:7000?protocol=3",
+    f"redis+cluster://h1:7000?max_connections=many&password={CANARY}",
+    f"redis+cluster://h1:7000?password={CANARY}&colour=blue",
+    f"redis+sentinel://:{ENCODED}@s1/m?sentinel_password={ENCODED}&timeout=soon",
+    f"redis+sentinel://s1/m?sentinel_password={CANARY}&node_failure_threshold=1",
+    f"redis+sentinel://:{ENCODED}@s1/m?protocol=3",
 ]
 
 
@@ -134,6 +151,28 @@ def test_bad_urls_of_every_shape(url: str, logs: pytest.LogCaptureFixture) -> No
 def test_bad_urls_in_the_environment(
     url: str, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ConfigurationError) as info:
+        configure()
+    assert_no_canary(info.value, logs)
+
+
+@pytest.mark.parametrize("url", BAD_NODES_URLS)
+def test_bad_cluster_and_sentinel_options(
+    url: str, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+) -> None:
+    cluster = "+cluster" in url
+    backend = RedisClusterBackend if cluster else RedisSentinelBackend
+    bad: dict[str, Any] = {"node_failure_threshold": 0} if cluster else {"max_connections": 0}
+    for build in (
+        lambda: Cache.from_url(url),
+        lambda: backend(url),
+        lambda: configure(url),
+        lambda: backend(url.partition("?")[0], password=CANARY, **bad),
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            build()
+        assert_no_canary(info.value, logs)
     monkeypatch.setenv("REDIS_URL", url)
     with pytest.raises(ConfigurationError) as info:
         configure()

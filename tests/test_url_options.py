@@ -63,3 +63,40 @@ def test_bad_options_are_clear_errors(query: str, words: str) -> None:
 def test_tls_options_on_a_tls_url() -> None:
     url = parse_redis_url("rediss://h/0?ssl_cert_reqs=none&ssl_check_hostname=false")
     assert url.options == {"ssl_cert_reqs": "none", "ssl_check_hostname": False}
+
+
+QUERY = (
+    "timeout=0.5&max_connections=20&health_check_interval=10&socket_connect_timeout=0.2"
+    "&socket_keepalive=true"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://127.0.0.1:1/0?{QUERY}",
+        f"redis+cluster://127.0.0.1:1,127.0.0.1:2?{QUERY}",
+        f"redis+sentinel://127.0.0.1:1/mymaster?{QUERY}",
+    ],
+)
+def test_one_query_means_the_same_on_every_redis_backend(url: str) -> None:
+    backend = Cache.from_url(url).backend
+    assert backend._deadline == 0.5
+    client = getattr(backend, "_lazy", None)
+    kwargs = (
+        client._settings
+        if client is not None
+        else backend._client.connection_pool.connection_kwargs
+    )
+    assert kwargs["health_check_interval"] == 10
+    assert kwargs["socket_connect_timeout"] == 0.2
+    assert kwargs["socket_keepalive"] is True
+    if client is None:
+        assert backend._client.connection_pool.max_connections == 20
+    else:
+        assert kwargs["max_connections"] == 20
+
+
+def test_a_tls_option_on_a_plain_url_is_refused_even_when_it_maps_onto_an_argument() -> None:
+    with pytest.raises(ConfigurationError, match=r"ssl_cert_reqs need a rediss:// URL"):
+        RedisBackend("redis://127.0.0.1:1/0?ssl_cert_reqs=none")

@@ -4,11 +4,14 @@ Both schemes take a comma-separated list of ``host:port`` seeds where a ``redis:
 takes one host; everything else reads as it does there:
 
 * ``redis+cluster://[user[:password]@]host:port[,host:port...][/][?options]`` -- seed
-  nodes of a Redis Cluster (any reachable one is enough; the others are found).
+  nodes of a Redis Cluster (any reachable one is enough; the others are found), with
+  ``node_failure_threshold`` and ``node_retry_interval`` besides.
 * ``redis+sentinel://[user[:password]@]host:port[,host:port...]/<master>[/<db>][?options]``
   -- the Sentinels, and the name of the master they watch.
 
-``rediss+cluster://`` and ``rediss+sentinel://`` (or ``?ssl=true``) speak TLS. The
+``rediss+cluster://`` and ``rediss+sentinel://`` (or ``?ssl=true``) speak TLS. The query
+takes the connection options of a ``redis://`` URL (``timeout``, ``max_connections``,
+``socket_connect_timeout``, ``ssl_cert_reqs``, ...: ``query_options``, one parser). The
 password in the user info is the data nodes' password, as in ``redis://``; a Sentinel's
 own password is the ``sentinel_password`` option (``sentinel_username`` for its ACL
 user). A cluster has only database 0.
@@ -17,11 +20,12 @@ user). A cluster has only database 0.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
-from kirocache.backends._config import mask_url, parse_db
+from kirocache.backends._config import mask_url, parse_db, query_options, url_query_names
 from kirocache.exceptions import ConfigurationError
 
 __all__ = [
@@ -35,13 +39,12 @@ __all__ = [
 CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
 _DEFAULT_PORTS: Final = {"cluster": 6379, "sentinel": 26379}
-_QUERY: Final = {
-    "cluster": frozenset({"username", "password", "client_name", "ssl"}),
-    "sentinel": frozenset(
-        {"username", "password", "client_name", "ssl", "db", "sentinel_password"}
-        | {"sentinel_username"}
-    ),
+# Besides a redis:// URL's query options: ``ssl``, and each kind's own.
+_OWN: Final = {
+    "cluster": frozenset({"ssl", "node_failure_threshold", "node_retry_interval"}),
+    "sentinel": frozenset({"ssl", "sentinel_password", "sentinel_username"}),
 }
+_NOT_CONNECTION: Final = frozenset({"ssl", "sentinel_password", "sentinel_username"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _HOST: Final = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[^:\[\]]+))(?::(?P<port>\d+))?")
@@ -62,6 +65,8 @@ class NodesURL:
         client_name: ``CLIENT SETNAME``.
         sentinel_username: ACL user of the Sentinels.
         sentinel_password: Password of the Sentinels.
+        options: The query's connection options, parsed as in a ``redis://`` URL
+            (``RedisURL.options``); the backends map them onto their own.
     """
 
     kind: str
@@ -74,6 +79,7 @@ class NodesURL:
     client_name: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _fail(source: str, url: str, why: str) -> ConfigurationError:
@@ -133,14 +139,19 @@ def parse_nodes_url(url: str, *, source: str = "url") -> NodesURL:
     if not hosts:
         raise _fail(source, url, f"{kind} URL (no host:port)")
     query = {n: v[-1] for n, v in parse_qs(query_text, keep_blank_values=True).items()}
-    unknown = sorted(set(query) - _QUERY[kind])
+    known = url_query_names() | _OWN[kind]
+    unknown = sorted(set(query) - known)
     if unknown:
-        shown = ", ".join(n for n in unknown if re.fullmatch(r"\w{1,40}", n)) or "(not shown)"
+        # beside a password an unknown "name" may be the piece after an unencoded "&"
+        hidden = {"password", "sentinel_password"} & query.keys()
+        readable = not hidden and all(re.fullmatch(r"\w{1,40}", n) for n in unknown)
         msg = (
-            f"{source} has unsupported query option(s) {shown} (known: "
-            f"{', '.join(sorted(_QUERY[kind]))}); pass others as keyword arguments"
+            f"{source} has unsupported query option(s) "
+            f"{', '.join(unknown) if readable else '(names not shown)'} (known: "
+            f"{', '.join(sorted(known))}); pass others as keyword arguments"
         )
         raise ConfigurationError(msg)
+    options = query_options({n: v for n, v in query.items() if n not in _NOT_CONNECTION}, source)
     user, colon, secret = userinfo.partition(":")
     username = unquote(user) if user else query.get("username")
     password = unquote(secret) if colon and secret else query.get("password")
@@ -155,7 +166,7 @@ def parse_nodes_url(url: str, *, source: str = "url") -> NodesURL:
             db_text = db_text if db_text is not None else more[0]
         if len(more) > 1:
             raise _fail(source, url, "Sentinel URL (the path is /<master>[/<db>])")
-    elif parts and parts != ["0"]:
+    elif parts not in ([], ["0"]) or db_text not in (None, "0"):
         raise _fail(source, url, "cluster URL (a Redis Cluster has only database 0)")
     return NodesURL(
         kind=kind,
@@ -164,10 +175,13 @@ def parse_nodes_url(url: str, *, source: str = "url") -> NodesURL:
         username=username,
         password=password,
         master=master,
-        db=None if db_text is None else parse_db(db_text, source=f"{source} db"),
+        db=None
+        if db_text is None or kind == "cluster"
+        else parse_db(db_text, source=f"{source} db"),
         client_name=query.get("client_name"),
         sentinel_username=query.get("sentinel_username"),
         sentinel_password=query.get("sentinel_password"),
+        options=options,
     )
 
 

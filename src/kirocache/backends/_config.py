@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from kirocache.exceptions import ConfigurationError
@@ -28,8 +29,11 @@ __all__ = [
     "mask_url",
     "parse_db",
     "parse_redis_url",
+    "query_options",
     "resolve_settings",
     "settings_from_env",
+    "url_keywords",
+    "url_query_names",
 ]
 
 ENV_REDIS_URL = "REDIS_URL"
@@ -62,8 +66,42 @@ def _redis_py_parsers() -> Mapping[str, Callable[[Any], Any]]:
     return URL_QUERY_ARGUMENT_PARSERS  # type: ignore[return-value]
 
 
-def _url_query_names() -> frozenset[str]:
+def url_query_names() -> frozenset[str]:
+    """The query options a ``redis://`` URL takes: the identity and redis-py's own."""
     return _IDENTITY_OPTIONS | _TEXT_OPTIONS | frozenset(_redis_py_parsers())
+
+
+# kirocache's own options a URL may carry (those of a cluster's per-node breakers).
+_OWN_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
+    "node_failure_threshold": int,
+    "node_retry_interval": float,
+}
+# The query options that stand for a constructor's keyword argument (named as the value):
+# a keyword argument left at its default takes the URL's value.
+_URL_KEYWORDS: Final = {
+    "timeout": "timeout",
+    "socket_timeout": "socket_timeout",
+    "socket_connect_timeout": "connect_timeout",
+    "max_connections": "max_connections",
+    "health_check_interval": "health_check_interval",
+    "ssl_ca_certs": "ssl_ca_certs",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+    "ssl_cert_reqs": "ssl_cert_reqs",
+    "node_failure_threshold": "node_failure_threshold",
+    "node_retry_interval": "node_retry_interval",
+}
+_TLS_ONLY: Final = frozenset(
+    {
+        "ssl_ca_path",
+        "ssl_ciphers",
+        "ssl_check_hostname",
+        "ssl_min_version",
+        "ssl_include_verify_flags",
+        "ssl_exclude_verify_flags",
+        "ssl_cert_reqs",
+    }
+)
 
 
 # Through to the end: an unencoded "#" or "&" may be part of the password.
@@ -259,7 +297,7 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
     query = {
         name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()
     }
-    known = _url_query_names()
+    known = url_query_names()
     unknown = sorted(set(query) - known)
     if unknown:
         # beside a password= an unknown "name" may be the piece after an unencoded "&"
@@ -270,7 +308,7 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
             f"{', '.join(sorted(known))}); pass others as keyword arguments"
         )
         raise ConfigurationError(msg)
-    options = _query_options(query, source)
+    options = query_options(query, source)
     username = unquote(parts.username) if parts.username else query.get("username")
     password = unquote(parts.password) if parts.password else query.get("password")
     db_text = query.get("db")
@@ -302,14 +340,24 @@ def parse_redis_url(url: str, *, source: str = "url") -> RedisURL:
     )
 
 
-def _query_options(query: Mapping[str, str], source: str) -> dict[str, Any]:
+def query_options(query: Mapping[str, str], source: str) -> dict[str, Any]:
     """The query's connection options, each parsed as redis-py parses it, or refused.
+
+    The identity (user, password, ``client_name``, ``db``) is left to the caller; the
+    ``node_*`` options of a cluster's breakers are read as numbers.
+
+    Args:
+        query: The query's options by name (names the caller has checked).
+        source: What gave the URL, named in errors.
+
+    Returns:
+        The parsed options by name.
 
     Raises:
         ConfigurationError: An option redis-py would not parse (the message names it and
             its expected form), or one kirocache does by its own rule.
     """
-    parsers = _redis_py_parsers()
+    parsers = {**_redis_py_parsers(), **_OWN_PARSERS}
     options: dict[str, Any] = {}
     for name, text in query.items():
         if name in _IDENTITY_OPTIONS or name == "db":
@@ -328,6 +376,70 @@ def _query_options(query: Mapping[str, str], source: str) -> dict[str, Any]:
             msg = f"{source} option {name}={text!r} is not valid: redis-py reads it as {kind}"
             raise ConfigurationError(msg) from None
     return options
+
+
+@functools.cache
+def _defaults(target: Callable[..., object]) -> dict[str, Any]:
+    parameters = inspect.signature(target).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def url_keywords(
+    target: Callable[..., object],
+    keywords: Mapping[str, Any],
+    url_options: Mapping[str, Any],
+    *,
+    tls: bool,
+    refused: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A backend's keyword options with its URL's query options beneath them.
+
+    One rule for every Redis backend: a keyword argument left at its default takes the
+    URL's value (``?timeout=0.5`` maps onto ``timeout``, ``?socket_connect_timeout=``
+    onto ``connect_timeout``, ...), so keyword arguments win. The URL's other connection
+    options are handed back for the client.
+
+    Args:
+        target: The backend class (its signature gives the defaults and the options).
+        keywords: Its keyword arguments as called (``locals()`` of its ``__init__``).
+        url_options: The URL's parsed query options (``query_options``).
+        tls: Whether the URL speaks TLS.
+        refused: Query options this client cannot take, each with the reason.
+
+    Returns:
+        ``(chosen, rest)``: the value of each of ``target``'s options a URL may set, and
+        the URL's other options.
+
+    Raises:
+        ConfigurationError: An option in ``refused``, a TLS option without TLS, or
+            ``protocol`` other than 2.
+    """
+    defaults = _defaults(target)
+    rest = dict(url_options)
+    chosen: dict[str, Any] = {}
+    for name, keyword in _URL_KEYWORDS.items():
+        if keyword in defaults:
+            given = keywords[keyword]
+            url_value = rest.pop(name, given)
+            chosen[keyword] = url_value if given == defaults[keyword] else given
+    not_here = sorted((refused or {}).keys() & rest.keys())
+    if not_here:
+        reasons = "; ".join(f"{name}: {(refused or {})[name]}" for name in not_here)
+        msg = f"URL option(s) {', '.join(not_here)} do not apply here ({reasons})"
+        raise ConfigurationError(msg)
+    if not tls and (misplaced := sorted(url_options.keys() & _TLS_ONLY)):
+        msg = (
+            f"URL option(s) {', '.join(misplaced)} need a rediss:// URL (several nodes: "
+            "rediss+cluster://, rediss+sentinel:// or ?ssl=true)"
+        )
+        raise ConfigurationError(msg)
+    if rest.get("protocol", 2) != 2:
+        msg = (
+            "URL option protocol must be 2: kirocache reads RESP2 replies (the near cache "
+            "uses client tracking over RESP2)"
+        )
+        raise ConfigurationError(msg)
+    return chosen, rest
 
 
 def _check_shape(url: str, parts: SplitResult, source: str, safe: str) -> None:

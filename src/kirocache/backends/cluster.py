@@ -11,6 +11,11 @@ import redis
 from redis.cluster import RedisCluster
 
 from kirocache._values.types import option_seconds
+from kirocache.backends._cluster_breaker import (
+    DEFAULT_NODE_FAILURES,
+    DEFAULT_NODE_RETRY,
+    node_breakers,
+)
 from kirocache.backends._cluster_clients import LazyCluster, async_cluster_factory, cluster_settings
 from kirocache.backends._cluster_plan import (
     Flow,
@@ -29,7 +34,12 @@ from kirocache.backends._cluster_urls import (
     parse_nodes_url,
     shown_nodes_url,
 )
-from kirocache.backends._config import ENV_REDIS_URL, check_options, settings_from_env
+from kirocache.backends._config import (
+    ENV_REDIS_URL,
+    check_options,
+    settings_from_env,
+    url_keywords,
+)
 from kirocache.backends._conveniences import AsyncConvenientBackend, ConvenientBackend
 from kirocache.backends._derive import DualConveniences
 from kirocache.backends._protocol import BackendStats, Op, OpResult
@@ -50,6 +60,12 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["RedisClusterBackend", "multi_node_backend"]
+
+# URL options of a redis:// URL that redis-py's cluster clients do not hand to the nodes.
+_NOT_FOR_A_CLUSTER: Final = dict.fromkeys(
+    ("ssl_ca_path", "ssl_ciphers", "ssl_min_version"),
+    "redis-py's cluster clients do not pass it to the nodes",
+)
 
 
 # The convenience methods (set, delete, set_many, delete_pattern, tag_add, ...), derived
@@ -99,12 +115,15 @@ class RedisClusterBackend(ClusterTransport):
 
     Settings come from the arguments first, then the URL, then ``REDIS_URL`` (when it is
     a ``redis+cluster://`` URL) and ``REDIS_PASSWORD``. The options are
-    :class:`~kirocache.backends.RedisBackend`'s, but for ``db`` (a cluster has only 0).
+    :class:`~kirocache.backends.RedisBackend`'s, but for ``db`` (a cluster has only 0),
+    and the URL's query takes the same connection options (``?timeout=0.5``), plus
+    ``node_failure_threshold`` and ``node_retry_interval``; a keyword argument left at
+    its default takes the URL's value.
 
     Args:
-        url: ``redis+cluster://[user[:password]@]host:port[,host:port...]`` (seed nodes;
-            any reachable one is enough), ``rediss+cluster://...`` or ``?ssl=true`` for
-            TLS.
+        url: ``redis+cluster://[user[:password]@]host:port[,host:port...][?options]``
+            (seed nodes; any reachable one is enough), ``rediss+cluster://...`` or
+            ``?ssl=true`` for TLS.
         password: Password (overrides the URL's).
         username: ACL user name (overrides the URL's).
         max_connections: Connections per node, and concurrent async calls per event loop.
@@ -123,9 +142,13 @@ class RedisClusterBackend(ClusterTransport):
         ssl_keyfile: Client key (TLS, mutual).
         ssl_cert_reqs: ``"required"``, ``"optional"`` or ``"none"`` (TLS).
         client_name: Name shown by ``CLIENT LIST``.
+        node_failure_threshold: Connection failures in a row that open one node's
+            circuit breaker: calls for its slots then fail at once, while the other
+            primaries serve theirs (docs/faults.md). ``node_states()`` shows each node's.
+        node_retry_interval: Seconds an open node waits before one call tries it again.
 
     Raises:
-        ConfigurationError: The URL or an option is invalid.
+        ConfigurationError: The URL or an option is invalid (the message names it).
     """
 
     def __init__(
@@ -146,45 +169,61 @@ class RedisClusterBackend(ClusterTransport):
         ssl_keyfile: str | None = None,
         ssl_cert_reqs: ssl.VerifyMode | Literal["required", "optional", "none"] = "required",
         client_name: str | None = None,
+        node_failure_threshold: int = DEFAULT_NODE_FAILURES,
+        node_retry_interval: float | timedelta = DEFAULT_NODE_RETRY,
     ) -> None:
         env = settings_from_env()
         source = "url" if url is not None else ENV_REDIS_URL
+        options: dict[str, Any] = {}
         try:
             parsed = parse_nodes_url(url or env.redis_url or "", source=source)
-        except ConfigurationError as exc:
-            url = password = None
-            raise exc.with_traceback(None) from None
-        if parsed.kind != "cluster":
-            msg = f"RedisClusterBackend needs a {' or '.join(CLUSTER_SCHEMES)} URL"
-            raise ConfigurationError(msg)
-        check_pool(max_connections, retries)
-        secret = password or parsed.password or env.redis_password
-        user = username or parsed.username
-        deadline, reply, connect = timeouts(timeout, connect_timeout, socket_timeout)
-        options: dict[str, Any] = {
-            "username": user,
-            "password": secret,
-            "client_name": client_name or parsed.client_name,
-            "max_connections": max_connections,
-            "socket_timeout": reply,
-            "socket_connect_timeout": connect,
-            "health_check_interval": option_seconds(
-                health_check_interval, "health_check_interval", allow_zero=True
-            ),
-        }
-        if parsed.tls:
-            options.update(
-                ssl_ca_certs=ssl_ca_certs,
-                ssl_certfile=ssl_certfile,
-                ssl_keyfile=ssl_keyfile,
-                ssl_cert_reqs=ssl_cert_reqs,
+            if parsed.kind != "cluster":
+                msg = f"RedisClusterBackend needs a {' or '.join(CLUSTER_SCHEMES)} URL"
+                raise ConfigurationError(msg)
+            chosen, options = url_keywords(
+                RedisClusterBackend,
+                locals(),
+                parsed.options,
+                tls=parsed.tls,
+                refused=_NOT_FOR_A_CLUSTER,
             )
-        elif ssl_ca_certs or ssl_certfile or ssl_keyfile:
-            msg = "ssl_ca_certs, ssl_certfile and ssl_keyfile need rediss+cluster:// or ssl=true"
-            raise ConfigurationError(msg)
+            max_connections = chosen["max_connections"]
+            check_pool(max_connections, retries)
+            deadline, reply, connect = timeouts(
+                chosen["timeout"], chosen["connect_timeout"], chosen["socket_timeout"]
+            )
+            breakers = node_breakers(
+                chosen["node_failure_threshold"], chosen["node_retry_interval"]
+            )
+            secret = password or parsed.password or env.redis_password
+            user = username or parsed.username
+            options.update(
+                username=user,
+                password=secret,
+                client_name=client_name or parsed.client_name,
+                max_connections=max_connections,
+                socket_timeout=reply,
+                socket_connect_timeout=connect,
+                health_check_interval=option_seconds(
+                    chosen["health_check_interval"], "health_check_interval", allow_zero=True
+                ),
+            )
+            tls_files = {n: chosen[n] for n in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")}
+            if parsed.tls:
+                options.update(tls_files, ssl_cert_reqs=chosen["ssl_cert_reqs"])
+            elif any(tls_files.values()):
+                msg = (
+                    "ssl_ca_certs, ssl_certfile and ssl_keyfile need rediss+cluster:// or ssl=true"
+                )
+                raise ConfigurationError(msg)
+            wait = option_seconds(pool_timeout, "pool_timeout")
+        except ConfigurationError as exc:
+            # Error trackers record the locals of every frame a traceback holds.
+            url = password = None
+            options.clear()
+            raise exc.with_traceback(None) from None
         settings = cluster_settings(parsed, options)
         self._parsed = parsed
-        wait = option_seconds(pool_timeout, "pool_timeout")
         self._lazy = LazyCluster(parsed, settings, retries, wait)
         self._setup(
             cast("redis.Redis", self._lazy),
@@ -194,6 +233,7 @@ class RedisClusterBackend(ClusterTransport):
             pool_size=max_connections,
             pool_wait=wait,
             deadline=deadline,
+            node_breakers=breakers,
         )
 
         self._conveniences = DualConveniences(_PerSlot(self))
@@ -293,7 +333,7 @@ class RedisClusterBackend(ClusterTransport):
             info = self._on_node("stats", node, ("INFO",))
             keys = self._on_node("stats", node, ("DBSIZE",))
             nodes[node.name] = stats_from_info(info_of(info), self._checked("stats", keys))
-        return summed(nodes)
+        return summed(nodes, self.node_states())
 
     def close(self) -> None:
         """Close every node's pool; the backend reconnects if used again."""
@@ -360,7 +400,7 @@ class RedisClusterBackend(ClusterTransport):
             info = await self._aon_node("stats", node, ("INFO",))
             keys = await self._aon_node("stats", node, ("DBSIZE",))
             nodes[node.name] = stats_from_info(info_of(info), self._checked("stats", keys))
-        return summed(nodes)
+        return summed(nodes, self.node_states())
 
     async def aclose(self) -> None:
         """Close the running event loop's client and its pools."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import redis
 
 from kirocache._values.types import option_seconds
-from kirocache.backends._config import check_options, mask_url
+from kirocache.backends._config import check_options, mask_url, url_keywords
 from kirocache.backends._protocol import BackendStats, Op, OpResult
 from kirocache.backends._redis_clients import (
     AsyncClientFactory,
@@ -147,28 +147,16 @@ class RedisBackend(RedisTransport):
         try:
             parsed, settings = resolve(url, password, username, db, client_name)
             # the URL's query options, where the keyword arguments were left as they are
-            given = dict(parsed.options)
-            url_timeout = given.pop("timeout", None)
-            timeout = url_timeout if timeout is None else timeout
-            url_socket = given.pop("socket_timeout", None)
-            socket_timeout = url_socket if socket_timeout is None else socket_timeout
-            url_connect = given.pop("socket_connect_timeout", None)
-            connect_timeout = url_connect if connect_timeout is None else connect_timeout
-            url_pool = given.pop("max_connections", max_connections)
-            if max_connections == _DEFAULT_MAX_CONNECTIONS:
-                max_connections = url_pool
-            url_check = given.pop("health_check_interval", health_check_interval)
-            if health_check_interval == _DEFAULT_HEALTH_CHECK:
-                health_check_interval = url_check
-            ssl_ca_certs = ssl_ca_certs or given.pop("ssl_ca_certs", None)
-            ssl_certfile = ssl_certfile or given.pop("ssl_certfile", None)
-            ssl_keyfile = ssl_keyfile or given.pop("ssl_keyfile", None)
-            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                given.pop(name, None)
-            url_reqs = given.pop("ssl_cert_reqs", ssl_cert_reqs)
-            if ssl_cert_reqs == "required":
-                ssl_cert_reqs = url_reqs
-            _check_url_options(given, tls=parsed.tls)
+            chosen, given = url_keywords(RedisBackend, locals(), parsed.options, tls=parsed.tls)
+            timeout, connect_timeout, socket_timeout = (
+                chosen["timeout"],
+                chosen["connect_timeout"],
+                chosen["socket_timeout"],
+            )
+            max_connections = chosen["max_connections"]
+            health_check_interval = chosen["health_check_interval"]
+            ssl_ca_certs, ssl_certfile = chosen["ssl_ca_certs"], chosen["ssl_certfile"]
+            ssl_keyfile, ssl_cert_reqs = chosen["ssl_keyfile"], chosen["ssl_cert_reqs"]
             settings.update(given)
             check_pool(max_connections, retries)
             deadline = call_timeouts(settings, parsed, timeout, connect_timeout, socket_timeout)
@@ -573,33 +561,3 @@ def _merged(raw: Sequence[object], at: Sequence[int], again: Sequence[object]) -
     for slot, reply in zip(at, again, strict=True):
         merged[slot] = reply
     return merged
-
-
-_TLS_ONLY: Final = frozenset(
-    {
-        "ssl_ca_path",
-        "ssl_ciphers",
-        "ssl_check_hostname",
-        "ssl_min_version",
-        "ssl_include_verify_flags",
-        "ssl_exclude_verify_flags",
-        "ssl_cert_reqs",
-    }
-)
-
-
-def _check_url_options(options: Mapping[str, Any], *, tls: bool) -> None:
-    """Refuse the URL options the connection cannot take as they are.
-
-    Raises:
-        ConfigurationError: A TLS option on a plain URL, or ``protocol`` other than 2.
-    """
-    if not tls and (misplaced := sorted(set(options) & _TLS_ONLY)):
-        msg = f"URL option(s) {', '.join(misplaced)} need a rediss:// URL"
-        raise ConfigurationError(msg)
-    if options.get("protocol", 2) != 2:
-        msg = (
-            "URL option protocol must be 2: kirocache reads RESP2 replies (the near cache "
-            "uses client tracking over RESP2)"
-        )
-        raise ConfigurationError(msg)

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from kirocache._values.types import option_seconds
 from kirocache.backends._cluster_urls import parse_nodes_url, shown_nodes_url
-from kirocache.backends._config import ENV_REDIS_URL, settings_from_env
+from kirocache.backends._config import ENV_REDIS_URL, settings_from_env, url_keywords
 from kirocache.backends._redis_clients import check_pool, timeouts
 from kirocache.backends._redis_connections import AsyncRetry, SyncRetry, _DeadlineMixin
 from kirocache.backends.redis import RedisBackend
@@ -80,7 +80,9 @@ class RedisSentinelBackend(RedisBackend):
         url: ``redis+sentinel://[user[:password]@]host:port[,host:port...]/<master>[/<db>]``
             with ``?sentinel_password=``, ``?sentinel_username=``, ``?db=``,
             ``?client_name=``, ``?ssl=true`` (``rediss+sentinel://``: TLS to the data
-            nodes and the Sentinels).
+            nodes and the Sentinels), and the connection options of a ``redis://`` URL
+            (``?timeout=0.5&max_connections=20``: a keyword argument left at its
+            default takes the URL's value; the others reach the data nodes' connections).
         password: The data nodes' password (overrides the URL's).
         username: The data nodes' ACL user (overrides the URL's).
         db: Database number (overrides the URL's).
@@ -128,44 +130,52 @@ class RedisSentinelBackend(RedisBackend):
     ) -> None:
         env = settings_from_env()
         source = "url" if url is not None else ENV_REDIS_URL
+        node: dict[str, Any] = {}
         try:
             parsed = parse_nodes_url(url or env.redis_url or "", source=source)
+            if parsed.kind != "sentinel":
+                msg = "RedisSentinelBackend needs a redis+sentinel:// or rediss+sentinel:// URL"
+                raise ConfigurationError(msg)
+            chosen, node = url_keywords(
+                RedisSentinelBackend, locals(), parsed.options, tls=parsed.tls
+            )
+            max_connections = chosen["max_connections"]
+            check_pool(max_connections, retries)
+            deadline, reply, connect = timeouts(
+                chosen["timeout"], chosen["connect_timeout"], chosen["socket_timeout"]
+            )
+            tls: dict[str, Any] = {}
+            tls_files = {n: chosen[n] for n in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")}
+            if parsed.tls:
+                tls = {"ssl": True, **tls_files, "ssl_cert_reqs": chosen["ssl_cert_reqs"]}
+                tls.update({n: node.pop(n) for n in list(node) if n.startswith("ssl_")})
+            elif any(tls_files.values()):
+                msg = (
+                    "ssl_ca_certs, ssl_certfile and ssl_keyfile need rediss+sentinel:// or ssl=true"
+                )
+                raise ConfigurationError(msg)
+            secret = password or parsed.password or env.redis_password
+            watcher_secret = sentinel_password or parsed.sentinel_password
+            number = db if db is not None else parsed.db if parsed.db is not None else env.redis_db
+            node.update(
+                username=username or parsed.username,
+                password=secret,
+                db=number or 0,
+                client_name=client_name or parsed.client_name,
+                socket_timeout=reply,
+                socket_connect_timeout=connect,
+                health_check_interval=option_seconds(
+                    chosen["health_check_interval"], "health_check_interval", allow_zero=True
+                ),
+                max_connections=max_connections,
+            )
+            wait = option_seconds(pool_timeout, "pool_timeout")
         except ConfigurationError as exc:
+            # Error trackers record the locals of every frame a traceback holds.
             url = password = sentinel_password = None
+            node.clear()
             raise exc.with_traceback(None) from None
-        if parsed.kind != "sentinel":
-            msg = "RedisSentinelBackend needs a redis+sentinel:// or rediss+sentinel:// URL"
-            raise ConfigurationError(msg)
-        check_pool(max_connections, retries)
-        secret = password or parsed.password or env.redis_password
-        user = username or parsed.username
-        watcher_secret = sentinel_password or parsed.sentinel_password
-        number = db if db is not None else parsed.db if parsed.db is not None else env.redis_db
-        deadline, reply, connect = timeouts(timeout, connect_timeout, socket_timeout)
-        tls: dict[str, Any] = {}
-        if parsed.tls:
-            tls = {
-                "ssl": True,
-                "ssl_ca_certs": ssl_ca_certs,
-                "ssl_certfile": ssl_certfile,
-                "ssl_keyfile": ssl_keyfile,
-                "ssl_cert_reqs": ssl_cert_reqs,
-            }
-        elif ssl_ca_certs or ssl_certfile or ssl_keyfile:
-            msg = "ssl_ca_certs, ssl_certfile and ssl_keyfile need rediss+sentinel:// or ssl=true"
-            raise ConfigurationError(msg)
-        node: dict[str, Any] = {
-            "username": user,
-            "password": secret,
-            "db": number or 0,
-            "client_name": client_name or parsed.client_name,
-            "socket_timeout": reply,
-            "socket_connect_timeout": connect,
-            "health_check_interval": option_seconds(
-                health_check_interval, "health_check_interval", allow_zero=True
-            ),
-            "max_connections": max_connections,
-        }
+        user = node["username"]
         watchers = {
             "username": sentinel_username or parsed.sentinel_username,
             "password": watcher_secret,
@@ -222,6 +232,6 @@ class RedisSentinelBackend(RedisBackend):
             display_url=shown_nodes_url(parsed, user, secret, watched=bool(watcher_secret)),
             secrets=[s for s in (secret, parsed.password, watcher_secret) if s],
             pool_size=max_connections,
-            pool_wait=option_seconds(pool_timeout, "pool_timeout"),
+            pool_wait=wait,
             deadline=deadline,
         )

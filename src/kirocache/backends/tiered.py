@@ -266,6 +266,20 @@ class TieredBackend:
         """The Redis backend underneath."""
         return self._remote
 
+    def node_states(self) -> dict[str, dict[str, object]]:
+        """The remote cluster's per-node circuit breakers, without I/O.
+
+        Health checks and the exporters read a backend's ``node_states()``; through a
+        ``TieredBackend`` they see the nodes of the cluster underneath.
+
+        Returns:
+            :meth:`RedisClusterBackend.node_states` of the remote; empty when the remote
+            is one node (or Sentinel's master).
+        """
+        if isinstance(self._remote, RedisClusterBackend):
+            return self._remote.node_states()
+        return {}
+
     @property
     def local(self) -> MemoryBackend:
         """The local layer, to inspect; writing to it bypasses the invalidations."""
