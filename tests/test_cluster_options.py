@@ -18,6 +18,7 @@ from kirocache.backends.cluster import RedisClusterBackend
 from kirocache.backends.sentinel import RedisSentinelBackend
 from kirocache.exceptions import BackendError, ConfigurationError, NodeUnavailableError
 from kirocache.exporters._nodes import NodeReader
+from kirocache.monitoring import HealthChecker
 
 if TYPE_CHECKING:
     from cluster_server import LocalCluster
@@ -227,9 +228,11 @@ def test_a_tiered_backend_forwards_the_clusters_node_states(
     remote._nodes.failure(NODE)
     assert tiered_cluster.node_states() == remote.node_states()
     assert tiered_cluster.node_states()[NODE]["state"] == "open"
-    # the exporters read the nodes through it
-    nodes = NodeReader(Cache(backend=tiered_cluster), stats=False).nodes()
+    # the exporters and the health check read the nodes through it
+    cache = Cache(backend=tiered_cluster)
+    nodes = NodeReader(cache, stats=False).nodes()
     assert [(node.name, node.state) for node in nodes] == [(NODE, "open")]
+    assert HealthChecker(cache).check().nodes[NODE]["state"] == "open"
 
 
 def test_a_tiered_backend_on_one_node_has_no_nodes() -> None:
