@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -70,3 +71,40 @@ def test_env_redis_url_may_name_sentinels(
     finally:
         cache.delete_pattern("*")
         cache.backend.close()
+
+
+def test_more_threads_than_connections_wait_their_turn(
+    redis_sentinel: LocalSentinel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two connections, sixteen threads: a thread finding both in use waits for one (as on
+    # RedisBackend) instead of being refused at once ("Too many connections") and failing.
+    for name in ("REDIS_URL", "REDIS_PASSWORD", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    made = RedisSentinelBackend(redis_sentinel.url, timeout=2.0, max_connections=2, pool_timeout=30)
+    errors: list[BaseException] = []
+    done: list[int] = []
+    start = threading.Barrier(16)
+
+    def work(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(40):
+                made.set_many({f"pool:{n}:{i}": b"v"}, ttl=60)
+                assert made.get(f"pool:{n}:{i}") == b"v"
+            done.append(n)
+        except BaseException as exc:  # every failure is what the test counts
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sorted(done) == list(range(16))
+        pool = made._client.connection_pool
+        assert len(pool._connections) <= 2  # the bound held: nobody opened a third
+    finally:
+        made.delete_pattern("pool:*")
+        made.close()

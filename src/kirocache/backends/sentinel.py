@@ -43,6 +43,19 @@ class _SentinelSSLConnection(_DeadlineMixin, redis.sentinel.SentinelManagedSSLCo
     """A TLS connection to the Sentinels' master, bounded by the call's deadline."""
 
 
+class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """The master's sync pool: a caller finding every connection in use waits its turn.
+
+    redis-py's ``SentinelConnectionPool`` is a plain pool, which refuses a call at once
+    ("Too many connections") when ``max_connections`` are checked out: more threads than
+    connections failed open under load. This one waits up to ``pool_timeout`` like
+    ``RedisBackend``'s sync pool, then fails with redis-py's "No connection available.",
+    which the transport reads as a busy client, not a down server. The Sentinel half (the
+    master's address per new connection, a connection to a demoted master dropped on its
+    release) is ``SentinelConnectionPool``'s, unchanged.
+    """
+
+
 class _Master(redis.Redis):
     """The master's client; closing it also closes the connections to the Sentinels."""
 
@@ -197,6 +210,8 @@ class RedisSentinelBackend(RedisBackend):
         client: _Master = watching.master_for(  # type: ignore[no-untyped-call]
             master,
             redis_class=_Master,
+            connection_pool_class=_BlockingSentinelPool,
+            timeout=wait,
             connection_class=connection_class,
             retry=SyncRetry(backoff, retries, supported_errors=(RedisConnectionError,)),
             **node,
