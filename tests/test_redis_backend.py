@@ -844,6 +844,7 @@ def test_a_wrongtype_reply_is_a_command_error_in_a_pipeline_slot_too(redis_url: 
 
 
 @pytest.mark.real_redis
+@pytest.mark.alone  # a FIFO order of waiters: another worker's load can reorder their wakeups
 async def test_async_callers_queue_first_come_first_served(redis_url: str) -> None:
     # 200 tasks on 4 connections: each waits its turn in order (about 50 commands), none
     # waits out the pool wait. redis-py's own pool lets a task that just released a
