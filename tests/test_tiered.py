@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import threading
@@ -17,7 +18,7 @@ import redis
 
 from eventually import aeventually, eventually
 from kirocache import Cache, cached
-from kirocache.backends import MemoryBackend, Op, RedisBackend, TieredBackend
+from kirocache.backends import MemoryBackend, Op, RedisBackend, TieredBackend, _tiered_subscriber
 from kirocache.backends._glob import escape_glob
 from kirocache.backends.tiered import (
     _backoff,
@@ -795,3 +796,26 @@ async def test_async_pair_round_trip(
     await a.atag_add(prefix + "tag", ["m"], 60)
     assert await b.atag_members(prefix + "tag") == ["m"]
     assert await b.atag_remove(prefix + "tag", ["m"]) == 1
+
+
+@pytest.mark.real_redis
+def test_close_wakes_the_subscriber_without_waiting_out_its_poll(
+    make_tiered: Callable[..., TieredBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With a minute-long poll, only stop() waking the thread (its socket shut down) lets
+    # close() return within the join below; the wake is not a lost subscription, so
+    # nothing is logged.
+    monkeypatch.setattr(_tiered_subscriber, "POLL", 60.0)
+    backend = make_tiered()
+    assert backend.wait_connected(10)
+    [thread] = subscriber_threads()
+    with caplog.at_level(logging.INFO, logger="kirocache"):
+        closer = threading.Thread(target=backend.close)
+        closer.start()
+        closer.join(20)
+    assert not closer.is_alive()
+    assert not thread.is_alive()
+    assert backend.stats().extra["connection_failures"] == 0
+    assert [r.getMessage() for r in caplog.records if "subscri" in r.getMessage()] == []

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -113,6 +114,8 @@ class Subscriber:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connected = threading.Event()
+        # The subscription being read, for stop() to wake its poll at once.
+        self._pubsub: PubSub | None = None
         self.counters = _Counters()
         # Where the subscription was last made ("host:port"), for stats and operators.
         self.node: str | None = None
@@ -150,10 +153,20 @@ class Subscriber:
             self._thread.start()
 
     def stop(self) -> threading.Thread | None:
-        """Ask the thread to stop; returns it, for the caller to join."""
+        """Ask the thread to stop; returns it, for the caller to join.
+
+        The thread's poll is woken at once (its socket shut down), so a join returns
+        without waiting out the poll's ``POLL`` seconds.
+        """
         with self._lock:
             thread, self._thread = self._thread, None
             self._stop.set()
+            pubsub = self._pubsub
+        if thread is not None and pubsub is not None:
+            sock = getattr(pubsub.connection, "_sock", None)
+            with contextlib.suppress(OSError, AttributeError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
         return thread
 
     def _run(self, stop: threading.Event) -> None:
@@ -167,6 +180,8 @@ class Subscriber:
                 try:
                     pool = self._make_pool(max(self._pong_wait, _MIN_CONFIRM_WAIT), failures)
                     pubsub = redis.Redis(connection_pool=pool).pubsub()  # type: ignore[no-untyped-call]
+                    with self._lock:
+                        self._pubsub = pubsub
                     self._subscribe(pubsub, stop)
                     failures = 0
                     self._listen(pubsub, stop)
@@ -180,7 +195,9 @@ class Subscriber:
                 with contextlib.suppress(Exception):
                     if pool is not None:
                         pool.disconnect()
-                if error is not None:
+                with self._lock:
+                    self._pubsub = None
+                if error is not None and not stop.is_set():  # not a loss: stop() woke it
                     # Counted only now, so whoever sees the count sees the layer cleared.
                     failures += 1
                     self.counters.failures += 1
