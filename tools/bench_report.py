@@ -56,7 +56,8 @@ class Target:
         over = ratio / self.bound
         if over >= 2:
             return f"missed: {over:.1f}x the bound"
-        return f"missed by {(over - 1) * 100:.0f}%"
+        share = (over - 1) * 100
+        return f"missed by {share:.1f}%" if share < 1 else f"missed by {share:.0f}%"
 
 
 TARGETS = [
