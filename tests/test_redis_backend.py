@@ -641,6 +641,40 @@ def test_a_batch_cut_off_mid_reply_is_not_sent_twice(
     assert backend.execute([Op("get", k + "n")]) == [b"4"]
 
 
+def test_a_batch_cut_off_before_its_first_reply_is_not_sent_twice(
+    redis_url: str,
+    make_backend: Callable[..., RedisBackend],
+    k: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The write reached the server, which ran both commands; the connection broke before
+    # any reply got back. Nothing tells that apart from a connection dead before the send,
+    # so the batch fails rather than being sent again (which would run each INCRBY twice).
+    backend = make_backend(redis_url)
+    ops = [Op("incr", k + "n", amount=1), Op("incr", k + "n", amount=1)]
+    assert backend.execute(ops) == [1, 2]  # a held connection now serves batches
+    held = backend._held.take()  # type: ignore[union-attr]
+    backend._held.put(held)  # type: ignore[union-attr]
+    connection_class: Any = type(held)
+    read = connection_class.read_response
+    cuts: list[int] = []
+
+    def cut(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if cuts:  # once only: any other connection (a resend's) reads as usual
+            return read(self, *args, **kwargs)
+        cuts.append(1)
+        time.sleep(0.05)  # the server has run what was sent
+        raise redis.ConnectionError("reset by peer")
+
+    monkeypatch.setattr(connection_class, "read_response", cut)
+    with pytest.raises(BackendError, match="reset by peer"):
+        backend.execute(ops)
+    monkeypatch.undo()
+    with redis.Redis.from_url(redis_url) as raw:
+        assert raw.get(k + "n") == b"4"  # both ran once, none again
+    assert backend.execute([Op("get", k + "n")]) == [b"4"]
+
+
 # -- commands the server actually saw -------------------------------------------------------
 
 

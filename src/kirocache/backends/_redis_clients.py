@@ -486,8 +486,13 @@ class RedisTransport:
         Their replies as the server gave them (a refused command's ``ResponseError`` in its
         slot), without redis-py's pipeline: its bookkeeping and its reply callbacks per
         command were the larger part of a small batch's time. ``None``: no held connection
-        was free, or the one taken was reset while idle; the caller then sends them the
-        usual way (``_pipe``, with redis-py's retries, as before).
+        was free; the caller then sends them the usual way (``_pipe``).
+
+        A held connection the server closed or reset while it was idle (a restart) reads
+        as EOF before anything is sent, and is opened afresh for the batch. Once the write
+        has started, a broken connection fails the batch whatever was answered: the server
+        may have run some or all of the commands without a reply getting back, so they are
+        never sent again (an ``INCRBY`` would run twice).
 
         Raises:
             BackendError: The round trip failed (the connection is disconnected).
@@ -504,6 +509,17 @@ class RedisTransport:
         if connection is None:
             end_call()
             return None
+        try:
+            stale = connection.can_read(timeout=0)  # EOF, a reset or stray bytes: not sound
+        except RedisConnectionError:
+            stale = True
+        except BaseException:
+            end_call()
+            connection.disconnect()
+            held.give_back(connection)
+            raise
+        if stale:
+            connection.disconnect()  # the send below connects it again
         replies: list[object] = []
         try:
             connection.send_packed_command(packed_many(connection, commands))
@@ -513,12 +529,6 @@ class RedisTransport:
                     replies.append(read())
                 except ResponseError as exc:  # noqa: PERF203 - that command's answer: the others still run
                     replies.append(exc)
-        except RedisConnectionError as exc:
-            connection.disconnect()
-            held.give_back(connection)
-            if replies:  # some were answered: sending them again would run them twice
-                raise self._error(operation, exc) from exc
-            return None  # reset or closed while idle (a restarted server)
         except BaseException as exc:
             connection.disconnect()
             held.give_back(connection)
