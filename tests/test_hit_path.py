@@ -341,3 +341,97 @@ async def test_a_memory_backend_with_its_own_aget_is_awaited() -> None:
         assert await load(1) == await load(1) == 1
         assert awaited == ["w:1", "w:1"]
         assert CopyingBackend.answers_inline  # its own get only: still read inline
+
+
+# -- what a review found ------------------------------------------------------------------
+
+
+class _Counting:
+    """A mixin whose ``aget`` counts its calls before the backend's own."""
+
+    agets = 0
+
+    async def aget(self, key: str) -> bytes | None:
+        _Counting.agets += 1
+        return await super().aget(key)  # type: ignore[misc, no-any-return]
+
+
+class _MixedMemory(_Counting, MemoryBackend):
+    """A MemoryBackend whose ``aget`` comes from a mixin, not its own class body."""
+
+
+def test_an_async_hit_awaits_an_aget_from_a_mixin_or_put_on_the_instance() -> None:
+    backend = _MixedMemory()
+    cache = Cache(backend)
+
+    @cached(cache=cache, ttl=60, prefix="mixed:")
+    async def f(x: int) -> int:
+        return x
+
+    async def main() -> None:
+        for _ in range(4):
+            assert await f(1) == 1
+        assert _Counting.agets == 4  # every read went through the mixin's aget
+
+        plain = MemoryBackend()
+        plain_cache = Cache(plain)
+
+        @cached(cache=plain_cache, ttl=60, prefix="patched:")
+        async def g(x: int) -> int:
+            return x
+
+        assert await g(1) == 1
+        seen: list[str] = []
+        real = plain.aget
+
+        async def spy(key: str) -> bytes | None:
+            seen.append(key)
+            return await real(key)
+
+        plain.aget = spy  # type: ignore[method-assign]  # as a test's patch would
+        assert await g(1) == 1
+        assert len(seen) == 1
+
+    asyncio.run(main())
+
+
+class _FailSafe(MemoryBackend):
+    """A MemoryBackend that can stop answering reads, with a fail-safe copy like Tiered's."""
+
+    down = False
+
+    def get(self, key: str) -> bytes | None:
+        if self.down:
+            raise ConnectionError("down")
+        return super().get(key)
+
+    def kept(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        return None if entry is None else entry[0]
+
+
+def test_a_fail_safe_serve_of_an_enveloped_entry_is_counted_once() -> None:
+    backend = _FailSafe()
+    metrics = InMemoryMetrics()
+    cache = Cache(backend, breaker=None, metrics=metrics)
+
+    @cached(cache=cache, ttl=60, stale_ttl=60, prefix="fs:")
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1  # a miss, stored
+    assert f(1) == 1  # a hit
+    backend.down = True
+    assert f(1) == 1  # the fail-safe copy, served as stale
+    [get] = [s for s in metrics.stats("fs:") if s.operation == "get"]
+    assert (get.hits, get.stale) == (1, 1)
+    assert get.calls == get.hits + get.stale + get.misses + get.errors - get.coalesced
+
+
+def test_a_short_frame_with_a_json_header_is_corrupt_not_a_crash() -> None:
+    backend = MemoryBackend()
+    cache = Cache(backend)
+    cache.set("k", {"a": 1})
+    [full] = list(backend._data)
+    backend.set(full, b"\xc5\x01\x01\x00\x12")  # the header's first bytes, cut short
+    assert cache.get("k") is None  # a miss, counted as a decode error; never struct.error

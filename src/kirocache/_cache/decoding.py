@@ -96,7 +96,8 @@ def decode(self: Cache, full: str, raw: bytes, type: Any) -> Any:
     value = codec.loads(raw, type, full)
     size = len(raw)
     entry: tuple[bytes, Any, Any, Any, Callable[[bytes], Any] | None, bytes]
-    if size <= _MEMO_BYTES:
+    # only bytes are known by identity: a backend reusing one bytearray would change them
+    if size <= _MEMO_BYTES and raw.__class__ is bytes:
         if immutable(value):
             entry = (raw, type, serializer, value, None, b"")
         elif (

@@ -91,7 +91,7 @@ class CachedFunction(Wrapper[P, R]):
 
     def _serve(self, envelope: Any, job: Job) -> R:
         """A hit in its freshness envelope: its value, refreshed behind the caller if due."""
-        if self._plan.due(job.cache, envelope, job.read_at):
+        if self._plan.due(job.cache, envelope, job.read_at, job.seen):
             name = f"kirocache-refresh {job.body}"
             self._refreshes.start((id(job.cache), job.body), name, lambda: self._compute(job))
         return cast("R", envelope[2])

@@ -20,6 +20,7 @@ from kirocache._decorators.options import Options
 from kirocache._values.expiry import Expiry
 from kirocache._values.faithful import Check, packed_reason, speaks_json, speaks_msgpack
 from kirocache.backends._lock import DistributedLock
+from kirocache.backends.memory import MemoryBackend
 from kirocache.exceptions import (
     ConfigurationError,
     InvalidKeyError,
@@ -117,9 +118,12 @@ class Route:
         self.read = reader(*bound)
         self.aread = areader(*bound)
         # asked of its class: a wrapper passing attributes on to a MemoryBackend does not
-        # answer inline (its own ``get`` may wait)
+        # answer inline (its own ``get`` may wait), nor does a class whose ``aget`` is not
+        # MemoryBackend's (a mixin's, or one patched onto the class)
         backend = cache.backend
-        self.inline = backend if getattr(type(backend), "answers_inline", False) else None
+        kind = type(backend)
+        inline = getattr(kind, "answers_inline", False) and _memory_aget(kind)
+        self.inline = backend if inline else None
 
 
 @dataclass(slots=True)
@@ -343,16 +347,21 @@ class Plan:
                 return "refresh"
         return "fresh"
 
-    def due(self, cache: Cache, entry: tuple[float, float, Any], started: float) -> bool:
+    def due(
+        self, cache: Cache, entry: tuple[float, float, Any], started: float, seen: Seen
+    ) -> bool:
         """Whether a hit's envelope asks for a background refresh; the serve is counted.
 
         A read of an envelope is counted here, once judged: ``stale`` when its value is
         past its fresh time (served while a refresh runs), else ``hit``; ``started`` is
-        when the read started (``time.perf_counter``), for its latency.
+        when the read started (``time.perf_counter``), for its latency. A fail-safe copy
+        served while the backend did not answer (``seen`` marks it ``UNREAD``) was counted
+        as ``stale`` when it was read, and is not counted again.
         """
         state = self.freshness(entry, cache.clock.time())
-        outcome: Outcome = "stale" if state == "stale" else "hit"
-        cache.guard.observe("get", self.namespace.prefix, outcome, started)
+        if seen[1] is not UNREAD:
+            outcome: Outcome = "stale" if state == "stale" else "hit"
+            cache.guard.observe("get", self.namespace.prefix, outcome, started)
         return state != "fresh"
 
     def unserializable(self, exc: Exception) -> SerializationError:
@@ -454,3 +463,8 @@ class Plan:
                 text,
                 operation,
             )
+
+
+def _memory_aget(kind: type) -> bool:
+    """Whether ``kind``'s ``aget`` is ``MemoryBackend``'s own (which only calls ``get``)."""
+    return getattr(kind, "aget", None) is MemoryBackend.aget

@@ -178,9 +178,10 @@ class OrjsonSerializer:
             CorruptValueError: The bytes are not a valid JSON entry or do not match ``type``.
             SerializationError: ``type`` is an annotation msgspec cannot decode into.
         """
-        if data.startswith(_JSON_HEAD):
+        if data.startswith(_JSON_HEAD) and len(data) >= HEADER_SIZE:
             # The common case, checked inline: an uncompressed JSON entry whose checksum
-            # holds; a large payload is read in place rather than copied.
+            # holds; a large payload is read in place rather than copied. A frame shorter
+            # than its header goes the long way, which refuses it as corrupt.
             payload: bytes | memoryview = (
                 data[HEADER_SIZE:] if len(data) < _COPY_LIMIT else memoryview(data)[HEADER_SIZE:]
             )
