@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import redis
 import redis.asyncio
@@ -429,12 +429,8 @@ class RedisTransport:
             connection.disconnect()
             held.give_back(connection)
             return self._call_pooled(operation, command)
-        except BaseException as exc:
-            connection.disconnect()
-            held.give_back(connection)
-            if isinstance(exc, _ERRORS):
-                raise self._error(operation, exc) from exc
-            raise
+        except BaseException as exc:  # noqa: BLE001 - _drop raises it again
+            self._drop(held, connection, operation, exc)
         finally:
             end_call()
         held.put(connection)
@@ -513,11 +509,9 @@ class RedisTransport:
             stale = connection.can_read(timeout=0)  # EOF, a reset or stray bytes: not sound
         except RedisConnectionError:
             stale = True
-        except BaseException:
+        except BaseException as exc:  # noqa: BLE001 - _drop raises it again
             end_call()
-            connection.disconnect()
-            held.give_back(connection)
-            raise
+            self._drop(held, connection, operation, exc)
         if stale:
             connection.disconnect()  # the send below connects it again
         replies: list[object] = []
@@ -529,16 +523,25 @@ class RedisTransport:
                     replies.append(read())
                 except ResponseError as exc:  # noqa: PERF203 - that command's answer: the others still run
                     replies.append(exc)
-        except BaseException as exc:
-            connection.disconnect()
-            held.give_back(connection)
-            if isinstance(exc, _ERRORS):
-                raise self._error(operation, exc) from exc
-            raise
+        except BaseException as exc:  # noqa: BLE001 - _drop raises it again
+            self._drop(held, connection, operation, exc)
         finally:
             end_call()
         held.put(connection)
         return replies
+
+    def _drop(
+        self, held: HeldConnections, connection: Any, operation: str, exc: BaseException
+    ) -> NoReturn:
+        """A held connection a call broke: disconnected, given back, and ``exc`` raised.
+
+        Raised as the backend's error when it is a Redis or socket error, else as it is.
+        """
+        connection.disconnect()
+        held.give_back(connection)
+        if isinstance(exc, _ERRORS):
+            raise self._error(operation, exc) from exc
+        raise exc
 
     def _run(self, operation: str, commands: Sequence[Command]) -> object:
         if len(commands) == 1:
