@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_server import RedisServer, RedisServerError, TLSFiles, find_redis_server, free_port
+from redis_server import (
+    RedisServer,
+    RedisServerError,
+    TLSFiles,
+    find_redis_server,
+    free_port,
+    tls_files,
+)
 
 __all__ = [
     "MASTER_NAME",
@@ -77,58 +84,7 @@ def cluster_tls_files(directory: Path) -> TLSFiles:
     A cluster's bus over TLS is mutual: each node presents its certificate to the others,
     so it needs the client-auth usage as well as the server-auth one.
     """
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kirocache cluster CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = TLSFiles(
-        cert=str(directory / "node.pem"),
-        key=str(directory / "node.key"),
-        ca=str(directory / "ca.pem"),
-    )
-    Path(files.ca).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    Path(files.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    Path(files.key).write_bytes(private)
-    return files
+    return tls_files(directory, client_auth=True)
 
 
 def _free_bus_port(taken: set[int]) -> int:
