@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import timedelta
 
 import pytest
@@ -158,3 +159,19 @@ def test_replace_keeps_the_ttl_function() -> None:
     moved = dataclasses.replace(ns, version=2)
     assert moved.ttl_function is rule
     assert "ttl_function" in repr(ns)
+
+
+def test_jitter_never_advances_the_applications_random(cache: Cache) -> None:
+    # An application that seeds the global ``random`` for a reproducible run gets the same
+    # numbers whatever the cache draws: the cache's jitter comes from a generator of its own.
+    @cached(prefix="own:", cache=cache, ttl=100, jitter=20)
+    def value(n: int) -> int:
+        return n
+
+    random.seed(7)
+    before = random.getstate()
+    for n in range(20):
+        value(n)
+    assert random.getstate() == before
+    ttls = [_ttl(cache, f"own:{n}") for n in range(20)]
+    assert max(ttls) - min(ttls) > 2  # still spread: 20 draws of U(0, 20) within 2 s is ~0

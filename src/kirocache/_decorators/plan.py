@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from kirocache._cache.resolved import areader, reader
 from kirocache._decorators.options import Options
 from kirocache._values.expiry import Expiry
 from kirocache._values.faithful import Check, packed_reason, speaks_json, speaks_msgpack
+from kirocache._values.randomness import RANDOM
 from kirocache.backends._lock import DistributedLock
 from kirocache.backends.memory import MemoryBackend
 from kirocache.exceptions import (
@@ -342,7 +342,7 @@ class Plan:
             return "stale"
         beta = self.options.early_refresh
         if beta and compute_time > 0:
-            gap = -compute_time * beta * math.log(1.0 - random.random())
+            gap = -compute_time * beta * math.log(1.0 - RANDOM.random())
             if now + gap >= fresh_until:
                 return "refresh"
         return "fresh"

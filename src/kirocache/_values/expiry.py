@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from kirocache._values.randomness import RANDOM
 from kirocache._values.types import Duration, to_seconds, ttl_seconds
 from kirocache.exceptions import ConfigurationError, InvalidTTLError
 
@@ -57,7 +57,7 @@ class Expiry:
         else:
             seconds = self.ttl
         if seconds is not None and self.jitter:
-            seconds += random.uniform(0.0, self.jitter)
+            seconds += RANDOM.uniform(0.0, self.jitter)
         return seconds
 
     @property

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from kirocache._values.randomness import RANDOM
 from kirocache._values.types import option_seconds
 from kirocache.backends._protocol import Op
 from kirocache.backends._steps import PAUSE, Call, Steps, arun_steps, run_steps
@@ -45,7 +45,7 @@ def _delay(attempt: int, remaining: float) -> float:
     together from polling the store in lockstep.
     """
     ceiling = min(_MAX_DELAY, _FIRST_DELAY * 2**attempt)
-    return min(remaining, random.uniform(ceiling / 2, ceiling))
+    return min(remaining, RANDOM.uniform(ceiling / 2, ceiling))
 
 
 class DistributedLock:

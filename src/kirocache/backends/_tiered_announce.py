@@ -13,11 +13,11 @@ open, and nodes a failed write names, are passed over; healthy nodes go first.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Protocol
 
+from kirocache._values.randomness import RANDOM
 from kirocache.backends._cluster_nodes import failed_node
 from kirocache.backends._cluster_plan import answered, execute_flow, transaction_commands
 from kirocache.backends._protocol import Op, OpResult
@@ -63,7 +63,7 @@ def targets(
     """
     usable = [node for node in primaries if node.name not in skip]
     usable = [node for node in usable if nodes.state(node.name) != "open"]
-    random.shuffle(usable)
+    RANDOM.shuffle(usable)
     usable.sort(key=lambda node: (nodes.failing(node.name), node.name != near))
     return usable
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import redis
 from redis.exceptions import RedisClusterException
 
+from kirocache._values.randomness import RANDOM
 from kirocache.backends._cluster_clients import refused
 from kirocache.backends._cluster_plan import get_many_commands, get_many_values, one_slot, slot_of
 from kirocache.backends._cluster_transport import _ERRORS, _closed_under_us, _lost
@@ -284,7 +284,7 @@ class NodeRotation:
         self._remote = remote
         self._channel = channel
         self._lock = threading.Lock()
-        self._turn = random.randrange(1 << 16)
+        self._turn = RANDOM.randrange(1 << 16)
         self._read_at = 0  # the failures in a row when the map was last read again
         self._warned = False
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import random
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from kirocache._values.randomness import RANDOM
 from kirocache.backends._tiered_local import Local
 from kirocache.backends._tiered_messages import decode
 from kirocache.backends._tiered_tracking import INVALIDATE_CHANNEL, decode_keys, enable
@@ -54,7 +54,7 @@ _POOL_BOUND: Final = frozenset(
 def backoff(failures: int, base: float = _BACKOFF_BASE, cap: float = _BACKOFF_CAP) -> float:
     """Seconds to wait after ``failures`` failed attempts in a row: doubling, capped, jittered."""
     ceiling = min(cap, base * 2.0 ** min(max(failures, 1) - 1, 16))
-    return ceiling * random.uniform(0.5, 1.0)
+    return ceiling * RANDOM.uniform(0.5, 1.0)
 
 
 # ---- the subscriber thread --------------------------------------------------------------------
